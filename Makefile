@@ -1,0 +1,81 @@
+# splitgraph: version control for PostgreSQL tables, as an extension.
+# `make help` lists the targets. The version lives in splitgraph.control only.
+
+EXTENSION   = splitgraph
+EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
+PYTHON_SERVER ?= /usr/bin/python3
+VENV        = .venv
+ENGINE_DIR ?= .engine
+ENGINE_PORT ?= 5488
+ENGINE_DB  ?= splitgraph
+
+SQL_SOURCES = $(sort $(wildcard sql/*/*.sql))
+EXTENSION_SQL = extension/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(EXTENSION_SQL) $(wildcard extension/$(EXTENSION)--*--*.sql)
+EXTRA_CLEAN = $(EXTENSION_SQL)
+
+# PGXS is only there once `make deps` has installed postgresql-server-dev-15.
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+PY_LIB_ROOT = $(pkglibdir)/$(EXTENSION)
+else
+PY_LIB_ROOT = /usr/lib/postgresql/15/lib/$(EXTENSION)
+endif
+PY_LIB_DIR = $(PY_LIB_ROOT)/$(EXTVERSION)
+
+.DEFAULT_GOAL := all
+all: $(EXTENSION_SQL)
+
+.PHONY: help deps setup install-python engine engine-stop demo test pgtap bench lint updatecheck
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+# The install script: the numbered sql/ folders concatenated in order, with the version filled in.
+$(EXTENSION_SQL): $(SQL_SOURCES) $(EXTENSION).control
+	@mkdir -p extension
+	@for f in $(SQL_SOURCES); do echo "-- source: $$f"; cat $$f; echo; done \
+	  | sed -e 's|@EXTVERSION@|$(EXTVERSION)|g' -e 's|@PYTHON_LIB_ROOT@|$(PY_LIB_ROOT)|g' > $@
+
+deps: ## install missing Debian packages and the client tools (.venv)
+	@scripts/deps.sh
+
+install: install-python ## build and install the extension and its Python package (needs deps)
+
+install-python: ## install plpython/ and the server's Python packages into the versioned library directory
+	rm -rf $(DESTDIR)$(PY_LIB_DIR)
+	mkdir -p $(DESTDIR)$(PY_LIB_DIR)
+	cp -r plpython/splitgraph_pl $(DESTDIR)$(PY_LIB_DIR)/
+	find $(DESTDIR)$(PY_LIB_DIR) -name __pycache__ -prune -exec rm -rf {} +
+	@if grep -qv '^\s*\(#\|$$\)' plpython/requirements.txt; then \
+	  $(PYTHON_SERVER) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+	    --target $(DESTDIR)$(PY_LIB_DIR) -r plpython/requirements.txt; fi
+
+# Targets that need PGXS run `install` in a second make, after deps may have just installed it.
+SUDO = $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+setup: deps ## deps, then build and install the extension
+	@$(SUDO) $(MAKE) --no-print-directory install >/dev/null
+
+engine: setup ## start the local engine (a cluster under .engine/) with the extension in database splitgraph
+	@$(VENV)/bin/python tests/support/cluster.py start --dir $(ENGINE_DIR) --port $(ENGINE_PORT) --db $(ENGINE_DB)
+
+engine-stop: ## stop the local engine
+	@$(VENV)/bin/python tests/support/cluster.py stop --dir $(ENGINE_DIR)
+
+demo: engine ## walk through init, commit, tag, change, commit and checkout on the local engine
+	@scripts/demo.sh "host=127.0.0.1 port=$(ENGINE_PORT) dbname=$(ENGINE_DB) user=postgres"
+
+test: setup ## run every test: pgTAP files and pytest, on throwaway clusters
+	$(VENV)/bin/python -m pytest -p no:cacheprovider tests
+
+bench: setup ## measure performance ratios against the physical limits, in one run
+	$(VENV)/bin/python tests/bench.py
+
+lint: deps ## sqlfluff on sql/, ruff on Python
+	$(VENV)/bin/ruff check plpython tests scripts
+	$(VENV)/bin/sqlfluff lint sql
+
+updatecheck: setup ## install the previous version, ALTER EXTENSION UPDATE, then run the suite
+	@scripts/updatecheck.sh $(EXTVERSION)

@@ -1,0 +1,399 @@
+"""Fragments: table contents stored as content-addressed objects, and applied back into tables.
+
+An object is a table splitgraph_meta."<object_id>" with the table's columns plus `sg_ud_flag` (true: upsert the
+row, false: delete the row with this key). A table version is an ordered list of objects; applying them in
+order rebuilds the table. Every data movement here is one set-based statement; Python only builds SQL and
+handles per-object metadata.
+"""
+import json
+import math
+import secrets
+
+from . import db, errors, hashing
+from . import tables as tbl
+from .names import FLAG_COLUMN, ident, literal
+
+META = "splitgraph_meta"
+DEFAULT_CHUNK_SIZE = 10000
+# Held shared by anything that may reuse an object, exclusively by cleanup(), so an object is never
+# garbage-collected while a concurrent transaction is about to reference it.
+OBJECTS_LOCK = (1936287602, 0)
+# Hashing a large table is CPU-bound: let every core take part even though fresh tables have no statistics.
+PARALLEL = {"parallel_setup_cost": "0", "parallel_tuple_cost": "0", "min_parallel_table_scan_size": "0"}
+
+
+def object_table(object_id):
+    return f"{META}.{ident(object_id)}"
+
+
+def _temp_name():
+    return "sg_tmp_" + secrets.token_hex(6)
+
+
+def lock_objects_shared(plpy):
+    db.run(plpy, "select pg_catalog.pg_advisory_xact_lock_shared($1::int, $2::int)", *OBJECTS_LOCK)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hashing and indexing, in SQL
+# ---------------------------------------------------------------------------------------------------------------
+
+def _ranges_sql(cols, alias="s"):
+    """jsonb {column: [min, max]} over the rows of a group, for columns whose values order."""
+    parts = []
+    for i, c in enumerate(cols):
+        if c.ranged:
+            expr = f'{alias}.c{i}' + (' collate "C"' if c.collatable else "")
+            parts.append(f"pg_catalog.jsonb_build_object({literal(c.name)}, "
+                         f"pg_catalog.jsonb_build_array(min({expr}), max({expr})))")
+    return " || ".join(parts) if parts else "'{}'::jsonb"
+
+
+def _lane_sums():
+    """Sums of the 16 big-endian 16-bit lanes of the row digests s.h (reduced modulo 2**16 afterwards)."""
+    return ", ".join(f"sum((pg_catalog.get_byte(s.h, {2 * i}) << 8) | pg_catalog.get_byte(s.h, {2 * i + 1})) as l{i}"
+                     for i in range(hashing.LANES))
+
+
+def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", parallel=False):
+    """Per group of rows of `relation` (aliased t): n, the insertion hash and the range index.
+
+    Columns are read as `prefix` + name. Each row's sha256 is computed once (a set-returning projection keeps
+    the planner from repeating it for every lane) and its lanes are summed with plain aggregates, which
+    parallel workers compute in partial aggregates when `parallel` is set.
+    """
+    ranged = ", ".join(f"{prefix}{ident(c.name)} as c{i}" for i, c in enumerate(cols) if c.ranged)
+    inner = (f"select {group + ' as g, ' if group else ''}"
+             f"pg_catalog.unnest(array[pg_catalog.sha256(({tbl.row_text(cols, prefix)})::bytea)]) as h"
+             f"{', ' + ranged if ranged else ''} from {relation} t"
+             f"{' where ' + where if where else ''}")
+    query = (f"select {'s.g, ' if group else ''}count(*) as n, {_lane_sums()}, "
+             f"({_ranges_sql(cols)})::text as ranges from ({inner}) s{' group by s.g' if group else ''}")
+    with db.settings(plpy, PARALLEL if parallel else {}):
+        rows = db.run(plpy, query)
+    result = {}
+    for r in rows:
+        result[r["g"] if group else None] = {
+            "rows": r["n"],
+            "insertion_hash": hashing.to_hex(r[f"l{i}"] or 0 for i in range(hashing.LANES)),
+            "range": json.loads(r["ranges"]) if r["n"] else {},
+        }
+    return result
+
+
+def _bloom_groups(plpy, relation, cols, group, spec, prefix="t."):
+    """Per group: {column: [k, base64 bitmap]} Bloom filters for the columns `spec` configures.
+
+    A value's bit positions are (h1 + i*h2) mod m for i < k, h1 and h2 being the first two big-endian 32-bit
+    words of sha256 of its text; bit p is bit (p mod 8) of byte p/8.
+    """
+    result = {}
+    by_name = {c.name: c for c in cols}
+    for name, options in spec.items():
+        col = by_name[name]
+        if "probability" in options:
+            sizing = (f"greatest(8, ceil(-c.d * ln({float(options['probability'])}) / (ln(2) ^ 2) / 8) * 8)::bigint")
+        else:
+            sizing = f"{int(options['size']) * 8}::bigint"
+        query = f"""
+            with v as (select distinct {group + ' as g' if group else 'null::int as g'},
+                              pg_catalog.sha256(({prefix}{ident(col.name)})::text::bytea) as hb
+                       from {relation} t where {prefix}{ident(col.name)} is not null),
+                 c as (select g, count(*) as d from v group by g),
+                 p as (select g, m, greatest(1, round(m::float8 / d * ln(2)))::int as k
+                       from (select g, d, {sizing} as m from c) z),
+                 pos as (select v.g, ((('x' || encode(substring(v.hb from 1 for 4), 'hex'))::bit(32)::bigint
+                                      + i * ('x' || encode(substring(v.hb from 5 for 4), 'hex'))::bit(32)::bigint)
+                                     % p.m) as pos
+                         from v join p on p.g is not distinct from v.g
+                         cross join lateral pg_catalog.generate_series(0, p.k - 1) as i),
+                 b as (select g, pos / 8 as byte_no, bit_or(1 << (pos % 8)::int) as bits from pos group by g, pos / 8)
+            select p.g, p.k, pg_catalog.encode(pg_catalog.decode((
+                       select pg_catalog.string_agg(pg_catalog.lpad(pg_catalog.to_hex(coalesce(b.bits, 0)), 2, '0'),
+                                                    '' order by s.n)
+                       from pg_catalog.generate_series(0, p.m / 8 - 1) as s(n)
+                       left join b on b.g is not distinct from p.g and b.byte_no = s.n), 'hex'), 'base64') as bitmap
+            from p"""
+        for r in db.run(plpy, query):
+            result.setdefault(r["g"], {})[name] = [r["k"], r["bitmap"].replace("\n", "")]
+    return result
+
+
+def _indexes(plpy, hashed, relation, cols, group, bloom_spec, prefix="t."):
+    blooms = _bloom_groups(plpy, relation, cols, group, bloom_spec, prefix) if bloom_spec else {}
+    out = {}
+    for g, h in hashed.items():
+        index = {"range": h["range"]}
+        if bloom_spec:
+            index["bloom"] = blooms.get(g, {})
+        out[g] = index
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registering objects
+# ---------------------------------------------------------------------------------------------------------------
+
+def existing_objects(plpy, object_ids):
+    """The ids among `object_ids` already registered here. Locks each id so concurrent writers of the same
+    content serialize instead of colliding."""
+    ids = sorted(set(object_ids))
+    if not ids:
+        return set()
+    db.run(plpy, "select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(x, 0)) "
+                 "from pg_catalog.unnest($1::text[]) as x order by x", ids)
+    return set(db.column(plpy, f"select object_id from {META}.objects where object_id = any($1::text[])", ids))
+
+
+def register_objects(plpy, objects):
+    """Add metadata rows for new objects: dicts with object_id, namespace, rows_inserted, rows_deleted,
+    insertion_hash, deletion_hash, index, table_schema. Sizes are read from the stored tables."""
+    if not objects:
+        return
+    db.run(plpy, f"""
+        insert into {META}.objects (object_id, namespace, size, rows_inserted, rows_deleted,
+                                    insertion_hash, deletion_hash, index, table_schema)
+        select u.id, u.ns, pg_catalog.pg_total_relation_size(pg_catalog.format('%I.%I', '{META}', u.id)::regclass),
+               u.ins::bigint, u.del::bigint, u.ih, u.dh, u.idx::jsonb, u.sch::jsonb
+        from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                               $8::text[]) as u(id, ns, ins, del, ih, dh, idx, sch)""",
+           [o["object_id"] for o in objects], [o["namespace"] for o in objects],
+           [str(o["rows_inserted"]) for o in objects], [str(o["rows_deleted"]) for o in objects],
+           [o["insertion_hash"] for o in objects], [o["deletion_hash"] for o in objects],
+           [json.dumps(o["index"]) for o in objects], [json.dumps(o["table_schema"]) for o in objects])
+
+
+def schema_spec(cols):
+    return [[c.ordinal, c.name, c.type, c.is_pk] for c in cols]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Snapshots: a table's rows as base fragments of at most chunk_size rows, by key range
+# ---------------------------------------------------------------------------------------------------------------
+
+def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None):
+    """Store the rows of schema.table as base fragments; returns their object ids in key order.
+
+    Identical rows give identical objects, so storing the same data twice (anywhere) adds no object.
+    """
+    tbl.check_storable(plpy, table, cols)
+    source = f"{ident(schema)}.{ident(table)}"
+    count = db.scalar(plpy, f"select count(*) from {source}")
+    if count == 0:
+        return []
+    if count <= chunk_size:
+        return _store_single(plpy, source, cols, namespace, bloom_spec)
+    if tbl.key_columns(cols):
+        return _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec)
+    return _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec)
+
+
+def _new_object(g, hashed, index, cols, namespace):
+    h = hashed[g]
+    return {
+        "object_id": hashing.object_id(h["insertion_hash"], hashing.ZERO, schema_spec(cols)),
+        "namespace": namespace, "rows_inserted": h["rows"], "rows_deleted": 0,
+        "insertion_hash": h["insertion_hash"], "deletion_hash": hashing.ZERO,
+        "index": index[g], "table_schema": schema_spec(cols),
+    }
+
+
+def _store_single(plpy, source, cols, namespace, bloom_spec):
+    """One chunk: hash the source first, so data already stored is never copied."""
+    hashed = hash_groups(plpy, source, cols)
+    index = _indexes(plpy, hashed, source, cols, None, bloom_spec)
+    obj = _new_object(None, hashed, index, cols, namespace)
+    if obj["object_id"] not in existing_objects(plpy, [obj["object_id"]]):
+        plpy.execute(f"create table {object_table(obj['object_id'])} as "
+                     f"select {tbl.column_list(cols, 't.')}, true as {FLAG_COLUMN} from {source} t")
+        register_objects(plpy, [obj])
+    return [obj["object_id"]]
+
+
+def _chunk_bounds(plpy, source, cols, chunk_size):
+    """The key of every chunk's first row, as SQL literals, in key order."""
+    key = tbl.key_columns(cols)
+    literals = ", ".join(f"pg_catalog.quote_literal(s.k{i}::text) as b{i}" for i in range(len(key)))
+    keys = ", ".join(f"t.{ident(c.name)} as k{i}" for i, c in enumerate(key))
+    rows = db.run(plpy, f"""
+        select {literals} from (
+            select {keys}, row_number() over (order by {tbl.ordering(cols, 't.')}) as rn from {source} t
+        ) s where (s.rn - 1) % {int(chunk_size)} = 0 order by s.rn""")
+    return [[r[f"b{i}"] for i in range(len(key))] for r in rows]
+
+
+def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec):
+    """Tables with a primary key: one pass routes the rows into a partition per chunk (range partitioning on
+    the key), the partitions are hashed in parallel, then detached and renamed to their object ids."""
+    key = tbl.key_columns(cols)
+    bounds = _chunk_bounds(plpy, source, cols, chunk_size)
+    parent = _temp_name()
+    parent_sql = f"{META}.{ident(parent)}"
+    ddl = [f"create table {parent_sql} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null default true)"
+           f" partition by range ({', '.join(c.order_expr() for c in key)})"]
+    lowest = "(" + ", ".join(["minvalue"] * len(key)) + ")"
+    highest = "(" + ", ".join(["maxvalue"] * len(key)) + ")"
+    parts = []
+    for i in range(len(bounds)):
+        part = f"{parent}_{i}"
+        parts.append(part)
+        lo = lowest if i == 0 else "(" + ", ".join(bounds[i]) + ")"
+        hi = highest if i == len(bounds) - 1 else "(" + ", ".join(bounds[i + 1]) + ")"
+        ddl.append(f"create table {META}.{ident(part)} partition of {parent_sql} for values from {lo} to {hi}")
+    plpy.execute(";\n".join(ddl))
+    plpy.execute(f"insert into {parent_sql} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 't.')} "
+                 f"from {source} t")
+
+    names = {r["oid"]: r["relname"] for r in db.run(plpy, """
+        select c.oid::bigint as oid, c.relname::text as relname from pg_catalog.pg_inherits i
+        join pg_catalog.pg_class c on c.oid = i.inhrelid where i.inhparent = $1::regclass""", parent_sql)}
+    by_oid = hash_groups(plpy, parent_sql, cols, group="t.tableoid::bigint", parallel=True)
+    index_by_oid = _indexes(plpy, by_oid, parent_sql, cols, "t.tableoid::bigint", bloom_spec)
+    hashed = {names[g]: h for g, h in by_oid.items()}
+    index = {names[g]: i for g, i in index_by_oid.items()}
+    objects = [_new_object(part, hashed, index, cols, namespace) for part in parts]
+
+    existing = existing_objects(plpy, [o["object_id"] for o in objects])
+    ddl = [f"alter table {parent_sql} detach partition {META}.{ident(part)}" for part in parts]
+    ddl.append(f"drop table {parent_sql}")
+    new, seen = [], set(existing)
+    for part, obj in zip(parts, objects):
+        if obj["object_id"] in seen:
+            ddl.append(f"drop table {META}.{ident(part)}")
+        else:
+            seen.add(obj["object_id"])
+            new.append(obj)
+            ddl.append(f"alter table {META}.{ident(part)} rename to {ident(obj['object_id'])}")
+    plpy.execute(";\n".join(ddl))
+    register_objects(plpy, new)
+    return [o["object_id"] for o in objects]
+
+
+def _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec):
+    """Tables without a primary key: number the rows in key order into a temporary table (whole rows, so no
+    column name can clash), hash each chunk, and copy out the chunks that are new."""
+    stage = "pg_temp." + ident(_temp_name())
+    plpy.execute(f"create table {stage} as select ((row_number() over (order by {tbl.ordering(cols, 't.')}) - 1) "
+                 f"/ {int(chunk_size)})::int as chunk, t as r from {source} t")
+    plpy.execute(f"create index on {stage} (chunk)")
+    hashed = hash_groups(plpy, stage, cols, group="t.chunk", prefix="(t.r).")
+    index = _indexes(plpy, hashed, stage, cols, "t.chunk", bloom_spec, prefix="(t.r).")
+    chunks = sorted(hashed)
+    objects = [_new_object(g, hashed, index, cols, namespace) for g in chunks]
+    seen = existing_objects(plpy, [o["object_id"] for o in objects])
+    new = []
+    for g, obj in zip(chunks, objects):
+        if obj["object_id"] not in seen:
+            seen.add(obj["object_id"])
+            new.append(obj)
+            plpy.execute(f"create table {object_table(obj['object_id'])} as select "
+                         f"{tbl.column_list(cols, '(s.r).')}, true as {FLAG_COLUMN} from {stage} s "
+                         f"where s.chunk = {int(g)}")
+    plpy.execute(f"drop table {stage}")
+    register_objects(plpy, new)
+    return [o["object_id"] for o in objects]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Applying fragments
+# ---------------------------------------------------------------------------------------------------------------
+
+def object_rows(plpy, object_ids):
+    """Metadata of the given objects, in the given order; an error names any that is unknown or not stored."""
+    rows = db.run(plpy, f"""
+        select u.id as object_id, o.object_id is not null as registered,
+               pg_catalog.to_regclass(pg_catalog.format('%I.%I', '{META}', u.id)) is not null as stored,
+               coalesce(o.rows_deleted = 0 and o.deletion_hash = $2, false) as inserts_only
+        from pg_catalog.unnest($1::text[]) with ordinality as u(id, n)
+        left join {META}.objects o on o.object_id = u.id
+        order by u.n""", list(object_ids), hashing.ZERO)
+    for r in rows:
+        if not r["registered"]:
+            errors.fail(plpy, errors.UNDEFINED_OBJECT, f"object {r['object_id']} is not registered on this engine")
+        if not r["stored"]:
+            errors.fail(plpy, errors.UNDEFINED_OBJECT, f"object {r['object_id']} is registered but not stored here",
+                        hint="download it first (pull with download_all, or load_object)")
+    return list(rows)
+
+
+def _runs(objects):
+    """Consecutive objects that only insert rows no earlier fragment has form one run (one INSERT ... UNION ALL);
+    others are applied one by one."""
+    runs = []
+    for o in objects:
+        if o["inserts_only"] and runs and runs[-1][0]:
+            runs[-1][1].append(o["object_id"])
+        else:
+            runs.append((o["inserts_only"], [o["object_id"]]))
+    return runs
+
+
+def _union(object_ids, cols, quals=None, flag=False):
+    select = tbl.column_list(cols, "f.") + (f", f.{FLAG_COLUMN}" if flag else "")
+    where = f" where ({quals})" if quals else ""
+    return " union all ".join(f"select {select} from {object_table(o)} f{where}" for o in object_ids)
+
+
+def _key_match(cols, target="t", fragment="f"):
+    key = tbl.key_columns(cols)
+    if key:
+        return " and ".join(f"{target}.{ident(c.name)} = {fragment}.{ident(c.name)}" for c in key)
+    return f"{tbl.row_text(cols, target + '.')} = {tbl.row_text(cols, fragment + '.')}"
+
+
+def apply_to_table(plpy, target, cols, objects, quals=None):
+    """Apply objects (rows of object_rows) in order to an existing table `target` (qualified SQL name)."""
+    for inserts_only, ids in _runs(objects):
+        if not inserts_only:
+            plpy.execute(f"delete from {target} t using {object_table(ids[0])} f where {_key_match(cols)}")
+            where = f"f.{FLAG_COLUMN}" + (f" and ({quals})" if quals else "")
+            plpy.execute(f"insert into {target} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 'f.')} "
+                         f"from {object_table(ids[0])} f where {where}")
+        else:
+            plpy.execute(f"insert into {target} ({tbl.column_list(cols)}) {_union(ids, cols, quals)}")
+
+
+def materialize(plpy, schema, table, cols, object_ids):
+    """Create schema.table from its fragments: the leading base fragments in one CREATE TABLE AS, then the
+    primary key, then the rest applied in order."""
+    target = f"{ident(schema)}.{ident(table)}"
+    objects = object_rows(plpy, object_ids)
+    runs = _runs(objects)
+    if runs and runs[0][0]:
+        plpy.execute(f"create table {target} as {_union(runs[0][1], cols)}")
+        objects = objects[len(runs[0][1]):]
+    else:
+        plpy.execute(f"create table {target} ({tbl.column_definitions(cols)})")
+    key = tbl.key_columns(cols)
+    if key:
+        plpy.execute(f"alter table {target} add primary key ({tbl.column_list(key)})")
+    apply_to_table(plpy, target, cols, objects)
+    comment_columns(plpy, target, cols)
+
+
+def comment_columns(plpy, target, cols):
+    statements = [f"comment on column {target}.{ident(c.name)} is {literal(c.comment)}" for c in cols if c.comment]
+    if statements:
+        plpy.execute(";\n".join(statements))
+
+
+def layered_view(plpy, schema, table, cols, object_ids):
+    """A read-only view of the table over its fragments, with no copy: the latest fragment row of each key
+    wins, and deletions hide the key."""
+    target = f"{ident(schema)}.{ident(table)}"
+    objects = object_rows(plpy, object_ids)
+    if not objects:
+        nulls = ", ".join(f"null::{c.type} as {ident(c.name)}" for c in cols)
+        body = f"select {nulls} where false"
+    elif all(o["inserts_only"] for o in objects):
+        body = _union(object_ids, cols)
+    else:
+        numbered = " union all ".join(
+            f"select {n} as sg_fragment_no, {tbl.column_list(cols, 'f.')}, f.{FLAG_COLUMN} "
+            f"from {object_table(o)} f" for n, o in enumerate(object_ids))
+        key = tbl.key_columns(cols)
+        distinct = tbl.column_list(key, "u.") if key else tbl.row_text(cols, "u.")
+        body = (f"select {tbl.column_list(cols, 'v.')} from (select distinct on ({distinct}) u.* from ({numbered}) u "
+                f"order by {distinct}, u.sg_fragment_no desc) v where v.{FLAG_COLUMN}")
+    plpy.execute(f"create view {target} as {body}")
+    comment_columns(plpy, target, cols)

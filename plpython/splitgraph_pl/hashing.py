@@ -1,0 +1,54 @@
+"""Content hashes of rows and fragments, and object ids (compatible with Splitgraph's scheme).
+
+A row's hash is sha256 of its Postgres text form. A digest is 32 bytes read as 16 big-endian unsigned 16-bit
+lanes; digests add and subtract lane by lane modulo 2**16, so a set of rows hashes the same in any order and
+fragments' hashes compose: the sum of a table's fragments' content hashes is the hash of its rows.
+"""
+import hashlib
+
+LANES = 16
+ZERO = "0" * 64
+
+
+def lanes_of(hex_digest):
+    raw = bytes.fromhex(hex_digest)
+    return [int.from_bytes(raw[2 * i:2 * i + 2], "big") for i in range(LANES)]
+
+
+def to_hex(lanes):
+    return "".join(f"{lane & 0xFFFF:04x}" for lane in lanes)
+
+
+def add(a_hex, b_hex):
+    return to_hex(x + y for x, y in zip(lanes_of(a_hex), lanes_of(b_hex)))
+
+
+def sub(a_hex, b_hex):
+    return to_hex(x - y for x, y in zip(lanes_of(a_hex), lanes_of(b_hex)))
+
+
+def total(hexes):
+    acc = ZERO
+    for h in hexes:
+        acc = add(acc, h)
+    return acc
+
+
+def row_hash(row_text):
+    """sha256 of one row's text form, for tests and tools (the engine hashes in SQL)."""
+    return hashlib.sha256(row_text.encode("utf-8")).hexdigest()
+
+
+def schema_hash(columns):
+    """sha256 of Python's repr of [(ordinal, name, type, is_pk), ...] — the text Splitgraph hashes."""
+    spec = [(int(c[0]), c[1], c[2], bool(c[3])) for c in columns]
+    return hashlib.sha256(repr(spec).encode("utf-8")).hexdigest()
+
+
+def content_hash(insertion_hash, deletion_hash):
+    return sub(insertion_hash, deletion_hash)
+
+
+def object_id(insertion_hash, deletion_hash, columns):
+    content = content_hash(insertion_hash, deletion_hash)
+    return "o" + hashlib.sha256((content + schema_hash(columns)).encode("ascii")).hexdigest()[:62]

@@ -1,0 +1,146 @@
+"""Images: committing the checkout as a new image, and reading the history."""
+import json
+import secrets
+
+from . import db, errors, fragments, meta, names
+from . import tables as tbl
+
+_INDEX_TYPES = ("range", "bloom")
+
+
+def _chunk_size(plpy, chunk_size):
+    if chunk_size is None:
+        return fragments.DEFAULT_CHUNK_SIZE
+    if chunk_size < 1:
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"chunk_size must be at least 1, not {chunk_size}")
+    return chunk_size
+
+
+def _index_options(plpy, index_options, table_names):
+    """Validate {"range": {table: [columns]}, "bloom": {table: {column: {"probability": p} | {"size": bytes}}}}."""
+    if index_options is None:
+        return {}, {}
+    options = json.loads(index_options)
+    if not isinstance(options, dict):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "index_options must be a JSON object")
+    unknown = [k for k in options if k not in _INDEX_TYPES]
+    if unknown:
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"unknown index type {unknown[0]!r}",
+                    hint="index types are range and bloom")
+    ranges, blooms = options.get("range", {}), options.get("bloom", {})
+    for kind, spec in (("range", ranges), ("bloom", blooms)):
+        if not isinstance(spec, dict):
+            errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"index_options.{kind} must map table names to columns")
+        for table in spec:
+            if table not in table_names:
+                errors.fail(plpy, errors.UNDEFINED_TABLE, f'index_options.{kind} names table "{table}", '
+                                                          "which the checkout does not have")
+    for table, columns in ranges.items():
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f'index_options.range.{table} must be a list of columns')
+    for table, columns in blooms.items():
+        if not isinstance(columns, dict):
+            errors.fail(plpy, errors.INVALID_PARAMETER_VALUE,
+                        f'index_options.bloom.{table} must map columns to {{"probability": p}} or {{"size": bytes}}')
+        for column, opts in columns.items():
+            ok = isinstance(opts, dict) and len(opts) == 1 and (
+                (isinstance(opts.get("probability"), (int, float)) and 0 < opts["probability"] < 1)
+                or (isinstance(opts.get("size"), int) and not isinstance(opts.get("size"), bool) and opts["size"] > 0))
+            if not ok:
+                errors.fail(plpy, errors.INVALID_PARAMETER_VALUE,
+                            f'bloom index of "{table}"."{column}" needs exactly one of probability (0 < p < 1) '
+                            "or size (bytes > 0)")
+    return ranges, blooms
+
+
+def _check_columns(plpy, table, cols, wanted, kind):
+    known = {c.name for c in cols}
+    for name in wanted:
+        if name not in known:
+            errors.fail(plpy, "42703", f'index_options.{kind} names column "{name}", which table "{table}" lacks')
+
+
+def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, index_options=None):
+    repo = meta.writable(plpy, repository)
+    state = meta.require_checkout(plpy, repo)
+    chunk_size = _chunk_size(plpy, chunk_size)
+    if comment is not None and len(comment) > 4096:
+        errors.fail(plpy, "22001", "commit comment is longer than 4096 characters")
+    fragments.lock_objects_shared(plpy)
+    parent = state["image_hash"]
+    image_hash = secrets.token_hex(32)
+    db.run(plpy, "insert into splitgraph_meta.images (repository, image_hash, parent_id, comment) values ($1, $2, $3, $4)",
+           repo, image_hash, parent, comment)
+    if state["layered"]:
+        # A layered checkout is read-only views over the fragments of HEAD: nothing can have changed.
+        db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema, object_ids)
+                        select repository, $2, table_name, table_schema, object_ids from splitgraph_meta.tables
+                        where repository = $1 and image_hash = $3""", repo, image_hash, parent)
+    else:
+        table_names = tbl.list_tables(plpy, repo)
+        ranges, blooms = _index_options(plpy, index_options, table_names)
+        namespace = names.namespace_of(repo)
+        for n, table in enumerate(table_names, 1):
+            cols = tbl.columns(plpy, repo, table)
+            _check_columns(plpy, table, cols, ranges.get(table, []), "range")
+            _check_columns(plpy, table, cols, blooms.get(table, {}), "bloom")
+            if table in ranges:
+                for c in cols:
+                    c.ranged = c.ranged and (c.is_pk or c.name in ranges[table])
+            # A consistent view of the table for the whole commit: writers wait until it is done.
+            plpy.execute(f"lock table {names.qualified(repo, table)} in share mode")
+            object_ids = fragments.store_snapshot(plpy, repo, table, cols, chunk_size, namespace, blooms.get(table))
+            db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema, object_ids)
+                            values ($1, $2, $3, $4::jsonb, $5::text[])""",
+                   repo, image_hash, table, json.dumps([c.spec() for c in cols]), object_ids)
+            db.notice(plpy, f'committed table "{table}" ({n}/{len(table_names)}): {len(object_ids)} object(s)')
+    db.run(plpy, "update splitgraph_meta.checkouts set image_hash = $2 where repository = $1", repo, image_hash)
+    if state["branch"] is not None:
+        db.run(plpy, "update splitgraph_meta.branches set image_hash = $3 where repository = $1 and branch = $2",
+               repo, state["branch"], image_hash)
+    return image_hash
+
+
+_IMAGE_COLUMNS = """
+    i.image_hash, i.parent_id, i.created, i.comment,
+    array(select t.tag from splitgraph_meta.tags t
+          where t.repository = i.repository and t.image_hash = i.image_hash order by t.tag) as tags"""
+
+
+def log(plpy, repository, image="HEAD"):
+    repo = meta.require(plpy, repository)
+    image_hash, _ = meta.resolve(plpy, repo, image)
+    return db.run(plpy, f"""
+        with recursive chain (image_hash, depth) as (
+            select $2::text, 0
+            union all
+            select i.parent_id, c.depth + 1 from chain c
+            join splitgraph_meta.images i on i.repository = $1 and i.image_hash = c.image_hash
+            where i.parent_id is not null
+        )
+        select {_IMAGE_COLUMNS}
+        from chain c join splitgraph_meta.images i on i.repository = $1 and i.image_hash = c.image_hash
+        order by c.depth""", repo, image_hash)
+
+
+def images(plpy, repository):
+    repo = meta.require(plpy, repository)
+    return db.run(plpy, f"""select {_IMAGE_COLUMNS} from splitgraph_meta.images i where i.repository = $1
+                            order by i.created, i.seq""", repo)
+
+
+def show(plpy, repository, image):
+    repo = meta.require(plpy, repository)
+    image_hash, _ = meta.resolve(plpy, repo, image)
+    return db.scalar(plpy, """
+        select pg_catalog.jsonb_build_object(
+            'image_hash', i.image_hash, 'parent_id', i.parent_id, 'created', i.created, 'comment', i.comment,
+            'tags', to_jsonb(array(select t.tag from splitgraph_meta.tags t
+                                   where t.repository = i.repository and t.image_hash = i.image_hash order by t.tag)),
+            'tables', coalesce((select pg_catalog.jsonb_object_agg(t.table_name,
+                                          (select pg_catalog.jsonb_agg(c -> 1 order by (c ->> 0)::int)
+                                           from pg_catalog.jsonb_array_elements(t.table_schema) c))
+                                from splitgraph_meta.tables t
+                                where t.repository = i.repository and t.image_hash = i.image_hash), '{}'),
+            'provenance', i.provenance)::text
+        from splitgraph_meta.images i where i.repository = $1 and i.image_hash = $2""", repo, image_hash)

@@ -1,0 +1,107 @@
+"""Repository metadata: existence, locks, write rights, the checkout state and image references."""
+import json
+import re
+
+from . import db, errors, names
+
+REPOSITORY_LOCK = 1936287603
+ROOT = "0" * 64
+_PREFIX = re.compile(r"^[0-9a-f]{4,63}$")
+
+
+def lock(plpy, repo):
+    """Serialize calls that change one repository (held until the transaction ends)."""
+    db.run(plpy, "select pg_catalog.pg_advisory_xact_lock($1::int, pg_catalog.hashtext($2))", REPOSITORY_LOCK, repo)
+
+
+def exists(plpy, repo):
+    return db.scalar(plpy, "select exists (select from splitgraph_meta.repositories where repository = $1)", repo)
+
+
+def require(plpy, repository):
+    """A valid name of an existing repository."""
+    repo = names.repository(plpy, repository)
+    if not exists(plpy, repo):
+        errors.fail(plpy, errors.UNDEFINED_OBJECT, f'repository "{repo}" does not exist',
+                    hint="create it with splitgraph.init, or clone it from a remote")
+    return repo
+
+
+def caller_is_admin(plpy):
+    """Superusers and the extension's owner may do anything."""
+    return db.scalar(plpy, """
+        select r.rolsuper or pg_catalog.pg_has_role(session_user, e.extowner, 'MEMBER')
+        from pg_catalog.pg_roles r, pg_catalog.pg_extension e
+        where r.rolname = session_user and e.extname = 'splitgraph'""")
+
+
+def check_write(plpy, repo):
+    """Other roles write only to repositories whose namespace is their role name."""
+    if caller_is_admin(plpy):
+        return
+    user = db.scalar(plpy, "select session_user::text")
+    if names.namespace_of(repo) != user:
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'role "{user}" may not change repository "{repo}"',
+                    hint=f"a role writes to repositories of the namespace named like it (e.g. {user}/{repo})")
+
+
+def writable(plpy, repository, must_exist=True):
+    """Validate, check rights and lock: the start of every call that changes a repository."""
+    repo = require(plpy, repository) if must_exist else names.repository(plpy, repository)
+    check_write(plpy, repo)
+    lock(plpy, repo)
+    return repo
+
+
+def checkout_state(plpy, repo):
+    """The checkout row (image_hash, branch, layered), or None when the repository is not checked out."""
+    return db.one(plpy, "select image_hash, branch, layered from splitgraph_meta.checkouts where repository = $1",
+                  repo)
+
+
+def require_checkout(plpy, repo):
+    state = checkout_state(plpy, repo)
+    if state is None:
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'repository "{repo}" is not checked out',
+                    hint="check out an image first with splitgraph.checkout")
+    return state
+
+
+def resolve(plpy, repo, ref):
+    """(image hash, branch name or None) of an image reference: a 64-digit hash, HEAD, latest, a tag, a branch
+    or a unique hash prefix of at least 4 digits."""
+    if ref is None:
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "image reference must not be null")
+    if ref == "HEAD":
+        return require_checkout(plpy, repo)["image_hash"], None
+    if ref == "latest":
+        return db.scalar(plpy, """select image_hash from splitgraph_meta.images where repository = $1
+                                  order by created desc, seq desc limit 1""", repo), None
+    row = db.one(plpy, """
+        select image_hash, null::text as branch from splitgraph_meta.tags where repository = $1 and tag = $2
+        union all
+        select image_hash, branch from splitgraph_meta.branches where repository = $1 and branch = $2""", repo, ref)
+    if row is not None:
+        return row["image_hash"], row["branch"]
+    candidate = ref.lower()
+    if names.HASH.match(candidate) or _PREFIX.match(candidate):
+        found = db.column(plpy, """select image_hash from splitgraph_meta.images
+                                   where repository = $1 and image_hash like $2 || '%' order by image_hash limit 3""",
+                          repo, candidate)
+        if len(found) == 1:
+            return found[0], None
+        if len(found) > 1:
+            errors.fail(plpy, errors.CARDINALITY_VIOLATION,
+                        f'image reference "{ref}" is ambiguous in repository "{repo}"',
+                        detail="it matches " + ", ".join(found) + (" and more" if len(found) > 2 else ""),
+                        hint="give more digits of the hash")
+    errors.fail(plpy, errors.UNDEFINED_OBJECT, f'image "{ref}" not found in repository "{repo}"',
+                hint="give a hash (or a prefix of 4+ digits), a tag, a branch, latest or HEAD")
+
+
+def image_tables(plpy, repo, image_hash):
+    """Tables of an image: name -> (table_schema list, object_ids list)."""
+    rows = db.run(plpy, """select table_name, table_schema::text as table_schema, object_ids
+                           from splitgraph_meta.tables where repository = $1 and image_hash = $2
+                           order by table_name""", repo, image_hash)
+    return {r["table_name"]: (json.loads(r["table_schema"]), list(r["object_ids"])) for r in rows}

@@ -1,0 +1,58 @@
+"""Validation and quoting of user-supplied names (repositories, tags, branches, tables)."""
+import re
+
+from . import errors
+
+_REPOSITORY = re.compile(r"^(?:[A-Za-z0-9_-]{1,64}/)?[A-Za-z0-9_-]{1,64}$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,63}$")
+RESERVED_REFS = ("HEAD", "latest")
+HASH = re.compile(r"^[0-9a-f]{64}$")
+FLAG_COLUMN = "sg_ud_flag"
+
+
+def ident(name):
+    """Quote an identifier, always: names are user input (quotes, unicode, reserved words)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value):
+    """Quote a string literal (standard_conforming_strings is on in every supported server)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def qualified(schema, table):
+    return ident(schema) + "." + ident(table)
+
+
+def repository(plpy, name):
+    """A valid repository name, or an error explaining the rule."""
+    if name is None or not _REPOSITORY.match(name):
+        errors.fail(plpy, errors.INVALID_NAME, f"invalid repository name {name!r}",
+                    hint="use namespace/name or name: letters, digits, - and _, at most 64 characters each part")
+    return name
+
+
+def namespace_of(repo):
+    return repo.split("/", 1)[0] if "/" in repo else ""
+
+
+def _ref_name(plpy, kind, pattern, name, rule):
+    if name is None or not pattern.match(name) or name in RESERVED_REFS or HASH.match(name):
+        errors.fail(plpy, errors.INVALID_NAME, f"invalid {kind} name {name!r}",
+                    hint=f"{rule}; HEAD, latest and 64-digit hashes are reserved")
+    return name
+
+
+def tag(plpy, name):
+    return _ref_name(plpy, "tag", _TAG, name, "use letters, digits, _ . and -, at most 64 characters")
+
+
+def branch(plpy, name):
+    return _ref_name(plpy, "branch", _BRANCH, name, "use letters, digits, _ . / and -, at most 64 characters")
+
+
+def table(plpy, name):
+    if name is None or name == "":
+        errors.fail(plpy, errors.INVALID_NAME, "table name must not be empty")
+    return name

@@ -1,0 +1,170 @@
+"""Objects as a whole: their metadata, moving them between engines by value, and garbage collection."""
+import json
+import zlib
+
+from . import db, errors, fragments, hashing, meta, names
+from . import tables as tbl
+from .fragments import META, object_table
+from .names import FLAG_COLUMN, ident
+
+DUMP_FORMAT = "splitgraph-object/1"
+
+
+def table_info(plpy, repository, image, table_name):
+    repo = meta.require(plpy, repository)
+    image_hash, _ = meta.resolve(plpy, repo, image)
+    info = db.scalar(plpy, f"""
+        select pg_catalog.jsonb_build_object(
+            'table_name', t.table_name,
+            'columns', (select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                                'ordinal', c -> 0, 'name', c -> 1, 'type', c -> 2, 'is_pk', c -> 3, 'comment', c -> 4)
+                            order by (c ->> 0)::int)
+                        from pg_catalog.jsonb_array_elements(t.table_schema) c),
+            'objects', to_jsonb(t.object_ids),
+            'rows', (select coalesce(sum(o.rows_inserted - o.rows_deleted), 0)
+                     from pg_catalog.unnest(t.object_ids) u(id) join {META}.objects o on o.object_id = u.id),
+            'size', (select coalesce(sum(o.size), 0) from {META}.objects o where o.object_id = any(t.object_ids))
+        )::text
+        from {META}.tables t where t.repository = $1 and t.image_hash = $2 and t.table_name = $3""",
+                     repo, image_hash, table_name)
+    if info is None:
+        errors.fail(plpy, errors.UNDEFINED_TABLE,
+                    f'table "{table_name}" not found in image {image_hash[:12]} of repository "{repo}"')
+    return info
+
+
+def object_info(plpy, object_id):
+    return db.scalar(plpy, f"""
+        select pg_catalog.jsonb_build_object(
+            'object_id', o.object_id, 'format', o.format, 'namespace', o.namespace, 'size', o.size,
+            'rows_inserted', o.rows_inserted, 'rows_deleted', o.rows_deleted,
+            'insertion_hash', o.insertion_hash, 'deletion_hash', o.deletion_hash, 'index', o.index,
+            'created', o.created,
+            'locations', coalesce((select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                                              'protocol', l.protocol, 'location', l.location))
+                                   from {META}.object_locations l where l.object_id = o.object_id), '[]'))::text
+        from {META}.objects o where o.object_id = $1""", object_id)
+
+
+def cleanup(plpy):
+    """Delete every object no table of any image references; returns how many were deleted."""
+    if not meta.caller_is_admin(plpy):
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "only superusers and the extension's owner may run cleanup")
+    db.run(plpy, "select pg_catalog.pg_advisory_xact_lock($1::int, $2::int)", *fragments.OBJECTS_LOCK)
+    unused = db.column(plpy, f"""
+        select o.object_id from {META}.objects o
+        where not exists (select from {META}.tables t where t.object_ids @> array[o.object_id])
+        union
+        select c.relname::text from pg_catalog.pg_class c
+        where c.relnamespace = '{META}'::regnamespace and c.relkind = 'r' and c.relname ~ '^o[0-9a-f]{{62}}$'
+          and not exists (select from {META}.objects o where o.object_id = c.relname::text)""")
+    if unused:
+        plpy.execute(";\n".join(f"drop table if exists {object_table(o)}" for o in unused))
+        db.run(plpy, f"delete from {META}.objects where object_id = any($1::text[])", unused)
+        db.notice(plpy, f"deleted {len(unused)} unused object(s)")
+    return len(unused)
+
+
+def _registered(plpy, object_id):
+    row = db.one(plpy, f"""select object_id, format, namespace, rows_inserted, rows_deleted, insertion_hash,
+                                  deletion_hash, index::text as index, table_schema::text as table_schema,
+                                  pg_catalog.to_regclass(pg_catalog.format('%I.%I', '{META}', object_id)) is not null
+                                      as stored
+                           from {META}.objects where object_id = $1""", object_id)
+    if row is None:
+        return None
+    row = dict(row)
+    row["index"] = json.loads(row["index"])
+    row["table_schema"] = json.loads(row["table_schema"])
+    return row
+
+
+def dump_object(plpy, object_id):
+    """The object's metadata and rows as one compressed blob that load_object accepts on any engine."""
+    obj = _registered(plpy, object_id)
+    if obj is None:
+        errors.fail(plpy, errors.UNDEFINED_OBJECT, f"object {object_id} does not exist")
+    if not obj["stored"]:
+        errors.fail(plpy, errors.UNDEFINED_OBJECT, f"object {object_id} is registered but not stored here",
+                    hint="download it first")
+    header = {k: obj[k] for k in ("object_id", "format", "namespace", "rows_inserted", "rows_deleted",
+                                  "insertion_hash", "deletion_hash", "index", "table_schema")}
+    header["dump_format"] = DUMP_FORMAT
+    rows = db.scalar(plpy, f"select coalesce(pg_catalog.array_agg(f::text), '{{}}')::text from {object_table(object_id)} f")
+    return zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + rows.encode("utf-8"), 6)
+
+
+def _corrupt(plpy, object_id, what):
+    errors.fail(plpy, errors.DATA_CORRUPTED, f"object {object_id} was refused: {what}",
+                hint="the data was damaged or altered in transit; fetch it again from its source")
+
+
+def load_object(plpy, object_id, data):
+    """Store an object dumped by dump_object, after checking that its rows hash to its id."""
+    if not (object_id and object_id.startswith("o") and len(object_id) == 63):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"invalid object id {object_id!r}")
+    try:
+        raw = zlib.decompress(bytes(data))
+        header_line, rows = raw.split(b"\n", 1)
+        header = json.loads(header_line)
+        rows = rows.decode("utf-8")
+    except (zlib.error, ValueError, UnicodeDecodeError):
+        _corrupt(plpy, object_id, "it is not an object dump")
+    if header.get("dump_format") != DUMP_FORMAT or header.get("object_id") != object_id:
+        _corrupt(plpy, object_id, "the dump is of another object or format")
+    registered = _registered(plpy, object_id)
+    if registered is not None and registered["stored"]:
+        return
+    fragments.lock_objects_shared(plpy)
+    cols = tbl.from_spec(plpy, header["table_schema"])
+    staging = fragments._temp_name()
+    staging_sql = f"{META}.{ident(staging)}"
+    plpy.execute(f"create table {staging_sql} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null)")
+    try:
+        with plpy.subtransaction():
+            db.run(plpy, f"insert into {staging_sql} select (x::{staging_sql}).* from pg_catalog.unnest($1::text[]) x",
+                   rows)
+    except plpy.SPIError:
+        _corrupt(plpy, object_id, "its rows do not parse as the columns it declares")
+    hashed = fragments.hash_groups(plpy, staging_sql, cols, where=f"t.{FLAG_COLUMN}").get(None)
+    deleted = db.scalar(plpy, f"select count(*) from {staging_sql} where not {FLAG_COLUMN}")
+    deletion = header.get("deletion_hash", "")
+    if not names.HASH.match(deletion or ""):
+        _corrupt(plpy, object_id, "its deletion hash is malformed")
+    if hashing.object_id(hashed["insertion_hash"], deletion, fragments.schema_spec(cols)) != object_id:
+        _corrupt(plpy, object_id, "its rows do not hash to its id")
+    if hashed["rows"] != header.get("rows_inserted") or deleted != header.get("rows_deleted"):
+        _corrupt(plpy, object_id, "its row counts do not match its rows")
+    plpy.execute(f"alter table {staging_sql} rename to {ident(object_id)}")
+    if registered is None:
+        fragments.register_objects(plpy, [{
+            "object_id": object_id, "namespace": header.get("namespace", ""),
+            "rows_inserted": hashed["rows"], "rows_deleted": deleted,
+            "insertion_hash": hashed["insertion_hash"], "deletion_hash": deletion,
+            "index": header.get("index") or {"range": hashed["range"]},
+            "table_schema": fragments.schema_spec(cols),
+        }])
+    else:
+        db.run(plpy, f"""update {META}.objects set size = pg_catalog.pg_total_relation_size(
+                             pg_catalog.format('%I.%I', '{META}', object_id)::regclass) where object_id = $1""",
+               object_id)
+
+
+def apply_fragments(plpy, object_ids, target_schema, target_table, extra_quals=None):
+    """Apply fragments in order to an existing table: each deletes the rows whose key it holds, then inserts
+    its upserted rows (those passing `extra_quals`, an SQL condition over the fragment's columns)."""
+    if not tbl.exists(plpy, target_schema, target_table):
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{target_schema}"."{target_table}" does not exist')
+    admin = meta.caller_is_admin(plpy)
+    if not admin:
+        owns = db.scalar(plpy, """select pg_catalog.pg_has_role(session_user, c.relowner, 'USAGE')
+                                  from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                                  where n.nspname = $1 and c.relname = $2""", target_schema, target_table)
+        if not owns or extra_quals:
+            errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE,
+                        "apply_fragments needs ownership of the target table (and extra_quals needs a superuser)")
+    cols = tbl.columns(plpy, target_schema, target_table)
+    objects = fragments.object_rows(plpy, object_ids or [])
+    for o in objects:
+        o["inserts_only"] = False
+    fragments.apply_to_table(plpy, names.qualified(target_schema, target_table), cols, objects, extra_quals)

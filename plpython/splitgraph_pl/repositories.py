@@ -1,0 +1,41 @@
+"""Repositories: creating, listing and deleting them."""
+from . import db, errors, meta, names
+
+
+def create_schema(plpy, repo):
+    """The checkout schema, owned by the caller when the caller is not an administrator."""
+    plpy.execute(f"create schema if not exists {names.ident(repo)}")
+    if not meta.caller_is_admin(plpy):
+        plpy.execute(f"alter schema {names.ident(repo)} owner to session_user")
+
+
+def init(plpy, repository):
+    repo = meta.writable(plpy, repository, must_exist=False)
+    if meta.exists(plpy, repo):
+        errors.fail(plpy, errors.DUPLICATE_OBJECT, f'repository "{repo}" already exists',
+                    hint="check it out with splitgraph.checkout, or delete it with splitgraph.rm")
+    db.run(plpy, "insert into splitgraph_meta.repositories (repository) values ($1)", repo)
+    db.run(plpy, "insert into splitgraph_meta.images (repository, image_hash) values ($1, $2)", repo, meta.ROOT)
+    db.run(plpy, "insert into splitgraph_meta.branches (repository, branch, image_hash) values ($1, 'main', $2)",
+           repo, meta.ROOT)
+    db.run(plpy, "insert into splitgraph_meta.checkouts (repository, image_hash, branch) values ($1, $2, 'main')",
+           repo, meta.ROOT)
+    create_schema(plpy, repo)
+
+
+def repositories(plpy):
+    return db.run(plpy, """
+        select r.repository, c.image_hash as head, c.branch, c.repository is not null as checked_out,
+               (select count(*) from splitgraph_meta.images i where i.repository = r.repository)::int as images,
+               u.remote_name || ':' || u.remote_repository as upstream
+        from splitgraph_meta.repositories r
+        left join splitgraph_meta.checkouts c on c.repository = r.repository
+        left join splitgraph_meta.upstream u on u.repository = r.repository
+        order by r.repository""")
+
+
+def rm(plpy, repository):
+    repo = meta.writable(plpy, repository)
+    if meta.checkout_state(plpy, repo) is not None:
+        plpy.execute(f"drop schema if exists {names.ident(repo)} cascade")
+    db.run(plpy, "delete from splitgraph_meta.repositories where repository = $1", repo)

@@ -1,0 +1,119 @@
+"""What live tables look like: their columns, keys and the kinds of values they hold."""
+from . import db, errors
+from .names import FLAG_COLUMN, ident
+
+# Types with min/max aggregates: their columns get [min, max] ranges in object indexes and form the
+# surrogate key (with the row text as a tie-breaker) of tables without a primary key. Domains count as
+# their base type.
+_RANGED = """(t.typcategory in ('N', 'D', 'T') and t.typelem = 0
+               or t.oid in ('text'::regtype, 'character varying'::regtype, 'character'::regtype))"""
+_BASE_TYPE = """join pg_catalog.pg_type t0 on t0.oid = {type_oid}
+join pg_catalog.pg_type t on t.oid = case when t0.typtype = 'd' then t0.typbasetype else t0.oid end"""
+
+_COLUMNS = """
+select a.attname as name,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) as type,
+       coalesce(a.attnum = any(i.indkey), false) as is_pk,
+       pg_catalog.col_description(c.oid, a.attnum) as comment,
+       t.typcollation <> 0 as collatable,
+       """ + _RANGED + """ as ranged
+from pg_catalog.pg_class c
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+""" + _BASE_TYPE.format(type_oid="a.atttypid") + """
+left join pg_catalog.pg_index i on i.indrelid = c.oid and i.indisprimary
+where n.nspname = $1 and c.relname = $2
+order by a.attnum
+"""
+
+
+class Column:
+    __slots__ = ("ordinal", "name", "type", "is_pk", "comment", "collatable", "ranged")
+
+    def __init__(self, ordinal, name, type, is_pk, comment=None, collatable=False, ranged=False):
+        self.ordinal, self.name, self.type, self.is_pk = ordinal, name, type, is_pk
+        self.comment, self.collatable, self.ranged = comment, collatable, ranged
+
+    def spec(self):
+        """The stored form: [ordinal, name, type, is_pk, comment]."""
+        return [self.ordinal, self.name, self.type, self.is_pk, self.comment]
+
+    def order_expr(self, prefix=""):
+        """Sort expression independent of the server's locale, so chunks are the same on every engine."""
+        expr = prefix + ident(self.name)
+        return expr + ' collate "C"' if self.collatable else expr
+
+
+def columns(plpy, schema, table):
+    """Columns of a live table, ordinals numbered 1..n (dropped columns leave no gaps)."""
+    rows = db.run(plpy, _COLUMNS, schema, table)
+    return [Column(i + 1, r["name"], r["type"], r["is_pk"], r["comment"], r["collatable"], r["ranged"])
+            for i, r in enumerate(rows)]
+
+
+def from_spec(plpy, spec):
+    """Columns of a stored table schema, with the properties of their types looked up on this engine."""
+    cols = [Column(int(c[0]), c[1], c[2], bool(c[3]), c[4] if len(c) > 4 else None) for c in spec]
+    if cols:
+        rows = db.run(plpy, """
+            select t.typcollation <> 0 as collatable, """ + _RANGED + """ as ranged
+            from pg_catalog.unnest($1::text[]) with ordinality as u(type, n)
+            """ + _BASE_TYPE.format(type_oid="pg_catalog.to_regtype(u.type)") + """
+            order by u.n""", [c.type for c in cols])
+        if rows.nrows() != len(cols):
+            missing = [c.type for c in cols if db.scalar(plpy, "select pg_catalog.to_regtype($1)", c.type) is None]
+            errors.fail(plpy, errors.UNDEFINED_OBJECT, f"type {missing[0]} does not exist on this engine",
+                        hint="create the type (or install the extension that provides it) first")
+        for c, r in zip(cols, rows):
+            c.collatable, c.ranged = r["collatable"], r["ranged"]
+    return cols
+
+
+def key_columns(cols):
+    """The primary key columns, or none: then the whole row is the key."""
+    return [c for c in cols if c.is_pk]
+
+
+def ordering(cols, prefix=""):
+    """ORDER BY list that sorts rows by their key, deterministically on any engine."""
+    key = key_columns(cols)
+    if key:
+        return ", ".join(c.order_expr(prefix) for c in key)
+    exprs = [c.order_expr(prefix) for c in cols if c.ranged]
+    row = "row(" + ", ".join(prefix + ident(c.name) for c in cols) + ')::text collate "C"'
+    return ", ".join(exprs + [row])
+
+
+def column_list(cols, prefix=""):
+    return ", ".join(prefix + ident(c.name) for c in cols)
+
+
+def row_text(cols, prefix=""):
+    """The text form of a row of these columns: what row hashes are computed over."""
+    return "row(" + column_list(cols, prefix) + ")::text"
+
+
+def column_definitions(cols):
+    return ", ".join(f"{ident(c.name)} {c.type}" for c in cols)
+
+
+def list_tables(plpy, schema):
+    """Ordinary tables of a schema (views, foreign tables and sequences are not versioned)."""
+    return db.column(plpy, """
+        select c.relname from pg_catalog.pg_class c
+        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1 and c.relkind in ('r', 'p') and not c.relispartition
+        order by c.relname""", schema)
+
+
+def exists(plpy, schema, table):
+    return db.scalar(plpy, """
+        select exists (select from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                       where n.nspname = $1 and c.relname = $2)""", schema, table)
+
+
+def check_storable(plpy, table, cols):
+    if any(c.name == FLAG_COLUMN for c in cols):
+        errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,
+                    f'table "{table}" has a column named {FLAG_COLUMN}, which fragments use for themselves',
+                    hint="rename the column before committing")

@@ -1,0 +1,12 @@
+-- pg_dump keeps the history: the metadata tables' rows are dumped with the database.
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.repositories', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.images', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.images_seq_seq', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.tags', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.branches', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.checkouts', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.objects', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.object_locations', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.tables', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.upstream', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.info', '');

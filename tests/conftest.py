@@ -1,0 +1,70 @@
+"""Shared fixtures: throwaway PostgreSQL clusters with the installed extension.
+
+One cluster serves the whole session; each test module gets its own database. Set SG_TEST_KEEP=1 to keep the
+cluster's folder after the run (its path is printed).
+"""
+import os
+import pathlib
+import socket
+import sys
+import tempfile
+
+import psycopg
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from support.cluster import Cluster  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def new_cluster(name, **settings):
+    base = tempfile.mkdtemp(prefix=f"sg-{name}-")
+    os.chmod(base, 0o755)
+    return Cluster(base, free_port(), settings=settings).start()
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    c = new_cluster("test", fsync="off", synchronous_commit="off", full_page_writes="off")
+    yield c
+    if os.environ.get("SG_TEST_KEEP"):
+        print(f"\ncluster kept in {c.dir} (port {c.port})")
+        c.stop()
+    else:
+        c.destroy()
+
+
+_databases = iter(range(1, 10**6))
+
+
+@pytest.fixture(scope="module")
+def dbname(cluster, request):
+    name = f"t{next(_databases)}_" + request.module.__name__.split(".")[-1][:40]
+    cluster.create_database(name)
+    return name
+
+
+@pytest.fixture
+def conn(cluster, dbname):
+    """An autocommit connection to the module's database, as the superuser."""
+    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+        yield c
+
+
+def sql(conn, query, *args):
+    """Run a query, return all rows (or None for statements without results)."""
+    with conn.cursor() as cur:
+        cur.execute(query, args or None)
+        return cur.fetchall() if cur.description else None
+
+
+def value(conn, query, *args):
+    rows = sql(conn, query, *args)
+    return rows[0][0] if rows else None
