@@ -222,11 +222,11 @@ def _chunk_bounds(plpy, source, cols, chunk_size):
     return [[r[f"b{i}"] for i in range(len(key))] for r in rows]
 
 
-def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec):
-    """Tables with a primary key: one pass routes the rows into a partition per chunk (range partitioning on
-    the key), the partitions are hashed in parallel, then detached and renamed to their object ids."""
+def _partition(plpy, source, cols, bounds, chunks=None, where=None):
+    """Copy the rows of `source` into one partition per chunk (range partitioning on the key, so one pass
+    routes every row); returns the partition names in chunk order and the parent's name. `chunks` limits the
+    copy to those chunk numbers (0-based), `where` filters the rows copied."""
     key = tbl.key_columns(cols)
-    bounds = _chunk_bounds(plpy, source, cols, chunk_size)
     parent = _temp_name()
     parent_sql = f"{META}.{ident(parent)}"
     ddl = [f"create table {parent_sql} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null default true)"
@@ -237,35 +237,67 @@ def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec):
     for i in range(len(bounds)):
         part = f"{parent}_{i}"
         parts.append(part)
-        lo = lowest if i == 0 else "(" + ", ".join(bounds[i]) + ")"
-        hi = highest if i == len(bounds) - 1 else "(" + ", ".join(bounds[i + 1]) + ")"
-        ddl.append(f"create table {META}.{ident(part)} partition of {parent_sql} for values from {lo} to {hi}")
+        if chunks is None or i in chunks:
+            lo = lowest if i == 0 else "(" + ", ".join(bounds[i]) + ")"
+            hi = highest if i == len(bounds) - 1 else "(" + ", ".join(bounds[i + 1]) + ")"
+            ddl.append(f"create table {META}.{ident(part)} partition of {parent_sql} for values from {lo} to {hi}")
     plpy.execute(";\n".join(ddl))
     plpy.execute(f"insert into {parent_sql} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 't.')} "
-                 f"from {source} t")
+                 f"from {source} t{' where ' + where if where else ''}")
+    return parts, parent_sql
 
-    names = {r["oid"]: r["relname"] for r in db.run(plpy, """
-        select c.oid::bigint as oid, c.relname::text as relname from pg_catalog.pg_inherits i
-        join pg_catalog.pg_class c on c.oid = i.inhrelid where i.inhparent = $1::regclass""", parent_sql)}
-    by_oid = hash_groups(plpy, parent_sql, cols, group="t.tableoid::bigint", parallel=True)
-    index_by_oid = _indexes(plpy, by_oid, parent_sql, cols, "t.tableoid::bigint", bloom_spec)
-    hashed = {names[g]: h for g, h in by_oid.items()}
-    index = {names[g]: i for g, i in index_by_oid.items()}
-    objects = [_new_object(part, hashed, index, cols, namespace) for part in parts]
 
-    existing = existing_objects(plpy, [o["object_id"] for o in objects])
-    ddl = [f"alter table {parent_sql} detach partition {META}.{ident(part)}" for part in parts]
+def _keep_partitions(plpy, parent_sql, parts, objects, keep):
+    """Detach the partitions, rename those in `keep` (chunk numbers) to their object ids, drop the rest."""
+    ddl = [f"alter table {parent_sql} detach partition {META}.{ident(parts[i])}" for i in sorted(keep)]
     ddl.append(f"drop table {parent_sql}")
-    new, seen = [], set(existing)
-    for part, obj in zip(parts, objects):
-        if obj["object_id"] in seen:
-            ddl.append(f"drop table {META}.{ident(part)}")
-        else:
-            seen.add(obj["object_id"])
-            new.append(obj)
-            ddl.append(f"alter table {META}.{ident(part)} rename to {ident(obj['object_id'])}")
+    ddl += [f"alter table {META}.{ident(parts[i])} rename to {ident(objects[i]['object_id'])}" for i in sorted(keep)]
     plpy.execute(";\n".join(ddl))
-    register_objects(plpy, new)
+
+
+def _new_chunks(plpy, objects):
+    """Chunk numbers whose object is not stored yet (the first of identical chunks only)."""
+    seen = existing_objects(plpy, [o["object_id"] for o in objects])
+    new = []
+    for i, obj in enumerate(objects):
+        if obj["object_id"] not in seen:
+            seen.add(obj["object_id"])
+            new.append(i)
+    return new
+
+
+def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec):
+    """Tables with a primary key. With a one-column key, the source is hashed first (in parallel, each row's
+    chunk found by binary search over the chunk bounds), so only chunks not stored yet are copied, in one pass
+    that routes their rows into a partition per chunk. With a composite key, all rows are routed first and the
+    partitions hashed."""
+    key = tbl.key_columns(cols)
+    bounds = _chunk_bounds(plpy, source, cols, chunk_size)
+    if len(key) == 1:
+        first_keys = "array[" + ", ".join(b[0] for b in bounds) + f"]::{key[0].type}[]"
+        chunk_of = f"pg_catalog.width_bucket({key[0].order_expr('t.')}, {first_keys}) - 1"
+        hashed = hash_groups(plpy, source, cols, group=chunk_of, parallel=True)
+        index = _indexes(plpy, hashed, source, cols, chunk_of, bloom_spec)
+        objects = [_new_object(i, hashed, index, cols, namespace) for i in range(len(bounds))]
+        new = _new_chunks(plpy, objects)
+        if new:
+            only = None if len(new) == len(bounds) else f"{chunk_of} = any(array{new}::int[])"
+            parts, parent_sql = _partition(plpy, source, cols, bounds, set(new), only)
+            _keep_partitions(plpy, parent_sql, parts, objects, new)
+    else:
+        parts, parent_sql = _partition(plpy, source, cols, bounds)
+        names = {r["oid"]: r["relname"] for r in db.run(plpy, """
+            select c.oid::bigint as oid, c.relname::text as relname from pg_catalog.pg_inherits i
+            join pg_catalog.pg_class c on c.oid = i.inhrelid where i.inhparent = $1::regclass""", parent_sql)}
+        by_oid = hash_groups(plpy, parent_sql, cols, group="t.tableoid::bigint", parallel=True)
+        index_by_oid = _indexes(plpy, by_oid, parent_sql, cols, "t.tableoid::bigint", bloom_spec)
+        chunk_no = {name: i for i, name in enumerate(parts)}
+        hashed = {chunk_no[names[g]]: h for g, h in by_oid.items()}
+        index = {chunk_no[names[g]]: v for g, v in index_by_oid.items()}
+        objects = [_new_object(i, hashed, index, cols, namespace) for i in range(len(parts))]
+        new = _new_chunks(plpy, objects)
+        _keep_partitions(plpy, parent_sql, parts, objects, new)
+    register_objects(plpy, [objects[i] for i in new])
     return [o["object_id"] for o in objects]
 
 

@@ -7,6 +7,8 @@ as $$
 declare
     clean text := pg_catalog.regexp_replace(message, '^(plpy\.Error|spiexceptions\.[A-Za-z]+): ', '');
 begin
+    detail := nullif(detail, '');
+    hint := nullif(hint, '');
     if detail is null and hint is null then
         raise exception using errcode = state, message = clean;
     elsif hint is null then

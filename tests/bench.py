@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""`make bench`: splitgraph's costs as ratios to the physical limit measured in the same run.
+
+Each operation is timed against the plain-Postgres statement that moves the same rows (its physical limit),
+on a fresh cluster, several times with the two interleaved; the ratio of the medians is reported with its
+target. Absolute times are printed for context only.
+
+    bench.py [--rows 1000000] [--repeat 5] [--keep]
+"""
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+import psycopg
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from support.cluster import Cluster  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FILL = """create table {table} as
+          select i as id, md5(i::text) as md5, random() as value,
+                 timestamptz '2020-01-01' + i * interval '1 second' as at
+          from generate_series(1, {rows}) i"""
+
+
+def timed(conn, query, *args):
+    with conn.cursor() as cur:
+        start = time.perf_counter()
+        cur.execute(query, args or None)
+        elapsed = time.perf_counter() - start
+        return elapsed, (cur.fetchone() if cur.description else None)
+
+
+def run(conn, query, *args):
+    with conn.cursor() as cur:
+        cur.execute(query, args or None)
+        return cur.fetchall() if cur.description else None
+
+
+def settle(conn):
+    """Start every measurement from the same state: dirty pages written out, no background work queued."""
+    run(conn, "checkpoint")
+
+
+class Measure:
+    def __init__(self, name, target, limit_label):
+        self.name, self.target, self.limit_label = name, target, limit_label
+        self.ours, self.limit = [], []
+
+    def ratio(self):
+        return statistics.median(self.ours) / statistics.median(self.limit)
+
+    def line(self):
+        ratio = self.ratio()
+        status = "ok" if ratio <= self.target else "ABOVE TARGET"
+        return (f"{self.name:<34} {ratio:5.2f}x  (target <= {self.target}x, {status}); "
+                f"median {statistics.median(self.ours):.3f}s vs {self.limit_label} {statistics.median(self.limit):.3f}s")
+
+    def as_dict(self):
+        return {"ratio": round(self.ratio(), 3), "target": self.target, "ours_s": self.ours, "limit_s": self.limit,
+                "limit": self.limit_label}
+
+
+def bench_commit_checkout(conn, rows, repeat):
+    """Snapshot commit vs CREATE TABLE AS + primary key; checkout vs CREATE TABLE AS from the objects + key."""
+    commit = Measure(f"commit snapshot ({rows} rows)", 2.5, "CTAS + primary key")
+    checkout = Measure(f"checkout ({rows} rows)", 1.5, "CTAS from objects + primary key")
+    run(conn, FILL.format(table="public.source", rows=rows))
+    run(conn, "alter table public.source add primary key (id)")
+    run(conn, "vacuum analyze public.source")
+    for i in range(repeat):
+        # physical limit of a commit: copy the rows once and index their key
+        settle(conn)
+        elapsed, _ = timed(conn, "create table public.copy as select * from public.source")
+        elapsed += timed(conn, "alter table public.copy add primary key (id)")[0]
+        commit.limit.append(elapsed)
+        run(conn, "drop table public.copy")
+
+        # a fresh repository each time, and no objects left from the last round: every row is stored anew
+        run(conn, "select splitgraph.init('bench/snap')")
+        run(conn, 'create table "bench/snap".t as select * from public.source')
+        run(conn, 'alter table "bench/snap".t add primary key (id)')
+        run(conn, 'vacuum analyze "bench/snap".t')
+        settle(conn)
+        elapsed, (image,) = timed(conn, "select splitgraph.commit('bench/snap')")
+        commit.ours.append(elapsed)
+
+        objects = run(conn, "select unnest(object_ids) from splitgraph_meta.tables "
+                            "where repository = 'bench/snap' and image_hash = %s", image)
+        union = " union all ".join(f'select id, md5, value, at from splitgraph_meta."{o}"' for (o,) in objects)
+        settle(conn)
+        elapsed, _ = timed(conn, f"create table public.restored as {union}")
+        elapsed += timed(conn, "alter table public.restored add primary key (id)")[0]
+        checkout.limit.append(elapsed)
+        run(conn, "drop table public.restored")
+
+        run(conn, "select splitgraph.checkout('bench/snap', repeat('0', 64))")
+        settle(conn)
+        elapsed, _ = timed(conn, "select splitgraph.checkout('bench/snap', %s)", image)
+        checkout.ours.append(elapsed)
+        got = run(conn, 'select count(*), sum(id) from "bench/snap".t')[0]
+        assert got == (rows, rows * (rows + 1) // 2), f"checkout restored {got}"
+
+        run(conn, "select splitgraph.rm('bench/snap')")
+        run(conn, "select splitgraph.cleanup()")
+        print(f"  round {i + 1}/{repeat}: commit {commit.ours[-1]:.3f}s / {commit.limit[-1]:.3f}s, "
+              f"checkout {checkout.ours[-1]:.3f}s / {checkout.limit[-1]:.3f}s", flush=True)
+    run(conn, "drop table public.source")
+    return [commit, checkout]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark cluster's folder")
+    args = parser.parse_args()
+
+    base = tempfile.mkdtemp(prefix="sg-bench-")
+    pathlib.Path(base).chmod(0o755)
+    from conftest import free_port  # noqa: E402 - the same port picker as the tests
+
+    cluster = Cluster(base, free_port(), settings={"shared_buffers": "'512MB'", "max_wal_size": "'4GB'"}).start()
+    try:
+        cluster.create_database("bench")
+        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+            run(conn, "set client_min_messages = warning")
+            print(f"benchmark: {args.rows} rows, {args.repeat} rounds, cluster in {base}", flush=True)
+            results = bench_commit_checkout(conn, args.rows, args.repeat)
+        print()
+        for m in results:
+            print(m.line())
+        out = ROOT / "bench-results"
+        out.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        (out / f"bench-{stamp}.json").write_text(json.dumps({m.name: m.as_dict() for m in results}, indent=2))
+        print(f"\nresults written to bench-results/bench-{stamp}.json")
+    finally:
+        if args.keep:
+            cluster.stop()
+        else:
+            cluster.destroy()
+
+
+if __name__ == "__main__":
+    main()
