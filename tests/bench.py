@@ -57,8 +57,9 @@ class Measure:
     def line(self):
         ratio = self.ratio()
         status = "ok" if ratio <= self.target else "ABOVE TARGET"
+        ours, limit = statistics.median(self.ours), statistics.median(self.limit)
         return (f"{self.name:<34} {ratio:5.2f}x  (target <= {self.target}x, {status}); "
-                f"median {statistics.median(self.ours):.3f}s vs {self.limit_label} {statistics.median(self.limit):.3f}s")
+                f"median {ours:.3f}s vs {self.limit_label} {limit:.3f}s")
 
     def as_dict(self):
         return {"ratio": round(self.ratio(), 3), "target": self.target, "ours_s": self.ours, "limit_s": self.limit,

@@ -79,8 +79,8 @@ def settings(plpy, values):
         yield
         return
     names = list(values)
-    old = column(plpy, "select pg_catalog.current_setting(n) from pg_catalog.unnest($1::text[]) with ordinality u(n, i) "
-                       "order by i", names)
+    old = column(plpy, "select pg_catalog.current_setting(n) from pg_catalog.unnest($1::text[]) "
+                       "with ordinality u(n, i) order by i", names)
     run(plpy, "select pg_catalog.set_config(n, v, true) from unnest($1::text[], $2::text[]) u(n, v)",
         names, [values[n] for n in names])
     try:

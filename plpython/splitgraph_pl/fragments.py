@@ -6,7 +6,6 @@ order rebuilds the table. Every data movement here is one set-based statement; P
 handles per-object metadata.
 """
 import json
-import math
 import secrets
 
 from . import db, errors, hashing
@@ -314,7 +313,7 @@ def _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec):
     objects = [_new_object(g, hashed, index, cols, namespace) for g in chunks]
     seen = existing_objects(plpy, [o["object_id"] for o in objects])
     new = []
-    for g, obj in zip(chunks, objects):
+    for g, obj in zip(chunks, objects, strict=True):
         if obj["object_id"] not in seen:
             seen.add(obj["object_id"])
             new.append(obj)

@@ -20,11 +20,11 @@ def to_hex(lanes):
 
 
 def add(a_hex, b_hex):
-    return to_hex(x + y for x, y in zip(lanes_of(a_hex), lanes_of(b_hex)))
+    return to_hex(x + y for x, y in zip(lanes_of(a_hex), lanes_of(b_hex), strict=True))
 
 
 def sub(a_hex, b_hex):
-    return to_hex(x - y for x, y in zip(lanes_of(a_hex), lanes_of(b_hex)))
+    return to_hex(x - y for x, y in zip(lanes_of(a_hex), lanes_of(b_hex), strict=True))
 
 
 def total(hexes):

@@ -69,11 +69,12 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
     fragments.lock_objects_shared(plpy)
     parent = state["image_hash"]
     image_hash = secrets.token_hex(32)
-    db.run(plpy, "insert into splitgraph_meta.images (repository, image_hash, parent_id, comment) values ($1, $2, $3, $4)",
-           repo, image_hash, parent, comment)
+    db.run(plpy, """insert into splitgraph_meta.images (repository, image_hash, parent_id, comment)
+                    values ($1, $2, $3, $4)""", repo, image_hash, parent, comment)
     if state["layered"]:
         # A layered checkout is read-only views over the fragments of HEAD: nothing can have changed.
-        db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema, object_ids)
+        db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
+                                                            object_ids)
                         select repository, $2, table_name, table_schema, object_ids from splitgraph_meta.tables
                         where repository = $1 and image_hash = $3""", repo, image_hash, parent)
     else:
@@ -90,7 +91,8 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
             # A consistent view of the table for the whole commit: writers wait until it is done.
             plpy.execute(f"lock table {names.qualified(repo, table)} in share mode")
             object_ids = fragments.store_snapshot(plpy, repo, table, cols, chunk_size, namespace, blooms.get(table))
-            db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema, object_ids)
+            db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
+                                                                object_ids)
                             values ($1, $2, $3, $4::jsonb, $5::text[])""",
                    repo, image_hash, table, json.dumps([c.spec() for c in cols]), object_ids)
             db.notice(plpy, f'committed table "{table}" ({n}/{len(table_names)}): {len(object_ids)} object(s)')

@@ -90,7 +90,8 @@ def dump_object(plpy, object_id):
     header = {k: obj[k] for k in ("object_id", "format", "namespace", "rows_inserted", "rows_deleted",
                                   "insertion_hash", "deletion_hash", "index", "table_schema")}
     header["dump_format"] = DUMP_FORMAT
-    rows = db.scalar(plpy, f"select coalesce(pg_catalog.array_agg(f::text), '{{}}')::text from {object_table(object_id)} f")
+    rows = db.scalar(plpy, f"select coalesce(pg_catalog.array_agg(f::text), '{{}}')::text "
+                           f"from {object_table(object_id)} f")
     return zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + rows.encode("utf-8"), 6)
 
 

@@ -64,7 +64,7 @@ def from_spec(plpy, spec):
             missing = [c.type for c in cols if db.scalar(plpy, "select pg_catalog.to_regtype($1)", c.type) is None]
             errors.fail(plpy, errors.UNDEFINED_OBJECT, f"type {missing[0]} does not exist on this engine",
                         hint="create the type (or install the extension that provides it) first")
-        for c, r in zip(cols, rows):
+        for c, r in zip(cols, rows, strict=True):
             c.collatable, c.ranged = r["collatable"], r["ranged"]
     return cols
 

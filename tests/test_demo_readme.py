@@ -1,0 +1,49 @@
+"""The demo and the README's commands work as written."""
+import pathlib
+import re
+import subprocess
+
+import psycopg
+
+from conftest import sql
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_demo_walks_through_a_repository(cluster, dbname):
+    out = subprocess.run([str(ROOT / "scripts" / "demo.sh"), cluster.dsn(dbname)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    steps = out.stdout.split("==> ")
+    tagged = next(s for s in steps if s.startswith("8."))
+    head = next(s for s in steps if s.startswith("9."))
+    assert "8.1" in tagged and "-5.5" in tagged and "6.9" not in tagged, "the tagged image shows the old rows"
+    assert "8.3" in head and "6.9" in head and "-5.5" not in head, "the branch head shows the new rows"
+    assert "{v1}" in next(s for s in steps if s.startswith("7.")), "the log shows the tag"
+
+
+def test_readme_starts_with_the_two_commands():
+    lines = (ROOT / "README.md").read_text().splitlines()[:12]
+    assert any(line.startswith("make demo") for line in lines)
+    assert any(line.startswith("make test") for line in lines)
+    for target in ("demo", "test"):
+        dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+        assert dry.returncode == 0, dry.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_tour_runs_as_written(cluster, dbname):
+    text = (ROOT / "README.md").read_text()
+    tour = re.search(r"## A tour from psql.*?```sql\n(.*?)```", text, re.S).group(1)
+    statements = [s.strip() for s in re.sub(r"--[^\n]*", "", tour).split(";") if s.strip()]
+    london = """select temp::text from "noaa/climate".readings where station = 'london'"""
+    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as conn:
+        for statement in statements:
+            sql(conn, statement)
+            if statement.startswith("select splitgraph.checkout('noaa/climate', 'v1')"):
+                assert sql(conn, london) == [("7.5",)]
+        assert sql(conn, london) == [("7.9",)]
+        branch = "select branch from splitgraph.repositories() where repository = 'noaa/climate'"
+        assert sql(conn, branch) == [("main",)]
