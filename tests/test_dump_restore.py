@@ -2,7 +2,6 @@
 (pg_extension_config_dump) and the fragments are ordinary tables, so a custom-format dump restored into a new,
 empty database (pg_restore creates the extension itself) gives back the same repositories, images, tags,
 branches, tables and objects, and the restored engine keeps working."""
-import json
 import subprocess
 
 import psycopg
@@ -34,7 +33,8 @@ def build_source(conn):
     expected = {}
     sql(conn, "select splitgraph.init('dr/alpha')")
     sql(conn, 'create table "dr/alpha".t (id int primary key, v text, at timestamptz)')
-    sql(conn, """insert into "dr/alpha".t select i, md5(i::text), timestamptz '2020-01-01 00:00+00' + i * interval '1 day'
+    sql(conn, """insert into "dr/alpha".t
+                 select i, md5(i::text), timestamptz '2020-01-01 00:00+00' + i * interval '1 day'
                  from generate_series(1, 25) i""")
     sql(conn, 'create table "dr/alpha".nopk (a int, b text)')
     sql(conn, "insert into \"dr/alpha\".nopk values (1, 'x'), (1, 'x'), (2, null)")
@@ -113,7 +113,7 @@ def run_tool(*args):
 
 @pytest.fixture(scope="module")
 def restored(cluster, dbname, tmp_path_factory):
-    """(expected values, snapshot of the source, name of the restored database, snapshot of it)."""
+    """(expected values, snapshot of the source, name of the restored database, snapshot of it, dump file)."""
     with psycopg.connect(cluster.dsn(dbname), autocommit=True) as conn:
         expected = build_source(conn)
         source = snapshot(conn)
@@ -129,7 +129,7 @@ def restored(cluster, dbname, tmp_path_factory):
     assert "error" not in out.stderr.lower(), out.stderr
     with psycopg.connect(cluster.dsn(target), autocommit=True) as conn:
         restored_snap = snapshot(conn)
-    return expected, source, target, restored_snap
+    return expected, source, target, restored_snap, dump
 
 
 @pytest.fixture
@@ -139,9 +139,9 @@ def rconn(cluster, restored):
 
 
 def test_source_is_what_the_test_means(restored):
-    expected, source, _, _ = restored
+    expected, source, *_ = restored
     assert [r[0] for r in source["api"]["repositories"]] == ["beta", "dr/alpha", "dr/gamma"]
-    assert len(source["api"]["table_info %s t" % expected["v1"]]["objects"]) == 3
+    assert len(source["api"]["dr/alpha"]["table_info %s t" % expected["v1"]]["objects"]) == 3
     assert len(source["api"]["dr/alpha"]["images"]) == 4
     assert {b[0] for b in source["api"]["dr/alpha"]["branches"]} == {"dev", "main"}
     assert len(source["meta"]["tags"]) == 4
@@ -152,20 +152,20 @@ def test_restored_database_has_the_extension(rconn):
 
 
 def test_metadata_tables_are_identical(restored):
-    _, source, _, target = restored
+    _, source, _, target, _ = restored
     for table in META_TABLES:
         assert target["meta"][table] == source["meta"][table], table
 
 
 def test_api_results_are_identical(restored):
-    _, source, _, target = restored
+    _, source, _, target, _ = restored
     assert target["api"].keys() == source["api"].keys()
     for key in source["api"]:
         assert target["api"][key] == source["api"][key], key
 
 
 def test_checkouts_and_fragments_are_identical(restored):
-    _, source, _, target = restored
+    _, source, _, target, _ = restored
     assert target["data"].keys() == source["data"].keys()
     assert "dr/alpha.t" in source["data"] and "beta.x" in source["data"]
     for key in source["data"]:
@@ -226,7 +226,23 @@ def test_new_commit_in_the_restored_database(restored, rconn):
 
 
 def test_cleanup_in_the_restored_database_keeps_referenced_objects(restored, rconn):
+    assert len(restored[1]["meta"]["objects"]) >= 6
     before = value(rconn, "select count(*) from splitgraph_meta.objects")
     assert value(rconn, "select splitgraph.cleanup()") == 0
     assert value(rconn, "select count(*) from splitgraph_meta.objects") == before
-    assert json.loads(json.dumps(restored[1]["meta"]["objects"])) is not None
+
+
+@pytest.mark.xfail(strict=True, reason="parallel pg_restore (-j) loads the metadata tables' data concurrently: "
+                                       "rows of tags/branches/checkouts/tables arrive before the images/"
+                                       "repositories/objects rows their foreign keys and trigger require")
+def test_parallel_restore(cluster, restored):
+    """A parallel restore (pg_restore -j) gives the same result; tried three times, since it is a race."""
+    _, source, target, _, dump = restored
+    for attempt in range(3):
+        name = f"{target[:40]}_par{attempt}"
+        cluster.create_database(name, extension=False)
+        out = run_tool(f"{PG_BIN}/pg_restore", "-j", "8", "-h", "127.0.0.1", "-p", str(cluster.port),
+                       "-U", "postgres", "-d", name, str(dump))
+        assert out.returncode == 0, "pg_restore -j failed:\n" + out.stderr[-3000:]
+        with psycopg.connect(cluster.dsn(name), autocommit=True) as conn:
+            assert snapshot(conn)["meta"] == source["meta"]

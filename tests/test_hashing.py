@@ -36,12 +36,12 @@ def ref_hex(lanes):
 def ref_sum(hexes):
     acc = [0] * 16
     for h in hexes:
-        acc = [a + b for a, b in zip(acc, ref_lanes(h))]
+        acc = [a + b for a, b in zip(acc, ref_lanes(h), strict=False)]
     return ref_hex(acc)
 
 
 def ref_sub(a, b):
-    return ref_hex(x - y for x, y in zip(ref_lanes(a), ref_lanes(b)))
+    return ref_hex(x - y for x, y in zip(ref_lanes(a), ref_lanes(b), strict=False))
 
 
 def ref_row_hash(text):
