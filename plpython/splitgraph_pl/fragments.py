@@ -62,8 +62,8 @@ def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", paral
     parallel workers compute in partial aggregates when `parallel` is set.
     """
     ranged = ", ".join(f"{prefix}{ident(c.name)} as c{i}" for i, c in enumerate(cols) if c.ranged)
-    inner = (f"select {group + ' as g, ' if group else ''}"
-             f"pg_catalog.unnest(array[pg_catalog.sha256(({tbl.row_text(cols, prefix)})::bytea)]) as h"
+    digest = f"pg_catalog.sha256(pg_catalog.convert_to({tbl.row_text(cols, prefix)}, 'UTF8'))"
+    inner = (f"select {group + ' as g, ' if group else ''}pg_catalog.unnest(array[{digest}]) as h"
              f"{', ' + ranged if ranged else ''} from {relation} t"
              f"{' where ' + where if where else ''}")
     query = (f"select {'s.g, ' if group else ''}count(*) as n, {_lane_sums()}, "
@@ -84,7 +84,7 @@ def _bloom_groups(plpy, relation, cols, group, spec, prefix="t."):
     """Per group: {column: [k, base64 bitmap]} Bloom filters for the columns `spec` configures.
 
     A value's bit positions are (h1 + i*h2) mod m for i < k, h1 and h2 being the first two big-endian 32-bit
-    words of sha256 of its text; bit p is bit (p mod 8) of byte p/8.
+    words of sha256 of the UTF-8 bytes of its text; bit p is bit (p mod 8) of byte p/8.
     """
     result = {}
     by_name = {c.name: c for c in cols}
@@ -96,7 +96,7 @@ def _bloom_groups(plpy, relation, cols, group, spec, prefix="t."):
             sizing = f"{int(options['size']) * 8}::bigint"
         query = f"""
             with v as (select distinct {group + ' as g' if group else 'null::int as g'},
-                              pg_catalog.sha256(({prefix}{ident(col.name)})::text::bytea) as hb
+                              pg_catalog.sha256(pg_catalog.convert_to(({prefix}{ident(col.name)})::text, 'UTF8')) as hb
                        from {relation} t where {prefix}{ident(col.name)} is not null),
                  c as (select g, count(*) as d from v group by g),
                  p as (select g, m, greatest(1, round(m::float8 / d * ln(2)))::int as k
@@ -149,6 +149,8 @@ def register_objects(plpy, objects):
     insertion_hash, deletion_hash, index, table_schema. Sizes are read from the stored tables."""
     if not objects:
         return
+    # Every role may read every repository, so every role may read the fragments (layered views need it).
+    plpy.execute("grant select on " + ", ".join(object_table(o["object_id"]) for o in objects) + " to public")
     db.run(plpy, f"""
         insert into {META}.objects (object_id, namespace, size, rows_inserted, rows_deleted,
                                     insertion_hash, deletion_hash, index, table_schema)

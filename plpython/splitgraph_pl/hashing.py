@@ -1,6 +1,7 @@
 """Content hashes of rows and fragments, and object ids (compatible with Splitgraph's scheme).
 
-A row's hash is sha256 of its Postgres text form. A digest is 32 bytes read as 16 big-endian unsigned 16-bit
+A row's hash is sha256 of the UTF-8 bytes of its Postgres text form (as pgcrypto's digest(row::text) takes them;
+a text-to-bytea cast would unescape backslashes). A digest is 32 bytes read as 16 big-endian unsigned 16-bit
 lanes; digests add and subtract lane by lane modulo 2**16, so a set of rows hashes the same in any order and
 fragments' hashes compose: the sum of a table's fragments' content hashes is the hash of its rows.
 """

@@ -78,19 +78,23 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
                         select repository, $2, table_name, table_schema, object_ids from splitgraph_meta.tables
                         where repository = $1 and image_hash = $3""", repo, image_hash, parent)
     else:
-        table_names = tbl.list_tables(plpy, repo)
+        schema = names.schema_of(repo)
+        table_names = tbl.list_tables(plpy, schema)
         ranges, blooms = _index_options(plpy, index_options, table_names)
         namespace = names.namespace_of(repo)
+        admin = meta.caller_is_admin(plpy)
         for n, table in enumerate(table_names, 1):
-            cols = tbl.columns(plpy, repo, table)
+            cols = tbl.columns(plpy, schema, table)
+            if not admin:
+                tbl.check_trusted_types(plpy, table, cols)
             _check_columns(plpy, table, cols, ranges.get(table, []), "range")
             _check_columns(plpy, table, cols, blooms.get(table, {}), "bloom")
             if table in ranges:
                 for c in cols:
                     c.ranged = c.ranged and (c.is_pk or c.name in ranges[table])
             # A consistent view of the table for the whole commit: writers wait until it is done.
-            plpy.execute(f"lock table {names.qualified(repo, table)} in share mode")
-            object_ids = fragments.store_snapshot(plpy, repo, table, cols, chunk_size, namespace, blooms.get(table))
+            plpy.execute(f"lock table {names.qualified(schema, table)} in share mode")
+            object_ids = fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, blooms.get(table))
             db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
                                                                 object_ids)
                             values ($1, $2, $3, $4::jsonb, $5::text[])""",

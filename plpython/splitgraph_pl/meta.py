@@ -41,8 +41,9 @@ def check_write(plpy, repo):
         return
     user = db.scalar(plpy, "select session_user::text")
     if names.namespace_of(repo) != user:
+        name = repo.split("/", 1)[-1]
         errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'role "{user}" may not change repository "{repo}"',
-                    hint=f"a role writes to repositories of the namespace named like it (e.g. {user}/{repo})")
+                    hint=f"a role writes to repositories of the namespace named like it (e.g. {user}/{name})")
 
 
 def writable(plpy, repository, must_exist=True):

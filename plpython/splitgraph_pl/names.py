@@ -33,6 +33,11 @@ def repository(plpy, name):
     return name
 
 
+def schema_of(repo):
+    """The checkout schema: the repository's name, cut (like any identifier) to Postgres's 63 bytes."""
+    return repo[:63]
+
+
 def namespace_of(repo):
     return repo.split("/", 1)[0] if "/" in repo else ""
 

@@ -118,6 +118,8 @@ def load_object(plpy, object_id, data):
         return
     fragments.lock_objects_shared(plpy)
     cols = tbl.from_spec(plpy, header["table_schema"])
+    if not meta.caller_is_admin(plpy):
+        tbl.check_trusted_types(plpy, object_id, cols)
     staging = fragments._temp_name()
     staging_sql = f"{META}.{ident(staging)}"
     plpy.execute(f"create table {staging_sql} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null)")
@@ -153,17 +155,12 @@ def load_object(plpy, object_id, data):
 
 def apply_fragments(plpy, object_ids, target_schema, target_table, extra_quals=None):
     """Apply fragments in order to an existing table: each deletes the rows whose key it holds, then inserts
-    its upserted rows (those passing `extra_quals`, an SQL condition over the fragment's columns)."""
+    its upserted rows (those passing `extra_quals`, an SQL condition over the fragment's columns, f).
+
+    It runs with the caller's rights (SECURITY INVOKER): the caller's privileges on the target table, its
+    triggers and extra_quals are the caller's business, never the extension's."""
     if not tbl.exists(plpy, target_schema, target_table):
         errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{target_schema}"."{target_table}" does not exist')
-    admin = meta.caller_is_admin(plpy)
-    if not admin:
-        owns = db.scalar(plpy, """select pg_catalog.pg_has_role(session_user, c.relowner, 'USAGE')
-                                  from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-                                  where n.nspname = $1 and c.relname = $2""", target_schema, target_table)
-        if not owns or extra_quals:
-            errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE,
-                        "apply_fragments needs ownership of the target table (and extra_quals needs a superuser)")
     cols = tbl.columns(plpy, target_schema, target_table)
     objects = fragments.object_rows(plpy, object_ids or [])
     for o in objects:

@@ -3,10 +3,26 @@ from . import db, errors, meta, names
 
 
 def create_schema(plpy, repo):
-    """The checkout schema, owned by the caller when the caller is not an administrator."""
-    plpy.execute(f"create schema if not exists {names.ident(repo)}")
+    """The checkout schema (returned), owned by the caller when the caller is not an administrator. Every role
+    may read a repository, so everyone may use the schema and read its tables, including those made later."""
+    name = names.schema_of(repo)
+    other = db.scalar(plpy, """select c.repository from splitgraph_meta.checkouts c
+                               where c.repository <> $1 and left(c.repository, 63) = $2""", repo, name)
+    if other is not None:
+        errors.fail(plpy, errors.DUPLICATE_OBJECT,
+                    f'repositories "{repo}" and "{other}" would share the checkout schema "{name}" '
+                    "(identifiers are cut to 63 bytes)", hint=f'uncheckout "{other}" first')
+    schema = names.ident(name)
+    if db.scalar(plpy, "select pg_catalog.to_regnamespace($1) is null", schema):
+        plpy.execute(f"create schema {schema}")
     if not meta.caller_is_admin(plpy):
-        plpy.execute(f"alter schema {names.ident(repo)} owner to session_user")
+        plpy.execute(f"alter schema {schema} owner to session_user")
+    owner = db.scalar(plpy, "select pg_catalog.pg_get_userbyid(nspowner)::text from pg_catalog.pg_namespace "
+                            "where nspname = $1", name)
+    plpy.execute(f"grant usage on schema {schema} to public; "
+                 f"alter default privileges for role {names.ident(owner)} in schema {schema} "
+                 f"grant select on tables to public")
+    return name
 
 
 def init(plpy, repository):
@@ -37,5 +53,5 @@ def repositories(plpy):
 def rm(plpy, repository):
     repo = meta.writable(plpy, repository)
     if meta.checkout_state(plpy, repo) is not None:
-        plpy.execute(f"drop schema if exists {names.ident(repo)} cascade")
+        plpy.execute(f"drop schema if exists {names.ident(names.schema_of(repo))} cascade")
     db.run(plpy, "delete from splitgraph_meta.repositories where repository = $1", repo)

@@ -69,6 +69,38 @@ def from_spec(plpy, spec):
     return cols
 
 
+def check_trusted_types(plpy, table, cols):
+    """Refuse columns whose values would run another role's code with the extension's rights: domains with
+    constraints owned by a role that is not a superuser (reached through arrays, domains and composites)."""
+    if not cols:
+        return
+    untrusted = db.column(plpy, """
+        with recursive reach (oid) as (
+            select pg_catalog.to_regtype(x)::oid from pg_catalog.unnest($1::text[]) as x
+            union
+            select n.oid from reach r
+            join pg_catalog.pg_type ty on ty.oid = r.oid
+            cross join lateral (
+                select ty.typbasetype where ty.typtype = 'd'
+                union all
+                select ty.typelem where ty.typelem <> 0 and ty.typtype <> 'd'
+                union all
+                select a.atttypid from pg_catalog.pg_attribute a
+                where ty.typtype = 'c' and a.attrelid = ty.typrelid and a.attnum > 0 and not a.attisdropped
+            ) as n (oid)
+        )
+        select pg_catalog.format_type(ty.oid, null) from reach r
+        join pg_catalog.pg_type ty on ty.oid = r.oid
+        join pg_catalog.pg_roles o on o.oid = ty.typowner
+        where ty.typtype = 'd' and not o.rolsuper
+          and exists (select from pg_catalog.pg_constraint c where c.contypid = ty.oid)""", [c.type for c in cols])
+    if untrusted:
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE,
+                    f'table "{table}" uses type {untrusted[0]}, a domain with constraints owned by a role that is '
+                    "not a superuser: its checks would run with the extension's rights",
+                    hint="use the domain's base type, or have a superuser run this call")
+
+
 def key_columns(cols):
     """The primary key columns, or none: then the whole row is the key."""
     return [c for c in cols if c.is_pk]

@@ -1,14 +1,13 @@
 -- python_init(): put this version's Python package on the session's sys.path, once per session.
 -- Every PL/Python function of the extension calls it when GD does not yet name this version, so two versions
--- can coexist on disk during an upgrade. splitgraph.python_lib_dir overrides the directory (development).
+-- can coexist on disk during an upgrade. The directory is fixed at build time: no setting a role could change
+-- decides what code the SECURITY DEFINER functions import.
 create function splitgraph_internal.python_init() returns void
 language plpython3u volatile
 set search_path = pg_catalog, pg_temp
 as $$
     import sys
-    override = plpy.execute(
-        "select coalesce(pg_catalog.current_setting('splitgraph.python_lib_dir', true), '') as d")[0]["d"]
-    path = override or "@PYTHON_LIB_ROOT@/@EXTVERSION@"
+    path = "@PYTHON_LIB_ROOT@/@EXTVERSION@"
     previous = GD.get("splitgraph_path")
     if previous in sys.path:
         sys.path.remove(previous)

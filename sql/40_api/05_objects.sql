@@ -104,11 +104,12 @@ comment on function splitgraph.load_object(text, bytea) is
 'load_object(object_id, data): store an object from dump_object; refused (XX001) unless its rows hash to its id';
 
 -- apply_fragments(object_ids, target_schema, target_table, extra_quals): apply fragments to a table.
+-- SECURITY INVOKER: the target table's privileges, triggers and extra_quals act with the caller's rights.
 create function splitgraph.apply_fragments(
     object_ids text[], target_schema text, target_table text, extra_quals text default null
 )
 returns void
-language plpgsql volatile security definer
+language plpgsql volatile security invoker
 set search_path = pg_catalog, pg_temp
 set timezone = 'UTC' set datestyle = 'ISO, MDY' set intervalstyle = 'postgres'
 set extra_float_digits = 1 set bytea_output = 'hex' set lc_monetary = 'C'

@@ -101,7 +101,13 @@ class Cluster:
         if not exists:
             self.psql(f'create database "{dbname}"')
         if extension:
-            self.psql("create extension if not exists splitgraph cascade", dbname=dbname)
+            # updatecheck: create the previous version, then upgrade it in place to the one under test.
+            previous = os.environ.get("SG_TEST_UPDATE_FROM")
+            if previous:
+                self.psql(f"create extension if not exists splitgraph version '{previous}' cascade", dbname=dbname)
+                self.psql("alter extension splitgraph update", dbname=dbname)
+            else:
+                self.psql("create extension if not exists splitgraph cascade", dbname=dbname)
 
 
 def main():
