@@ -263,7 +263,7 @@ def test_chunked_insertion_hashes_sum_to_the_whole(conn):
     sql(conn, 'create table "h/chunks".t (id int primary key, v text, w float8)')
     sql(conn, 'insert into "h/chunks".t select i, md5(i::text), i / 7.0 from generate_series(1, 25) i')
     chunked = value(conn, "select splitgraph.commit('h/chunks', chunk_size => 10)")
-    whole = value(conn, "select splitgraph.commit('h/chunks', chunk_size => 1000)")
+    whole = value(conn, "select splitgraph.commit('h/chunks', snapshot => true, chunk_size => 1000)")
     chunk_ids = objects_of(conn, "h/chunks", chunked, "t")
     whole_ids = objects_of(conn, "h/chunks", whole, "t")
     assert len(chunk_ids) == 3 and len(set(chunk_ids)) == 3

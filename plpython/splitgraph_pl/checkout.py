@@ -1,11 +1,12 @@
 """Checkouts: materializing an image into the repository's schema, and removing it."""
-from . import db, fragments, meta, names, repositories
+from . import db, diffs, errors, fragments, meta, names, repositories, tracking
 from . import tables as tbl
 
 
 def _clear(plpy, repo, state):
-    """Drop the versioned tables of the checkout (or the views of a layered one)."""
+    """Drop the versioned tables of the checkout (or the views of a layered one), and their logs."""
     schema = names.schema_of(repo)
+    tracking.forget_schema(plpy, schema)
     if state is not None and state["layered"]:
         for table in meta.image_tables(plpy, repo, state["image_hash"]):
             plpy.execute(f"drop view if exists {names.qualified(schema, table)} cascade")
@@ -13,14 +14,24 @@ def _clear(plpy, repo, state):
         plpy.execute(f"drop table if exists {names.qualified(schema, table)} cascade")
 
 
-def checkout(plpy, repository, image, force=False, layered=False):
-    repo = meta.writable(plpy, repository)
-    image_hash, branch = meta.resolve(plpy, repo, image)
-    state = meta.checkout_state(plpy, repo)
-    _clear(plpy, repo, state)
+def refuse_pending(plpy, repo, force):
+    """Unless forced, a call that would throw away pending changes is refused, naming a changed table."""
+    if force:
+        return
+    changed = diffs.changed_tables_of(plpy, repo)
+    if changed:
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    f'repository "{repo}" has pending changes in table "{changed[0]}"; '
+                    "commit them, reset them or pass force => true")
+
+
+def materialize_image(plpy, repo, image_hash, layered=False, only=None):
+    """Create the tables of an image in the checkout schema (all, or those named in `only`) and track them."""
     schema = repositories.create_schema(plpy, repo)
     admin = meta.caller_is_admin(plpy)
     tables = meta.image_tables(plpy, repo, image_hash)
+    if only is not None:
+        tables = {t: v for t, v in tables.items() if t in only}
     for n, (table, (spec, object_ids)) in enumerate(tables.items(), 1):
         cols = tbl.from_spec(plpy, spec)
         if not admin:
@@ -33,7 +44,19 @@ def checkout(plpy, repository, image, force=False, layered=False):
         if not admin:
             plpy.execute(f"alter {kind} {names.qualified(schema, table)} owner to session_user")
         plpy.execute(f"grant select on {names.qualified(schema, table)} to public")
+        if not layered:
+            tracking.track(plpy, schema, table)
         db.notice(plpy, f'checked out table "{table}" ({n}/{len(tables)}): {len(object_ids)} object(s)')
+
+
+def checkout(plpy, repository, image, force=False, layered=False):
+    repo = meta.writable(plpy, repository)
+    image_hash, branch = meta.resolve(plpy, repo, image)
+    state = meta.checkout_state(plpy, repo)
+    if state is not None:
+        refuse_pending(plpy, repo, force)
+    _clear(plpy, repo, state)
+    materialize_image(plpy, repo, image_hash, layered)
     db.run(plpy, """insert into splitgraph_meta.checkouts (repository, image_hash, branch, layered)
                     values ($1, $2, $3, $4)
                     on conflict (repository) do update
@@ -47,5 +70,7 @@ def uncheckout(plpy, repository, force=False):
     if meta.checkout_state(plpy, repo) is None:
         db.notice(plpy, f'repository "{repo}" is not checked out')
         return
+    refuse_pending(plpy, repo, force)
+    tracking.forget_schema(plpy, names.schema_of(repo))
     plpy.execute(f"drop schema if exists {names.ident(names.schema_of(repo))} cascade")
     db.run(plpy, "delete from splitgraph_meta.checkouts where repository = $1", repo)

@@ -430,3 +430,53 @@ def layered_view(plpy, schema, table, cols, object_ids):
                 f"order by {distinct}, u.sg_fragment_no desc) v where v.{FLAG_COLUMN}")
     plpy.execute(f"create view {target} as {body}")
     comment_columns(plpy, target, cols)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Deltas: one fragment of a table's net changes since its last commit
+# ---------------------------------------------------------------------------------------------------------------
+
+def _text_hash(plpy, relation, text_column, where):
+    """(rows, hash) of the row texts in a column of a relation."""
+    row = db.one(plpy, f"""
+        select count(*) as n, {_lane_sums()} from (
+            select pg_catalog.unnest(array[pg_catalog.sha256(pg_catalog.convert_to(d.{text_column}, 'UTF8'))]) as h
+            from {relation} d where {where}) s""")
+    return row["n"], hashing.to_hex(row[f"l{i}"] or 0 for i in range(hashing.LANES))
+
+
+def store_delta(plpy, cols, delta, namespace):
+    """Store a Delta (tracking.delta) as one fragment: the new values of changed and added rows as upserts, the
+    keys of removed rows as deletions. Its insertion hash covers the upserted rows, its deletion hash the old
+    values of every row it overwrites or deletes, so content hashes keep summing to the table's hash."""
+    relation = delta.relation
+    upserts, insertion = _text_hash(plpy, relation, "new_text", "d.present")
+    _, deletion = _text_hash(plpy, relation, "old_text", "d.existed")
+    deletes = db.scalar(plpy, f"select count(*) from {relation} where existed and not present")
+    key = {c.name for c in (tbl.key_columns(cols) or cols)}
+    ranged = ", ".join(f"{{v}}{i} as c{i}" for i, c in enumerate(cols) if c.ranged)
+    ranges = "{}"
+    if ranged:
+        ranges = db.scalar(plpy, f"""
+            select ({_ranges_sql(cols)})::text from (
+                select {ranged.format(v='n')} from {relation} where present
+                union all
+                select {ranged.format(v='o')} from {relation} where existed) s""")
+    obj = {
+        "object_id": hashing.object_id(insertion, deletion, schema_spec(cols)), "namespace": namespace,
+        "rows_inserted": upserts, "rows_deleted": deletes, "insertion_hash": insertion, "deletion_hash": deletion,
+        "index": {"range": json.loads(ranges)}, "table_schema": schema_spec(cols),
+    }
+    if obj["object_id"] in existing_objects(plpy, [obj["object_id"]]):
+        return obj["object_id"]
+    staging = f"{META}.{ident(_temp_name())}"
+    keys_or_null = ", ".join(f"o{i}" if c.name in key else "null" for i, c in enumerate(cols))
+    plpy.execute(f"""
+        create table {staging} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null);
+        insert into {staging} ({tbl.column_list(cols)}, {FLAG_COLUMN})
+        select {", ".join(f"n{i}" for i in range(len(cols)))}, true from {relation} where present
+        union all
+        select {keys_or_null}, false from {relation} where existed and not present;
+        alter table {staging} rename to {ident(obj["object_id"])}""")
+    register_objects(plpy, [obj])
+    return obj["object_id"]

@@ -2,7 +2,7 @@
 import json
 import secrets
 
-from . import db, errors, fragments, meta, names
+from . import db, errors, fragments, meta, names, tracking
 from . import tables as tbl
 
 _INDEX_TYPES = ("range", "bloom")
@@ -60,6 +60,27 @@ def _check_columns(plpy, table, cols, wanted, kind):
             errors.fail(plpy, "42703", f'index_options.{kind} names column "{name}", which table "{table}" lacks')
 
 
+def schema_key(spec):
+    """What a table's schema is compared by: (ordinal, name, type, is_pk) of each column; comments do not count."""
+    return [(int(c[0]), c[1], c[2], bool(c[3])) for c in spec]
+
+
+def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, namespace, bloom=None):
+    """The object list of a table for a new image, and how it was made: "unchanged" (HEAD's objects), "delta"
+    (HEAD's objects and one fragment of the net changes) or "snapshot" (the table's rows, chunked)."""
+    same_schema = head is not None and schema_key(head[0]) == schema_key([c.spec() for c in cols])
+    if not snapshot and same_schema and tracked is not None and tracked["state"] == "tracking":
+        delta = tracking.delta(plpy, tracked, schema, table, cols)
+        if delta != tracking.SNAPSHOT:
+            try:
+                if not db.scalar(plpy, f"select exists (select from {delta.relation})"):
+                    return head[1], "unchanged"
+                return head[1] + [fragments.store_delta(plpy, cols, delta, namespace)], "delta"
+            finally:
+                delta.drop(plpy)
+    return fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom), "snapshot"
+
+
 def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, index_options=None):
     repo = meta.writable(plpy, repository)
     state = meta.require_checkout(plpy, repo)
@@ -83,6 +104,9 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
         ranges, blooms = _index_options(plpy, index_options, table_names)
         namespace = names.namespace_of(repo)
         admin = meta.caller_is_admin(plpy)
+        head_tables = meta.image_tables(plpy, repo, parent)
+        tracked = tracking.schema_tracking(plpy, schema)
+        stored = {}
         for n, table in enumerate(table_names, 1):
             cols = tbl.columns(plpy, schema, table)
             if not admin:
@@ -92,14 +116,24 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
             if table in ranges:
                 for c in cols:
                     c.ranged = c.ranged and (c.is_pk or c.name in ranges[table])
-            # A consistent view of the table for the whole commit: writers wait until it is done.
+            # A consistent view of the table (and its log) for the whole commit: writers wait until it is done.
             plpy.execute(f"lock table {names.qualified(schema, table)} in share mode")
-            object_ids = fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, blooms.get(table))
+            object_ids, how = store_table(plpy, schema, table, cols, head_tables.get(table), tracked.get(table),
+                                          snapshot, chunk_size, namespace, blooms.get(table))
+            stored[table] = how
             db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
                                                                 object_ids)
                             values ($1, $2, $3, $4::jsonb, $5::text[])""",
                    repo, image_hash, table, json.dumps([c.spec() for c in cols]), object_ids)
-            db.notice(plpy, f'committed table "{table}" ({n}/{len(table_names)}): {len(object_ids)} object(s)')
+            db.notice(plpy, f'committed table "{table}" ({n}/{len(table_names)}): {how}, '
+                            f"{len(object_ids)} object(s)")
+        # The new image is the base of every log from now on.
+        tracking.forget_schema_except(plpy, schema, table_names)
+        for table, how in stored.items():
+            if how == "snapshot" or table not in tracked:
+                tracking.track(plpy, schema, table)
+            else:
+                tracking.restart(plpy, tracked[table])
     db.run(plpy, "update splitgraph_meta.checkouts set image_hash = $2 where repository = $1", repo, image_hash)
     if state["branch"] is not None:
         db.run(plpy, "update splitgraph_meta.branches set image_hash = $3 where repository = $1 and branch = $2",
@@ -150,3 +184,73 @@ def show(plpy, repository, image):
                                 where t.repository = i.repository and t.image_hash = i.image_hash), '{}'),
             'provenance', i.provenance)::text
         from splitgraph_meta.images i where i.repository = $1 and i.image_hash = $2""", repo, image_hash)
+
+
+def _delete_images(plpy, repo, hashes):
+    return db.scalar(plpy, """with gone as (delete from splitgraph_meta.images
+                                            where repository = $1 and image_hash = any($2::text[]) returning 1)
+                              select count(*) from gone""", repo, hashes)
+
+
+def delete_image(plpy, repository, image):
+    """Delete an image and its descendants (with their tags and branches); objects stay until cleanup()."""
+    repo = meta.writable(plpy, repository)
+    image_hash, _ = meta.resolve(plpy, repo, image)
+    if image_hash == meta.ROOT:
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, "the root image cannot be deleted",
+                    hint="delete the repository with splitgraph.rm")
+    doomed = db.column(plpy, """
+        with recursive d (image_hash) as (
+            select $2::text
+            union
+            select i.image_hash from d join splitgraph_meta.images i on i.repository = $1 and i.parent_id = d.image_hash
+        ) select image_hash from d""", repo, image_hash)
+    state = meta.checkout_state(plpy, repo)
+    if state is not None and state["image_hash"] in doomed:
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    f'image {image_hash[:12]} is the checked-out HEAD of repository "{repo}" or an ancestor of it',
+                    hint="check out another image first")
+    return _delete_images(plpy, repo, doomed)
+
+
+def prune(plpy, repository):
+    """Delete the images that are neither tagged, a branch head, HEAD, nor an ancestor of one of those."""
+    repo = meta.writable(plpy, repository)
+    doomed = db.column(plpy, """
+        with recursive kept (image_hash) as (
+            select image_hash from splitgraph_meta.tags where repository = $1
+            union select image_hash from splitgraph_meta.branches where repository = $1
+            union select image_hash from splitgraph_meta.checkouts where repository = $1
+            union select $2::text
+            union
+            select i.parent_id from kept k join splitgraph_meta.images i
+                on i.repository = $1 and i.image_hash = k.image_hash
+            where i.parent_id is not null
+        )
+        select i.image_hash from splitgraph_meta.images i
+        where i.repository = $1 and i.image_hash not in (select image_hash from kept)""", repo, meta.ROOT)
+    return _delete_images(plpy, repo, doomed) if doomed else 0
+
+
+def store_fragment(plpy, schema, table_name, snapshot=False, chunk_size=None):
+    """Store a table's current contents as objects without committing; returns the object list that rebuilds
+    it: for a table of a checkout, HEAD's fragments plus one of the pending changes; otherwise a snapshot."""
+    if not tbl.exists(plpy, schema, table_name):
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table_name}" does not exist')
+    repo = tracking.repository_of_schema(plpy, schema)
+    if repo is not None:
+        meta.check_write(plpy, repo)
+    elif not meta.caller_is_admin(plpy):
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "only superusers may store fragments of other schemas")
+    cols = tbl.columns(plpy, schema, table_name)
+    if not meta.caller_is_admin(plpy):
+        tbl.check_trusted_types(plpy, table_name, cols)
+    fragments.lock_objects_shared(plpy)
+    plpy.execute(f"lock table {names.qualified(schema, table_name)} in share mode")
+    head = None
+    if repo is not None:
+        state = meta.checkout_state(plpy, repo)
+        head = meta.image_tables(plpy, repo, state["image_hash"]).get(table_name)
+    ids, _ = store_table(plpy, schema, table_name, cols, head, tracking.registry(plpy, schema, table_name),
+                         snapshot, _chunk_size(plpy, chunk_size), names.namespace_of(repo or ""))
+    return ids

@@ -1,5 +1,5 @@
 """Repositories: creating, listing and deleting them."""
-from . import db, errors, meta, names
+from . import db, errors, meta, names, tracking
 
 
 def create_schema(plpy, repo):
@@ -53,5 +53,6 @@ def repositories(plpy):
 def rm(plpy, repository):
     repo = meta.writable(plpy, repository)
     if meta.checkout_state(plpy, repo) is not None:
+        tracking.forget_schema(plpy, names.schema_of(repo))
         plpy.execute(f"drop schema if exists {names.ident(names.schema_of(repo))} cascade")
     db.run(plpy, "delete from splitgraph_meta.repositories where repository = $1", repo)

@@ -74,14 +74,15 @@ select splitgraph.checkout('t/fruit', :'second');
 select splitgraph.commit('t/fruit', 'no change') as same \gset
 select is(splitgraph.table_info('t/fruit', :'same', 'fruits') -> 'objects',
           splitgraph.table_info('t/fruit', :'second', 'fruits') -> 'objects',
-          'committing the same rows again reuses the object');
+          'a commit without changes reuses every object');
+select splitgraph.commit('t/fruit', 'snapshot', snapshot => true) as same \gset
 select splitgraph.init('t/other');
 create table "t/other".fruits (fruit_id int primary key, name varchar);
 insert into "t/other".fruits values (3, 'mango'), (2, 'banana'), (1, 'apple');
 select (select count(*) from splitgraph_meta.objects) as objects_before \gset
 select splitgraph.commit('t/other') as other \gset
 select is(splitgraph.table_info('t/other', :'other', 'fruits') -> 'objects',
-          splitgraph.table_info('t/fruit', :'second', 'fruits') -> 'objects',
+          splitgraph.table_info('t/fruit', :'same', 'fruits') -> 'objects',
           'the same rows in another repository, inserted in another order, give the same object');
 select is((select count(*) from splitgraph_meta.objects), :'objects_before'::bigint, 'and add no object');
 

@@ -1,0 +1,334 @@
+"""Differences between versions of a table: pending changes, status, row-level diffs, and reset.
+
+Where one version is the other plus fragments (an ancestor and its descendant, or HEAD and the pending
+changes), the difference comes from those fragments or from the change log alone; other pairs are compared
+by materializing both sides into temporary tables. Result rows never pass through Python: they are written to
+a temporary table that the SQL function returns.
+"""
+import secrets
+
+from . import db, errors, fragments, meta, names, tracking
+from . import tables as tbl
+from .images import schema_key
+from .names import ident, literal
+
+
+def _temp(prefix):
+    return f"sg_{prefix}_{secrets.token_hex(6)}"
+
+
+def _object_sql(cols, alias, prefix):
+    """jsonb object of the columns `prefix`0.. of `alias`, keyed by the column names (in parts of 50 pairs, as
+    jsonb_build_object takes at most 100 arguments)."""
+    pairs = [f"{literal(c.name)}, {alias}.{prefix}{i}" for i, c in enumerate(cols)]
+    parts = [f"pg_catalog.jsonb_build_object({', '.join(pairs[i:i + 50])})" for i in range(0, len(pairs), 50)]
+    return " || ".join(parts) if parts else "'{}'::jsonb"
+
+
+def _named(cols, alias, prefix):
+    """The columns of `alias` under positional names (prefix0..), so no column name can clash with ours."""
+    return ", ".join(f"{alias}.{ident(c.name)} as {prefix}{i}" for i, c in enumerate(cols))
+
+
+def _result(plpy):
+    name = _temp("diff")
+    plpy.execute(f"create temp table {ident(name)} (action character(1), row_data jsonb, change text)")
+    return name, f"pg_temp.{ident(name)}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Three ways to a difference
+# ---------------------------------------------------------------------------------------------------------------
+
+def _delta_rows(plpy, result, delta):
+    """Rows of a pending Delta: '-' the old values, '+' the new."""
+    plpy.execute(f"""
+        insert into {result} (action, row_data, change)
+        select '-', {_object_sql(delta.cols, 'd', 'o')},
+               case when d.present then 'update' else 'remove' end
+        from {delta.relation} d where d.existed
+        union all
+        select '+', {_object_sql(delta.cols, 'd', 'n')},
+               case when d.existed then 'update' else 'add' end
+        from {delta.relation} d where d.present""")
+
+
+def _fragment_rows(plpy, result, cols, base_ids, extra_ids, reverse):
+    """Rows between a table version and the version that adds fragments `extra_ids` on top of it, found from
+    those fragments and the base rows with the same keys only (nothing is materialized)."""
+    key = tbl.key_columns(cols)
+    key_expr = (lambda a: ", ".join(f"{a}.{ident(c.name)}" for c in key)) if key else (
+        lambda a: tbl.row_text(cols, a + "."))
+
+    def numbered(ids):
+        return " union all ".join(
+            f"select {n} as sg_position, {tbl.column_list(cols, 'f.')}, f.{names.FLAG_COLUMN} "
+            f"from {fragments.object_table(o)} f" for n, o in enumerate(ids))
+
+    new_state, old_state = _temp("new"), _temp("old")
+    plpy.execute(f"""
+        create temp table {ident(new_state)} as
+        select distinct on ({key_expr('u')}) u.* from ({numbered(extra_ids)}) u
+        order by {key_expr('u')}, u.sg_position desc""")
+    plpy.execute(f"""
+        create temp table {ident(old_state)} as
+        select distinct on ({key_expr('u')}) u.* from ({numbered(base_ids)}) u
+        where ({key_expr('u')}) in (select {key_expr('s')} from pg_temp.{ident(new_state)} s)
+        order by {key_expr('u')}, u.sg_position desc""")
+    minus, plus = ("+", "-") if reverse else ("-", "+")
+    gone, came = ("add", "remove") if reverse else ("remove", "add")
+    match = " and ".join(f"o.{ident(c.name)} = n.{ident(c.name)}" for c in key) if key else (
+        f"{tbl.row_text(cols, 'o.')} = {tbl.row_text(cols, 'n.')}")
+    differs = f'({tbl.row_text(cols, "o.")} collate "C") <> ({tbl.row_text(cols, "n.")} collate "C")'
+    old_values = f"(select {_named(cols, 'o', 'v')}) ov"
+    new_values = f"(select {_named(cols, 'n', 'v')}) nv"
+    plpy.execute(f"""
+        insert into {result} (action, row_data, change)
+        select '{minus}', {_object_sql(cols, 'ov', 'v')},
+               case when n.{names.FLAG_COLUMN} then 'update' else '{gone}' end
+        from pg_temp.{ident(new_state)} n
+        join pg_temp.{ident(old_state)} o on {match} and o.{names.FLAG_COLUMN}
+        cross join lateral {old_values}
+        where not n.{names.FLAG_COLUMN} or {differs}
+        union all
+        select '{plus}', {_object_sql(cols, 'nv', 'v')},
+               case when o.{names.FLAG_COLUMN} then 'update' else '{came}' end
+        from pg_temp.{ident(new_state)} n
+        left join pg_temp.{ident(old_state)} o on {match} and o.{names.FLAG_COLUMN}
+        cross join lateral {new_values}
+        where n.{names.FLAG_COLUMN} and (o.{names.FLAG_COLUMN} is null or {differs})""")
+    plpy.execute(f"drop table pg_temp.{ident(new_state)}, pg_temp.{ident(old_state)}")
+
+
+def _compare(plpy, result, cols1, rel1, cols2, rel2):
+    """Rows between two relations (either may be None: the table is missing on that side). With the same
+    columns and a primary key, rows pair up by key; otherwise the difference is of the sets of rows."""
+    if rel1 is None or rel2 is None:
+        cols, rel, action, change = (cols2, rel2, "+", "add") if rel1 is None else (cols1, rel1, "-", "remove")
+        plpy.execute(f"""insert into {result} (action, row_data, change)
+                         select '{action}', {_object_sql(cols, 'v', 'v')}, '{change}'
+                         from {rel} t cross join lateral (select {_named(cols, 't', 'v')}) v""")
+        return
+    same = schema_key([c.spec() for c in cols1]) == schema_key([c.spec() for c in cols2])
+    key = tbl.key_columns(cols1)
+    if same and key:
+        match = " and ".join(f"a.{ident(c.name)} = b.{ident(c.name)}" for c in key)
+        differs = f'({tbl.row_text(cols1, "a.")} collate "C") <> ({tbl.row_text(cols1, "b.")} collate "C")'
+        missing_b, missing_a = f"b.{ident(key[0].name)} is null", f"a.{ident(key[0].name)} is null"
+        plpy.execute(f"""
+            insert into {result} (action, row_data, change)
+            select '-', {_object_sql(cols1, 'v', 'v')}, case when {missing_b} then 'remove' else 'update' end
+            from {rel1} a left join {rel2} b on {match}
+            cross join lateral (select {_named(cols1, 'a', 'v')}) v
+            where {missing_b} or {differs}
+            union all
+            select '+', {_object_sql(cols1, 'v', 'v')}, case when {missing_a} then 'add' else 'update' end
+            from {rel2} b left join {rel1} a on {match}
+            cross join lateral (select {_named(cols1, 'b', 'v')}) v
+            where {missing_a} or {differs}""")
+        return
+    def as_json(cols, rel):
+        return (f"select {_object_sql(cols, 'v', 'v')} as j from {rel} t "
+                f"cross join lateral (select {_named(cols, 't', 'v')}) v")
+
+    plpy.execute(f"""
+        insert into {result} (action, row_data, change)
+        select '-', x.j, 'remove' from ({as_json(cols1, rel1)} except all {as_json(cols2, rel2)}) x
+        union all
+        select '+', x.j, 'add' from ({as_json(cols2, rel2)} except all {as_json(cols1, rel1)}) x""")
+
+
+def _materialized(plpy, version):
+    """A temporary table holding a stored table version (spec, object ids), or None for a missing table."""
+    if version is None:
+        return None
+    name = _temp("side")
+    fragments.materialize(plpy, "pg_temp", name, tbl.from_spec(plpy, version[0]), version[1])
+    return f"pg_temp.{ident(name)}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One table's difference between two versions
+# ---------------------------------------------------------------------------------------------------------------
+
+def _checkout_table(plpy, repo, table):
+    """(schema, columns) of a live table of the checkout, or (schema, None)."""
+    state = meta.require_checkout(plpy, repo)
+    schema = names.schema_of(repo)
+    if state["layered"] or table not in tbl.list_tables(plpy, schema):
+        return schema, None
+    return schema, tbl.columns(plpy, schema, table)
+
+
+def table_diff(plpy, repo, table, image_1, image_2, result):
+    """Write the rows between two versions of a table into `result`; returns whether its schema changed.
+    image_2 None means the checkout's pending state."""
+    h1, _ = meta.resolve(plpy, repo, image_1)
+    v1 = meta.image_tables(plpy, repo, h1).get(table)
+    cols1 = tbl.from_spec(plpy, v1[0]) if v1 else None
+    if image_2 is None:
+        schema, cols2 = _checkout_table(plpy, repo, table)
+        if v1 is None and cols2 is None:
+            errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table}" is neither in image {h1[:12]} nor in the '
+                                                      f'checkout of repository "{repo}"')
+        same = cols2 is not None and v1 is not None and schema_key(v1[0]) == schema_key([c.spec() for c in cols2])
+        tracked = tracking.registry(plpy, schema, table) if cols2 is not None else None
+        if (same and h1 == meta.checkout_state(plpy, repo)["image_hash"] and tracked is not None
+                and tracked["state"] == "tracking"):
+            delta = tracking.delta(plpy, tracked, schema, table, cols2)
+            if delta != tracking.SNAPSHOT:
+                _delta_rows(plpy, result, delta)
+                delta.drop(plpy)
+                return False
+        _compare(plpy, result, cols1, _materialized(plpy, v1), cols2,
+                 names.qualified(schema, table) if cols2 is not None else None)
+        return not same
+    h2, _ = meta.resolve(plpy, repo, image_2)
+    v2 = meta.image_tables(plpy, repo, h2).get(table)
+    if v1 is None and v2 is None:
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table}" is in neither image {h1[:12]} nor {h2[:12]} '
+                                                  f'of repository "{repo}"')
+    same = v1 is not None and v2 is not None and schema_key(v1[0]) == schema_key(v2[0])
+    if same:
+        ids1, ids2 = v1[1], v2[1]
+        if ids1 == ids2:
+            return False
+        if ids2[:len(ids1)] == ids1:
+            _fragment_rows(plpy, result, cols1, ids1, ids2[len(ids1):], reverse=False)
+            return False
+        if ids1[:len(ids2)] == ids2:
+            _fragment_rows(plpy, result, cols1, ids2, ids1[len(ids2):], reverse=True)
+            return False
+    cols2 = tbl.from_spec(plpy, v2[0]) if v2 else None
+    _compare(plpy, result, cols1, _materialized(plpy, v1), cols2, _materialized(plpy, v2))
+    return not same
+
+
+def diff(plpy, repository, table_name, image_1, image_2=None):
+    """Fill a temporary table with the row-level diff and return its name (the SQL function returns its rows)."""
+    repo = meta.require(plpy, repository)
+    name, result = _result(plpy)
+    table_diff(plpy, repo, table_name, image_1, image_2, result)
+    return name
+
+
+def _tables_of(plpy, repo, image):
+    if image is None:
+        state = meta.require_checkout(plpy, repo)
+        return [] if state["layered"] else tbl.list_tables(plpy, names.schema_of(repo))
+    h, _ = meta.resolve(plpy, repo, image)
+    return list(meta.image_tables(plpy, repo, h))
+
+
+def diff_summary(plpy, repository, image_1, image_2=None):
+    repo = meta.require(plpy, repository)
+    h1, _ = meta.resolve(plpy, repo, image_1)
+    summary = []
+    for table in sorted(set(_tables_of(plpy, repo, h1)) | set(_tables_of(plpy, repo, image_2))):
+        name, result = _result(plpy)
+        schema_changed = table_diff(plpy, repo, table, h1, image_2, result)
+        counts = db.one(plpy, f"""select count(*) filter (where change = 'add') as added,
+                                         count(*) filter (where change = 'remove') as removed,
+                                         count(*) filter (where change = 'update' and action = '+') as updated
+                                  from {result}""")
+        plpy.execute(f"drop table {result}")
+        if schema_changed or counts["added"] or counts["removed"] or counts["updated"]:
+            summary.append({"table_name": table, "added": counts["added"], "removed": counts["removed"],
+                            "updated": counts["updated"], "schema_changed": schema_changed})
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pending changes of a checkout
+# ---------------------------------------------------------------------------------------------------------------
+
+def changed_tables_of(plpy, repo):
+    """Tables of a checkout whose contents or schema differ from HEAD (cheap: no counting)."""
+    state = meta.checkout_state(plpy, repo)
+    if state is None or state["layered"]:
+        return []
+    schema = names.schema_of(repo)
+    head = meta.image_tables(plpy, repo, state["image_hash"])
+    live = tbl.list_tables(plpy, schema)
+    tracked = tracking.schema_tracking(plpy, schema)
+    changed = []
+    for table in sorted(set(head) | set(live)):
+        t = tracked.get(table)
+        if table not in head or table not in live or t is None or t["state"] != "tracking":
+            changed.append(table)
+            continue
+        cols = tbl.columns(plpy, schema, table)
+        if schema_key(head[table][0]) != schema_key([c.spec() for c in cols]) or \
+                tracking.has_changes(plpy, t, schema, table, cols):
+            changed.append(table)
+    return changed
+
+
+def status(plpy, repository=None):
+    if repository is None:
+        repos = db.column(plpy, "select repository from splitgraph_meta.checkouts order by repository")
+    else:
+        repos = [meta.require(plpy, repository)]
+        meta.require_checkout(plpy, repos[0])
+    rows = []
+    for repo in repos:
+        for table in changed_tables_of(plpy, repo):
+            name, result = _result(plpy)
+            schema_changed = table_diff(plpy, repo, table, "HEAD", None, result)
+            counts = db.one(plpy, f"""select count(*) filter (where change = 'add') as added,
+                                             count(*) filter (where change = 'remove') as removed,
+                                             count(*) filter (where change = 'update' and action = '+') as updated
+                                      from {result}""")
+            plpy.execute(f"drop table {result}")
+            rows.append({"repository": repo, "table_name": table, "added": counts["added"],
+                         "removed": counts["removed"], "updated": counts["updated"],
+                         "schema_changed": schema_changed})
+    return rows
+
+
+def reset(plpy, repository, table_name=None):
+    """Discard pending changes: the checkout's tables become exactly HEAD's again."""
+    from .checkout import materialize_image
+
+    repo = meta.writable(plpy, repository)
+    state = meta.require_checkout(plpy, repo)
+    if state["layered"]:
+        return
+    schema = names.schema_of(repo)
+    head = meta.image_tables(plpy, repo, state["image_hash"])
+    live = tbl.list_tables(plpy, schema)
+    targets = [table_name] if table_name is not None else sorted(set(head) | set(live))
+    if table_name is not None and table_name not in head and table_name not in live:
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table_name}" is neither in HEAD nor in the checkout of '
+                                                  f'repository "{repo}"')
+    tracked = tracking.schema_tracking(plpy, schema)
+    rebuild = []
+    for table in targets:
+        t = tracked.get(table)
+        if table in head and table in live and t is not None and t["state"] == "tracking" and t["has_primary_key"]:
+            cols = tbl.columns(plpy, schema, table)
+            if schema_key(head[table][0]) == schema_key([c.spec() for c in cols]):
+                _undo(plpy, schema, table, cols, t)
+                continue
+        tracking.untrack(plpy, schema, table)
+        if table in live:
+            plpy.execute(f"drop table {names.qualified(schema, table)} cascade")
+        if table in head:
+            rebuild.append(table)
+    if rebuild:
+        materialize_image(plpy, repo, state["image_hash"], only=rebuild)
+
+
+def _undo(plpy, schema, table, cols, tracked):
+    """Put back the logged old values of every key changed since HEAD, and remove keys HEAD did not have."""
+    key = tbl.key_columns(cols)
+    target = names.qualified(schema, table)
+    key_list = tbl.column_list(key, "a.")
+    first = (f"(select distinct on ({key_list}) a.* from {tracked['audit_table']} a "
+             f"order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f")
+    match = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
+    plpy.execute(f"""
+        delete from {target} t using {first} where {match};
+        insert into {target} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 'f.')} from {first}
+        where f.sg_audit_kind = 0""")
+    tracking.restart(plpy, tracked)

@@ -1,0 +1,351 @@
+"""Change tracking: logging every change to a table, and reducing the log to the table's net changes.
+
+Statement-level triggers (sql/20_internal/03_tracking.sql) append to a table's audit table: the old values of
+updated and deleted rows (kind 0) and the keys written by inserts and updates (kind 1). A key's first record
+tells its state when tracking began: kind 0 means the row existed with those values, kind 1 means it did not.
+Joining that with the live table by key gives the net change per key, so that inserting then deleting a row,
+updating a row back to its values, or deleting and re-inserting an identical row are no change at all.
+"""
+import secrets
+
+from . import db, errors, names
+from . import tables as tbl
+from .names import ident, literal
+
+AUDIT = "splitgraph_audit"
+RESERVED = ("sg_audit_stmt", "sg_audit_kind")
+TRIGGERS = (
+    ("sg_track_insert", "after insert", "referencing new table as sg_new", "on_insert"),
+    ("sg_track_update", "after update", "referencing old table as sg_old new table as sg_new", "on_update"),
+    ("sg_track_delete", "after delete", "referencing old table as sg_old", "on_delete"),
+    ("sg_track_truncate", "after truncate", "", "on_truncate"),
+)
+
+_STORAGE_TYPES = """
+with recursive base (n, oid, typmod, depth) as (
+    select u.n, t.oid, t.typtypmod, 0
+    from pg_catalog.unnest($1::text[]) with ordinality u (type, n)
+    join pg_catalog.pg_type t on t.oid = pg_catalog.to_regtype(u.type)
+    union all
+    select b.n, t.typbasetype, t.typtypmod, b.depth + 1
+    from base b join pg_catalog.pg_type t on t.oid = b.oid
+    where t.typtype = 'd'
+)
+select distinct on (n) pg_catalog.format_type(oid, nullif(typmod, -1)) as type
+from base order by n, depth desc"""
+
+
+def registry(plpy, schema, table):
+    """The tracking row of a live table (matched by oid, so a table dropped and made again is untracked)."""
+    schema_tracking(plpy, schema)
+    return db.one(plpy, f"""select t.* from {AUDIT}.tracked t
+                            where t.relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))
+                              and t.schema_name = $1 and t.table_name = $2""", schema, table)
+
+
+def _storage_types(plpy, cols):
+    """The types of the audit columns: domains become their base types, so that logging a change never runs a
+    domain's checks (which could be a table owner's own code) with the extension's rights."""
+    return db.column(plpy, _STORAGE_TYPES, [c.type for c in cols])
+
+
+def untrack(plpy, schema, table):
+    """Stop tracking a table (if it still exists) and drop its log."""
+    rows = db.run(plpy, f"""delete from {AUDIT}.tracked where schema_name = $1 and table_name = $2
+                            returning audit_table, relid::regclass::text as target,
+                                      pg_catalog.to_regclass(relid::regclass::text) is not null as live""",
+                  schema, table)
+    for r in rows:
+        statements = [f"drop table if exists {r['audit_table']}"]
+        if r["live"]:
+            statements += [f"drop trigger if exists {name} on {r['target']}" for name, *_ in TRIGGERS]
+        plpy.execute(";\n".join(statements))
+
+
+def track(plpy, schema, table):
+    """Start tracking a table: from now on its changes are logged. Tracking it again starts a fresh log."""
+    if not tbl.exists(plpy, schema, table):
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
+    kind = db.scalar(plpy, """select c.relkind::text from pg_catalog.pg_class c
+                              join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                              where n.nspname = $1 and c.relname = $2""", schema, table)
+    if kind not in ("r", "p"):
+        errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED, f'"{schema}"."{table}" is not a table; only tables are tracked')
+    cols = tbl.columns(plpy, schema, table)
+    clash = [c.name for c in cols if c.name in RESERVED]
+    if clash:
+        errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,
+                    f'table "{table}" has a column named {clash[0]}, which change tracking uses for itself',
+                    hint="rename the column to track the table")
+    untrack(plpy, schema, table)
+    key = tbl.key_columns(cols) or cols
+    audit = f"{AUDIT}.{ident('changes_' + secrets.token_hex(6))}"
+    definitions = ", ".join(f"{ident(c.name)} {t}" for c, t in zip(cols, _storage_types(plpy, cols), strict=True))
+    target = names.qualified(schema, table)
+    statements = [f"create table {audit} ({definitions}, sg_audit_stmt bigint not null, "
+                  "sg_audit_kind smallint not null)"]
+    statements += [f"create trigger {name} {event} on {target} {transition} for each statement "
+                   f"execute function {AUDIT}.{function}()" for name, event, transition, function in TRIGGERS]
+    plpy.execute(";\n".join(statements))
+    db.run(plpy, f"""insert into {AUDIT}.tracked (relid, schema_name, table_name, audit_table, key_columns,
+                                                 all_columns, has_primary_key)
+                     values (pg_catalog.to_regclass($1)::oid, $2, $3, $4, $5, $6, $7)""",
+           target, schema, table, audit, tbl.column_list(key), tbl.column_list(cols), bool(tbl.key_columns(cols)))
+
+
+def restart(plpy, tracked):
+    """Forget the logged changes of a tracked table (after they were committed, discarded or reset)."""
+    plpy.execute(f"truncate {tracked['audit_table']}")
+    if tracked["state"] == "truncated":
+        db.run(plpy, f"update {AUDIT}.tracked set state = 'tracking' where relid = $1::bigint::oid", tracked["relid"])
+
+
+def tracked_tables(plpy):
+    return db.run(plpy, f"""select schema_name, table_name from {AUDIT}.tracked
+                            where pg_catalog.to_regclass(relid::regclass::text) is not null
+                            order by schema_name, table_name""")
+
+
+def schema_tracking(plpy, schema):
+    """Tracking rows of the live tables of a schema, by table name."""
+    db.run(plpy, f"""select {AUDIT}.adopt(c.oid) from pg_catalog.pg_class c
+                     join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                     join {AUDIT}.tracked t on t.schema_name = n.nspname and t.table_name = c.relname
+                     where n.nspname = $1 and t.relid <> c.oid""", schema)
+    rows = db.run(plpy, f"""select t.* from {AUDIT}.tracked t
+                            join pg_catalog.pg_class c on c.oid = t.relid
+                            join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                            where t.schema_name = $1 and n.nspname = $1 and c.relname = t.table_name""", schema)
+    return {r["table_name"]: r for r in rows}
+
+
+def forget_schema(plpy, schema):
+    """Drop the logs of every table of a schema that was tracked, live or not (before the schema goes away)."""
+    forget_schema_except(plpy, schema, [])
+
+
+def forget_schema_except(plpy, schema, keep):
+    """Drop the logs of a schema's tracked tables, but for the live tables named in `keep`."""
+    rows = db.run(plpy, f"""select table_name, pg_catalog.to_regclass(relid::regclass::text) is not null as live
+                            from {AUDIT}.tracked where schema_name = $1""", schema)
+    for r in rows:
+        if not (r["live"] and r["table_name"] in keep):
+            untrack(plpy, schema, r["table_name"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Net changes
+# ---------------------------------------------------------------------------------------------------------------
+
+class Delta:
+    """The net changes of a tracked table, in a temporary table with, per changed key or row: existed (before
+    tracking), present (now), old_text / new_text (row texts), o0.. (old values) and n0.. (new values)."""
+
+    def __init__(self, name, cols, key):
+        self.name, self.cols, self.key = name, cols, key
+        self.relation = f"pg_temp.{ident(name)}"
+
+    def counts(self, plpy):
+        """(added, removed, updated) rows."""
+        row = db.one(plpy, f"""select count(*) filter (where present and not existed) as added,
+                                      count(*) filter (where existed and not present) as removed,
+                                      count(*) filter (where existed and present) as updated
+                               from {self.relation}""")
+        return row["added"], row["removed"], row["updated"]
+
+    def drop(self, plpy):
+        plpy.execute(f"drop table if exists {self.relation}")
+
+
+SNAPSHOT = "snapshot"
+
+
+def delta(plpy, tracked, schema, table, cols):
+    """The net changes logged for a table still tracked with the same columns: a Delta, or SNAPSHOT when only a
+    snapshot can record them (a table without a primary key whose changed rows have duplicates)."""
+    name = "sg_delta_" + secrets.token_hex(6)
+    relation = f"pg_temp.{ident(name)}"
+    target = names.qualified(schema, table)
+    key = tbl.key_columns(cols)
+    old = ", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))
+    new = ", ".join(f"t.{ident(c.name)} as n{i}" for i, c in enumerate(cols))
+    if key:
+        key_list = tbl.column_list(key, "a.")
+        join = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
+        present = f"t.{ident(key[0].name)} is not null"
+        plpy.execute(f"""
+            create temp table {ident(name)} as
+            select * from (
+                select f.sg_audit_kind = 0 as existed, {present} as present,
+                       case when f.sg_audit_kind = 0 then {tbl.row_text(cols, 'f.')} end as old_text,
+                       case when {present} then {tbl.row_text(cols, 't.')} end as new_text,
+                       {old}, {new}
+                from (select distinct on ({key_list}) a.* from {tracked['audit_table']} a
+                      order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f
+                left join {target} t on {join}
+            ) d
+            where existed <> present or (old_text collate "C") is distinct from (new_text collate "C")""")
+        return Delta(name, cols, key)
+    # Without a primary key the whole row is the key: count each row text in and out of the table.
+    plpy.execute(f"""
+        create temp table {ident(name)} as
+        select x.n = -1 as existed, x.n = 1 as present,
+               case when x.n < 0 then x.row_text end as old_text,
+               case when x.n > 0 then x.row_text end as new_text,
+               x.n as net, null::bigint as live,
+               {", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))},
+               {", ".join(f"f.{ident(c.name)} as n{i}" for i, c in enumerate(cols))}
+        from (select {tbl.row_text(cols, 'a.')} as row_text,
+                     sum(case a.sg_audit_kind when 1 then 1 else -1 end) as n
+              from {tracked['audit_table']} a group by 1 having sum(case a.sg_audit_kind when 1 then 1 else -1 end) <> 0
+        ) x
+        cross join lateral (select * from {tracked['audit_table']} a
+                            where {tbl.row_text(cols, 'a.')} = x.row_text limit 1) f""")
+    if not db.scalar(plpy, f"select exists (select from {relation})"):
+        return Delta(name, cols, key)
+    # A row may be recorded as a change only if it is unique before and after: otherwise only a snapshot can say
+    # how many copies there are.
+    plpy.execute(f"""update {relation} d set live = c.n from (
+                         select {tbl.row_text(cols, 't.')} as row_text, count(*) as n from {target} t
+                         where {tbl.row_text(cols, 't.')} in (select coalesce(old_text, new_text) from {relation})
+                         group by 1) c
+                     where c.row_text = coalesce(d.old_text, d.new_text)""")
+    unique = db.scalar(plpy, f"""select bool_and((net = 1 and coalesce(live, 0) = 1) or (net = -1 and live is null))
+                                 from {relation}""")
+    if not unique:
+        plpy.execute(f"drop table {relation}")
+        return SNAPSHOT
+    plpy.execute(f"update {relation} set {', '.join(f'o{i} = null' for i in range(len(cols)))} where not existed")
+    plpy.execute(f"update {relation} set {', '.join(f'n{i} = null' for i in range(len(cols)))} where not present")
+    return Delta(name, cols, key)
+
+
+def has_changes(plpy, tracked, schema, table, cols):
+    d = delta(plpy, tracked, schema, table, cols)
+    if d == SNAPSHOT:
+        return True
+    try:
+        return db.scalar(plpy, f"select exists (select from {d.relation})")
+    finally:
+        d.drop(plpy)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The change-tracking API (any schema; a checked-out repository's tables are tracked automatically)
+# ---------------------------------------------------------------------------------------------------------------
+
+def repository_of_schema(plpy, schema):
+    """The checked-out repository whose checkout is this schema, if any."""
+    return db.scalar(plpy, "select repository from splitgraph_meta.checkouts where left(repository, 63) = $1", schema)
+
+
+def _check_caller_owns(plpy, schema, table):
+    from . import meta
+    if meta.caller_is_admin(plpy):
+        return
+    owns = db.scalar(plpy, """select pg_catalog.pg_has_role(session_user, c.relowner, 'USAGE')
+                              from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                              where n.nspname = $1 and c.relname = $2""", schema, table)
+    if not owns:
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'only the owner of "{schema}"."{table}" may change '
+                                                         "its tracking")
+
+
+def track_tables(plpy, schema, tables):
+    for table in tables or []:
+        if not tbl.exists(plpy, schema, table):
+            errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
+        _check_caller_owns(plpy, schema, table)
+        if db.scalar(plpy, f"""select exists (select from {AUDIT}.tracked where schema_name = $1 and table_name = $2
+                                              and relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text,
+                                                                                 $2::text)))""", schema, table):
+            continue
+        track(plpy, schema, table)
+
+
+def untrack_tables(plpy, schema, tables):
+    for table in tables or []:
+        if tbl.exists(plpy, schema, table):
+            _check_caller_owns(plpy, schema, table)
+        untrack(plpy, schema, table)
+
+
+def _changed(plpy, schema, table, t):
+    if t["state"] != "tracking":
+        return True
+    return has_changes(plpy, t, schema, table, tbl.columns(plpy, schema, table))
+
+
+def changed_tables(plpy, schema):
+    repo = repository_of_schema(plpy, schema)
+    if repo is not None:
+        from .diffs import changed_tables_of
+        return changed_tables_of(plpy, repo)
+    return [table for table, t in sorted(schema_tracking(plpy, schema).items()) if _changed(plpy, schema, table, t)]
+
+
+def has_pending_changes(plpy, schema):
+    return bool(changed_tables(plpy, schema))
+
+
+def get_pending_changes(plpy, schema, table, aggregate=False):
+    """Fill a temporary table with the net changes of a tracked table; returns its name."""
+    t = registry(plpy, schema, table)
+    if t is None:
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'table "{schema}"."{table}" is not tracked',
+                    hint="start tracking it with splitgraph.track_tables")
+    if t["state"] != "tracking":
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    f'table "{schema}"."{table}" was {t["state"]} since tracking began: its changes are no longer '
+                    "known row by row", hint="commit it (as a snapshot), or compare versions with splitgraph.diff")
+    cols = tbl.columns(plpy, schema, table)
+    d = delta(plpy, t, schema, table, cols)
+    if d == SNAPSHOT:
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    f'table "{schema}"."{table}" has no primary key and its changed rows have duplicates: '
+                    "they cannot be told apart row by row", hint="add a primary key")
+    name = "sg_changes_" + secrets.token_hex(6)
+    plpy.execute(f"create temp table {ident(name)} (pk jsonb, change_type text, row_data jsonb, added integer, "
+                 "removed integer, updated integer)")
+    from .diffs import _object_sql
+
+    if aggregate:
+        added, removed, updated = d.counts(plpy)
+        db.run(plpy, f"insert into pg_temp.{ident(name)} (added, removed, updated) values ($1::int, $2::int, $3::int)",
+               added, removed, updated)
+    else:
+        key = tbl.key_columns(cols) or cols
+        positions = [i for i, c in enumerate(cols) if c in key]
+
+        def key_object(prefix):
+            pairs = ", ".join(f"{literal(cols[i].name)}, d.{prefix}{i}" for i in positions)
+            return f"pg_catalog.jsonb_build_object({pairs})"
+
+        plpy.execute(f"""
+            insert into pg_temp.{ident(name)} (pk, change_type, row_data)
+            select case when d.present then {key_object('n')} else {key_object('o')} end,
+                   case when not d.existed then 'insert' when not d.present then 'delete' else 'update' end,
+                   case when d.present then {_object_sql(cols, 'd', 'n')} else {_object_sql(cols, 'd', 'o')} end
+            from {d.relation} d""")
+    d.drop(plpy)
+    return name
+
+
+def discard_pending_changes(plpy, schema, table=None):
+    """Forget logged changes (the data stays as it is). A checkout's changes are undone with reset instead:
+    forgetting them would let the checkout drift from its HEAD unnoticed."""
+    repo = repository_of_schema(plpy, schema)
+    if repo is not None:
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    f'schema "{schema}" is the checkout of repository "{repo}"',
+                    hint="commit the changes, or undo them with splitgraph.reset")
+    tracked = schema_tracking(plpy, schema)
+    if table is not None and table not in tracked:
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'table "{schema}"."{table}" is not tracked')
+    for name, t in tracked.items():
+        if table is None or name == table:
+            _check_caller_owns(plpy, schema, name)
+            if t["state"] == "altered":
+                track(plpy, schema, name)
+            else:
+                restart(plpy, t)
