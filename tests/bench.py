@@ -123,11 +123,71 @@ def bench_commit_checkout(conn, rows, repeat):
     return [commit, checkout]
 
 
+def bench_tracked_writes(conn, repeat):
+    """INSERT 200k, UPDATE 100k, DELETE 50k rows of a tracked table vs an untracked one."""
+    workloads = [
+        ("insert 200k rows",
+         "insert into {t} select i, md5(i::text), random(), now() from generate_series(1, 200000) i"),
+        ("update 100k rows", "update {t} set value = value + 1 where id <= 100000"),
+        ("delete 50k rows", "delete from {t} where id > 150000"),
+    ]
+    measures = [Measure(f"tracked {label}", 1.5, "untracked") for label, _ in workloads]
+    create = "create table {t} (id int primary key, md5 text, value float8, at timestamptz)"
+    for i in range(repeat):
+        run(conn, "select splitgraph.init('bench/tracked')")
+        run(conn, create.format(t='"bench/tracked".t'))
+        run(conn, "select splitgraph.commit('bench/tracked')")  # from now on the table is tracked
+        run(conn, create.format(t="public.untracked"))
+        for m, (_, statement) in zip(measures, workloads, strict=True):
+            for target, times in (("public.untracked", m.limit), ('"bench/tracked".t', m.ours)):
+                settle(conn)
+                times.append(timed(conn, statement.format(t=target))[0])
+        assert run(conn, "select count(*) from splitgraph.get_pending_changes('bench/tracked', 't')")[0][0] == 150000
+        run(conn, "drop table public.untracked")
+        run(conn, "select splitgraph.rm('bench/tracked')")
+        print(f"  round {i + 1}/{repeat}: " + ", ".join(f"{m.name[8:]} {m.ours[-1]:.3f}s / {m.limit[-1]:.3f}s"
+                                                         for m in measures), flush=True)
+    return measures
+
+
+def bench_delta_commit(conn, repeat, changes=10000):
+    """A commit of `changes` updated rows of a 1M-row table vs copying those rows; and vs the same commit of a
+    100k-row table (the cost must follow the changes, not the size of the table)."""
+    delta = Measure(f"delta commit ({changes} of 1M rows)", 3.0, f"CTAS of the {changes} rows")
+    scale = Measure("delta commit at 1M vs at 100k rows", 1.5, "100k rows")
+    for i in range(repeat):
+        for rows, target in ((1_000_000, delta.ours), (100_000, scale.limit)):
+            run(conn, "select splitgraph.init('bench/delta')")
+            run(conn, FILL.format(table='"bench/delta".t', rows=rows))
+            run(conn, 'alter table "bench/delta".t add primary key (id)')
+            run(conn, "select splitgraph.commit('bench/delta')")
+            run(conn, f"create table public.changed as select (random() * ({rows} - 1))::int + 1 as id "
+                      f"from generate_series(1, {changes * 2}) group by 1 limit {changes}")
+            run(conn, 'update "bench/delta".t t set value = t.value + 1 from public.changed c where c.id = t.id')
+            if rows == 1_000_000:
+                delta.limit.append(fastest(conn, ['create table public.copy as select t.* from "bench/delta".t t '
+                                                  "join public.changed c using (id)"]))
+            settle(conn)
+            elapsed, (image,) = timed(conn, "select splitgraph.commit('bench/delta')")
+            target.append(elapsed)
+            added = run(conn, "select (splitgraph.table_info('bench/delta', %s, 't') -> 'objects') ->> 1", image)[0][0]
+            assert run(conn, "select splitgraph.object_info(%s) ->> 'rows_inserted'", added)[0][0] == str(changes)
+            run(conn, "drop table public.changed")
+            run(conn, "select splitgraph.rm('bench/delta')")
+            run(conn, "select splitgraph.cleanup()")
+        scale.ours.append(delta.ours[-1])
+        print(f"  round {i + 1}/{repeat}: delta commit {delta.ours[-1]:.3f}s at 1M, {scale.limit[-1]:.3f}s at 100k, "
+              f"copy {delta.limit[-1]:.3f}s", flush=True)
+    return [delta, scale]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark cluster's folder")
+    parser.add_argument("--only", choices=["snapshot", "tracking", "delta"], action="append",
+                        help="run only these parts (default: all)")
     args = parser.parse_args()
 
     base = tempfile.mkdtemp(prefix="sg-bench-")
@@ -140,7 +200,14 @@ def main():
         with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
             run(conn, "set client_min_messages = warning")
             print(f"benchmark: {args.rows} rows, {args.repeat} rounds, cluster in {base}", flush=True)
-            results = bench_commit_checkout(conn, args.rows, args.repeat)
+            parts = args.only or ["snapshot", "tracking", "delta"]
+            results = []
+            if "snapshot" in parts:
+                results += bench_commit_checkout(conn, args.rows, args.repeat)
+            if "tracking" in parts:
+                results += bench_tracked_writes(conn, args.repeat)
+            if "delta" in parts:
+                results += bench_delta_commit(conn, args.repeat)
         print()
         for m in results:
             print(m.line())

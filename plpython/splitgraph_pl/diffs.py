@@ -325,6 +325,7 @@ def _undo(plpy, schema, table, cols, tracked):
     target = names.qualified(schema, table)
     key_list = tbl.column_list(key, "a.")
     first = (f"(select distinct on ({key_list}) a.* from {tracked['audit_table']} a "
+             f"where a.sg_audit_kind < {tracking.SENTINEL} "
              f"order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f")
     match = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
     plpy.execute(f"""

@@ -436,47 +436,79 @@ def layered_view(plpy, schema, table, cols, object_ids):
 # Deltas: one fragment of a table's net changes since its last commit
 # ---------------------------------------------------------------------------------------------------------------
 
-def _text_hash(plpy, relation, text_column, where):
-    """(rows, hash) of the row texts in a column of a relation."""
-    row = db.one(plpy, f"""
-        select count(*) as n, {_lane_sums()} from (
-            select pg_catalog.unnest(array[pg_catalog.sha256(pg_catalog.convert_to(d.{text_column}, 'UTF8'))]) as h
-            from {relation} d where {where}) s""")
-    return row["n"], hashing.to_hex(row[f"l{i}"] or 0 for i in range(hashing.LANES))
+def _delta_object(row, cols, namespace):
+    insertion = hashing.to_hex(row[f"hn{i}"] or 0 for i in range(hashing.LANES))
+    deletion = hashing.to_hex(row[f"ho{i}"] or 0 for i in range(hashing.LANES))
+    return {
+        "object_id": hashing.object_id(insertion, deletion, schema_spec(cols)), "namespace": namespace,
+        "rows_inserted": row["upserts"], "rows_deleted": row["deletes"], "insertion_hash": insertion,
+        "deletion_hash": deletion, "index": {"range": json.loads(row["ranges"])}, "table_schema": schema_spec(cols),
+    }
+
+
+def _delta_summary(cols, relation):
+    """One pass over a delta's rows: upsert and delete counts, the rows' digests summed lane by lane (hn: the
+    new rows, ho: the old values overwritten or deleted), and a range index spanning new and old values."""
+    lanes = ", ".join(f"sum((pg_catalog.get_byte(s.{h}, {2 * i}) << 8) | pg_catalog.get_byte(s.{h}, {2 * i + 1})) "
+                      f"as {h}{i}" for h in ("hn", "ho") for i in range(hashing.LANES))
+    ranges = []
+    for i, c in enumerate(cols):
+        if c.ranged:
+            new, old = (f"s.{v}{i}" + (' collate "C"' if c.collatable else "") for v in ("n", "o"))
+            low = f"least(min({new}) filter (where s.present), min({old}) filter (where s.existed))"
+            high = f"greatest(max({new}) filter (where s.present), max({old}) filter (where s.existed))"
+            ranges.append(f"pg_catalog.jsonb_build_object({literal(c.name)}, "
+                          f"pg_catalog.jsonb_build_array({low}, {high}))")
+    return (f"""select count(*) filter (where s.present) as upserts,
+                       count(*) filter (where s.existed and not s.present) as deletes, {lanes},
+                       ({" || ".join(ranges) if ranges else "'{}'::jsonb"})::text as ranges
+                from {relation} s""")
+
+
+def _fragment_rows(cols, relation):
+    """The rows of a delta fragment: new values of present rows as upserts, keys of removed ones as deletes."""
+    key = {c.name for c in (tbl.key_columns(cols) or cols)}
+    keys_or_null = ", ".join(f"o{i}" if c.name in key else "null" for i, c in enumerate(cols))
+    return (f"""select {", ".join(f"n{i}" for i in range(len(cols)))}, true from {relation} where present
+                union all
+                select {keys_or_null}, false from {relation} where existed and not present""")
+
+
+def _keep_staging(plpy, staging, obj):
+    """Rename a staged fragment to its object id, or drop it when that object is already stored."""
+    if obj["object_id"] in existing_objects(plpy, [obj["object_id"]]):
+        plpy.execute(f"drop table {staging}")
+    else:
+        plpy.execute(f"alter table {staging} rename to {ident(obj['object_id'])}")
+        register_objects(plpy, [obj])
+    return obj["object_id"]
 
 
 def store_delta(plpy, cols, delta, namespace):
     """Store a Delta (tracking.delta) as one fragment: the new values of changed and added rows as upserts, the
     keys of removed rows as deletions. Its insertion hash covers the upserted rows, its deletion hash the old
     values of every row it overwrites or deletes, so content hashes keep summing to the table's hash."""
-    relation = delta.relation
-    upserts, insertion = _text_hash(plpy, relation, "new_text", "d.present")
-    _, deletion = _text_hash(plpy, relation, "old_text", "d.existed")
-    deletes = db.scalar(plpy, f"select count(*) from {relation} where existed and not present")
-    key = {c.name for c in (tbl.key_columns(cols) or cols)}
-    ranged = ", ".join(f"{{v}}{i} as c{i}" for i, c in enumerate(cols) if c.ranged)
-    ranges = "{}"
-    if ranged:
-        ranges = db.scalar(plpy, f"""
-            select ({_ranges_sql(cols)})::text from (
-                select {ranged.format(v='n')} from {relation} where present
-                union all
-                select {ranged.format(v='o')} from {relation} where existed) s""")
-    obj = {
-        "object_id": hashing.object_id(insertion, deletion, schema_spec(cols)), "namespace": namespace,
-        "rows_inserted": upserts, "rows_deleted": deletes, "insertion_hash": insertion, "deletion_hash": deletion,
-        "index": {"range": json.loads(ranges)}, "table_schema": schema_spec(cols),
-    }
+    obj = _delta_object(db.one(plpy, _delta_summary(cols, delta.relation)), cols, namespace)
     if obj["object_id"] in existing_objects(plpy, [obj["object_id"]]):
         return obj["object_id"]
     staging = f"{META}.{ident(_temp_name())}"
-    keys_or_null = ", ".join(f"o{i}" if c.name in key else "null" for i, c in enumerate(cols))
     plpy.execute(f"""
         create table {staging} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null);
-        insert into {staging} ({tbl.column_list(cols)}, {FLAG_COLUMN})
-        select {", ".join(f"n{i}" for i in range(len(cols)))}, true from {relation} where present
-        union all
-        select {keys_or_null}, false from {relation} where existed and not present;
-        alter table {staging} rename to {ident(obj["object_id"])}""")
-    register_objects(plpy, [obj])
-    return obj["object_id"]
+        insert into {staging} ({tbl.column_list(cols)}, {FLAG_COLUMN}) {_fragment_rows(cols, delta.relation)}""")
+    return _keep_staging(plpy, staging, obj)
+
+
+def store_changes(plpy, cols, changes_sql, namespace):
+    """store_delta for a table with a primary key, in one statement: the net changes (changes_sql, the SELECT
+    of tracking.keyed_changes) are written to a staged fragment and summarized in the same pass. Returns the
+    object id, or None when nothing changed after all."""
+    staging = f"{META}.{ident(_temp_name())}"
+    plpy.execute(f"create table {staging} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null)")
+    row = db.one(plpy, f"""
+        with d as materialized ({changes_sql}),
+             written as (insert into {staging} ({tbl.column_list(cols)}, {FLAG_COLUMN}) {_fragment_rows(cols, "d")})
+        {_delta_summary(cols, "d")}""")
+    if row["upserts"] == 0 and row["deletes"] == 0:
+        plpy.execute(f"drop table {staging}")
+        return None
+    return _keep_staging(plpy, staging, _delta_object(row, cols, namespace))

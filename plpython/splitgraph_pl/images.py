@@ -70,6 +70,12 @@ def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, 
     (HEAD's objects and one fragment of the net changes) or "snapshot" (the table's rows, chunked)."""
     same_schema = head is not None and schema_key(head[0]) == schema_key([c.spec() for c in cols])
     if not snapshot and same_schema and tracked is not None and tracked["state"] == "tracking":
+        if not tracking.logged(plpy, tracked):
+            return head[1], "unchanged"
+        if tbl.key_columns(cols):
+            object_id = fragments.store_changes(plpy, cols, tracking.keyed_changes(tracked, schema, table, cols),
+                                                namespace)
+            return (head[1] + [object_id], "delta") if object_id else (head[1], "unchanged")
         delta = tracking.delta(plpy, tracked, schema, table, cols)
         if delta != tracking.SNAPSHOT:
             try:

@@ -5,6 +5,10 @@ updated and deleted rows (kind 0) and the keys written by inserts and updates (k
 tells its state when tracking began: kind 0 means the row existed with those values, kind 1 means it did not.
 Joining that with the live table by key gives the net change per key, so that inserting then deleting a row,
 updating a row back to its values, or deleting and re-inserting an identical row are no change at all.
+
+Audit tables are UNLOGGED: logging a change writes no WAL. A crash empties them, so each holds a sentinel row
+(kind 2) from the moment tracking starts: a log without its sentinel was lost, and its table is committed as a
+snapshot (state "lost") instead of trusting an empty log.
 """
 import secrets
 
@@ -14,6 +18,7 @@ from .names import ident, literal
 
 AUDIT = "splitgraph_audit"
 RESERVED = ("sg_audit_stmt", "sg_audit_kind")
+SENTINEL = 2
 TRIGGERS = (
     ("sg_track_insert", "after insert", "referencing new table as sg_new", "on_insert"),
     ("sg_track_update", "after update", "referencing old table as sg_old new table as sg_new", "on_update"),
@@ -37,10 +42,7 @@ from base order by n, depth desc"""
 
 def registry(plpy, schema, table):
     """The tracking row of a live table (matched by oid, so a table dropped and made again is untracked)."""
-    schema_tracking(plpy, schema)
-    return db.one(plpy, f"""select t.* from {AUDIT}.tracked t
-                            where t.relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))
-                              and t.schema_name = $1 and t.table_name = $2""", schema, table)
+    return schema_tracking(plpy, schema).get(table)
 
 
 def _storage_types(plpy, cols):
@@ -82,8 +84,9 @@ def track(plpy, schema, table):
     audit = f"{AUDIT}.{ident('changes_' + secrets.token_hex(6))}"
     definitions = ", ".join(f"{ident(c.name)} {t}" for c, t in zip(cols, _storage_types(plpy, cols), strict=True))
     target = names.qualified(schema, table)
-    statements = [f"create table {audit} ({definitions}, sg_audit_stmt bigint not null, "
-                  "sg_audit_kind smallint not null)"]
+    statements = [f"create unlogged table {audit} ({definitions}, sg_audit_stmt bigint not null, "
+                  "sg_audit_kind smallint not null)",
+                  f"insert into {audit} (sg_audit_stmt, sg_audit_kind) values (0, {SENTINEL})"]
     statements += [f"create trigger {name} {event} on {target} {transition} for each statement "
                    f"execute function {AUDIT}.{function}()" for name, event, transition, function in TRIGGERS]
     plpy.execute(";\n".join(statements))
@@ -95,8 +98,9 @@ def track(plpy, schema, table):
 
 def restart(plpy, tracked):
     """Forget the logged changes of a tracked table (after they were committed, discarded or reset)."""
-    plpy.execute(f"truncate {tracked['audit_table']}")
-    if tracked["state"] == "truncated":
+    plpy.execute(f"truncate {tracked['audit_table']}; "
+                 f"insert into {tracked['audit_table']} (sg_audit_stmt, sg_audit_kind) values (0, {SENTINEL})")
+    if tracked["state"] in ("truncated", "lost"):
         db.run(plpy, f"update {AUDIT}.tracked set state = 'tracking' where relid = $1::bigint::oid", tracked["relid"])
 
 
@@ -116,7 +120,16 @@ def schema_tracking(plpy, schema):
                             join pg_catalog.pg_class c on c.oid = t.relid
                             join pg_catalog.pg_namespace n on n.oid = c.relnamespace
                             where t.schema_name = $1 and n.nspname = $1 and c.relname = t.table_name""", schema)
-    return {r["table_name"]: r for r in rows}
+    return {r["table_name"]: _check_sentinel(plpy, dict(r)) for r in rows}
+
+
+def _check_sentinel(plpy, tracked):
+    """A log emptied by a crash has lost its sentinel: from then on the table is not trusted row by row."""
+    if tracked["state"] == "tracking" and not db.scalar(
+            plpy, f"select exists (select from {tracked['audit_table']} where sg_audit_kind = {SENTINEL})"):
+        db.run(plpy, f"update {AUDIT}.tracked set state = 'lost' where relid = $1::bigint::oid", tracked["relid"])
+        tracked["state"] = "lost"
+    return tracked
 
 
 def forget_schema(plpy, schema):
@@ -139,7 +152,8 @@ def forget_schema_except(plpy, schema, keep):
 
 class Delta:
     """The net changes of a tracked table, in a temporary table with, per changed key or row: existed (before
-    tracking), present (now), old_text / new_text (row texts), o0.. (old values) and n0.. (new values)."""
+    tracking), present (now), ho / hn (sha256 of the old and new row texts), o0.. (old values) and n0.. (new
+    values)."""
 
     def __init__(self, name, cols, key):
         self.name, self.cols, self.key = name, cols, key
@@ -160,6 +174,40 @@ class Delta:
 SNAPSHOT = "snapshot"
 
 
+def digest(text_sql):
+    """sha256 of the UTF-8 bytes of a row text: a row's hash."""
+    return f"pg_catalog.sha256(pg_catalog.convert_to({text_sql}, 'UTF8'))"
+
+
+def keyed_changes(tracked, schema, table, cols):
+    """The SELECT of the net changes of a tracked table with a primary key (the rows of a Delta): each touched
+    key's first logged record (its state before tracking) joined with the live row of that key."""
+    key = tbl.key_columns(cols)
+    old = ", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))
+    new = ", ".join(f"t.{ident(c.name)} as n{i}" for i, c in enumerate(cols))
+    key_list = tbl.column_list(key, "a.")
+    join = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
+    present = f"t.{ident(key[0].name)} is not null"
+    return f"""
+        select * from (
+            select f.sg_audit_kind = 0 as existed, {present} as present,
+                   case when f.sg_audit_kind = 0 then {digest(tbl.row_text(cols, 'f.'))} end as ho,
+                   case when {present} then {digest(tbl.row_text(cols, 't.'))} end as hn,
+                   {old}, {new}
+            from (select distinct on ({key_list}) a.* from {tracked['audit_table']} a
+                  where a.sg_audit_kind < {SENTINEL}
+                  order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f
+            left join {names.qualified(schema, table)} t on {join}
+            offset 0  -- each row is hashed once, not again for the filter below
+        ) d
+        where existed <> present or ho is distinct from hn"""
+
+
+def logged(plpy, tracked):
+    """Whether anything was logged for a table since tracking (re)started."""
+    return db.scalar(plpy, f"select exists (select from {tracked['audit_table']} where sg_audit_kind < {SENTINEL})")
+
+
 def delta(plpy, tracked, schema, table, cols):
     """The net changes logged for a table still tracked with the same columns: a Delta, or SNAPSHOT when only a
     snapshot can record them (a table without a primary key whose changed rows have duplicates)."""
@@ -167,49 +215,35 @@ def delta(plpy, tracked, schema, table, cols):
     relation = f"pg_temp.{ident(name)}"
     target = names.qualified(schema, table)
     key = tbl.key_columns(cols)
-    old = ", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))
-    new = ", ".join(f"t.{ident(c.name)} as n{i}" for i, c in enumerate(cols))
     if key:
-        key_list = tbl.column_list(key, "a.")
-        join = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
-        present = f"t.{ident(key[0].name)} is not null"
-        plpy.execute(f"""
-            create temp table {ident(name)} as
-            select * from (
-                select f.sg_audit_kind = 0 as existed, {present} as present,
-                       case when f.sg_audit_kind = 0 then {tbl.row_text(cols, 'f.')} end as old_text,
-                       case when {present} then {tbl.row_text(cols, 't.')} end as new_text,
-                       {old}, {new}
-                from (select distinct on ({key_list}) a.* from {tracked['audit_table']} a
-                      order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f
-                left join {target} t on {join}
-            ) d
-            where existed <> present or (old_text collate "C") is distinct from (new_text collate "C")""")
+        plpy.execute(f"create temp table {ident(name)} as {keyed_changes(tracked, schema, table, cols)}")
         return Delta(name, cols, key)
     # Without a primary key the whole row is the key: count each row text in and out of the table.
     plpy.execute(f"""
         create temp table {ident(name)} as
         select x.n = -1 as existed, x.n = 1 as present,
-               case when x.n < 0 then x.row_text end as old_text,
-               case when x.n > 0 then x.row_text end as new_text,
-               x.n as net, null::bigint as live,
+               case when x.n < 0 then {digest('x.row_text')} end as ho,
+               case when x.n > 0 then {digest('x.row_text')} end as hn,
+               x.row_text, x.n as net, null::bigint as live,
                {", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))},
                {", ".join(f"f.{ident(c.name)} as n{i}" for i, c in enumerate(cols))}
         from (select {tbl.row_text(cols, 'a.')} as row_text,
                      sum(case a.sg_audit_kind when 1 then 1 else -1 end) as n
-              from {tracked['audit_table']} a group by 1 having sum(case a.sg_audit_kind when 1 then 1 else -1 end) <> 0
+              from {tracked['audit_table']} a where a.sg_audit_kind < {SENTINEL}
+              group by 1 having sum(case a.sg_audit_kind when 1 then 1 else -1 end) <> 0
         ) x
         cross join lateral (select * from {tracked['audit_table']} a
-                            where {tbl.row_text(cols, 'a.')} = x.row_text limit 1) f""")
+                            where a.sg_audit_kind < {SENTINEL} and {tbl.row_text(cols, 'a.')} = x.row_text
+                            limit 1) f""")
     if not db.scalar(plpy, f"select exists (select from {relation})"):
         return Delta(name, cols, key)
     # A row may be recorded as a change only if it is unique before and after: otherwise only a snapshot can say
     # how many copies there are.
     plpy.execute(f"""update {relation} d set live = c.n from (
                          select {tbl.row_text(cols, 't.')} as row_text, count(*) as n from {target} t
-                         where {tbl.row_text(cols, 't.')} in (select coalesce(old_text, new_text) from {relation})
+                         where {tbl.row_text(cols, 't.')} in (select row_text from {relation})
                          group by 1) c
-                     where c.row_text = coalesce(d.old_text, d.new_text)""")
+                     where c.row_text = d.row_text""")
     unique = db.scalar(plpy, f"""select bool_and((net = 1 and coalesce(live, 0) = 1) or (net = -1 and live is null))
                                  from {relation}""")
     if not unique:
