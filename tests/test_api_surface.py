@@ -41,6 +41,15 @@ def test_every_function_matches_the_freeze(conn):
     assert not missing, f"implemented functions disappeared: {missing}"
 
 
+def test_result_types_match_the_freeze(conn):
+    """Functions whose argument shares a name with a result column return a composite type: its columns are
+    the contract's result columns."""
+    for name, columns in SURFACE["types"].items():
+        got = sql(conn, """select string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' order by attnum)
+                           from pg_attribute where attrelid = %s::regclass and attnum > 0""", f"splitgraph.{name}")
+        assert got == [(columns,)], f"columns of splitgraph.{name} changed"
+
+
 def test_every_public_function_is_documented(conn):
     for name, got in engine_functions(conn).items():
         assert got["comment"] and got["comment"].startswith(name + "("), f"splitgraph.{name} lacks its reference line"

@@ -5,7 +5,7 @@ import subprocess
 
 import psycopg
 
-from conftest import sql
+from conftest import sql, value
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -36,14 +36,22 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_tour_runs_as_written(cluster, dbname):
     text = (ROOT / "README.md").read_text()
-    tour = re.search(r"## A tour from psql.*?```sql\n(.*?)```", text, re.S).group(1)
+    section = re.search(r"## A tour from psql(.*?)\n## ", text, re.S).group(1)
+    tour = "".join(re.findall(r"```sql\n(.*?)```", section, re.S))
     statements = [s.strip() for s in re.sub(r"--[^\n]*", "", tour).split(";") if s.strip()]
     london = """select temp::text from "noaa/climate".readings where station = 'london'"""
     with psycopg.connect(cluster.dsn(dbname), autocommit=True) as conn:
         for statement in statements:
-            sql(conn, statement)
+            result = sql(conn, statement)
             if statement.startswith("select splitgraph.checkout('noaa/climate', 'v1')"):
                 assert sql(conn, london) == [("7.5",)]
+            if statement.startswith("select * from splitgraph.status"):
+                assert result == [("noaa/climate", "readings", 1, 0, 1, False)]
+            if statement.startswith("select splitgraph.commit('noaa/climate', 'oslo')"):
+                info = value(conn, "select splitgraph.table_info('noaa/climate', 'HEAD', 'readings')")
+                last = value(conn, "select splitgraph.object_info(%s)", info["objects"][-1])
+                assert last["rows_inserted"] == 2, "the commit stored only the two changed rows"
         assert sql(conn, london) == [("7.9",)]
+        assert value(conn, 'select count(*) from "noaa/climate".readings') == 3, "reset restored HEAD"
         branch = "select branch from splitgraph.repositories() where repository = 'noaa/climate'"
         assert sql(conn, branch) == [("main",)]
