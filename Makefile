@@ -50,7 +50,7 @@ install-python: ## install plpython/ and the server's Python packages into the v
 	cp -r plpython/splitgraph_pl $(DESTDIR)$(PY_LIB_DIR)/
 	find $(DESTDIR)$(PY_LIB_DIR) -name __pycache__ -prune -exec rm -rf {} +
 	@if grep -qv '^\s*\(#\|$$\)' plpython/requirements.txt; then \
-	  $(PYTHON_SERVER) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+	  $(PYTHON_SERVER) -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
 	    --target $(DESTDIR)$(PY_LIB_DIR) -r plpython/requirements.txt; fi
 
 # Targets that need PGXS run `install` in a second make, after deps may have just installed it.

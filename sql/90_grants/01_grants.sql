@@ -9,3 +9,12 @@ grant usage on schema splitgraph_internal to public;
 grant execute on function splitgraph_internal.python_init() to public;
 grant execute on function splitgraph_internal.rethrow(text, text, text, text) to public;
 grant execute on function splitgraph_internal.apply_fragments(text[], text, text, text) to public;
+-- The import doors run with their caller's rights and call these helpers, which check rights themselves.
+grant execute on function splitgraph_internal.import_source_kind(text) to public;
+grant execute on function splitgraph_internal.import_from_image(text, text[], text, text[], text) to public;
+grant execute on function splitgraph_internal.import_check_source(text, text[]) to public;
+grant execute on function splitgraph_internal.import_staged(text, text, text[], text[], text, text[], text) to public;
+grant execute on function splitgraph_internal.import_sandbox(text, text) to public;
+grant execute on function splitgraph_internal.import_explain(text, text) to public;
+grant execute on function splitgraph_internal.import_check_plan(text, text, text, text) to public;
+grant execute on function splitgraph_internal.import_drop_sandbox(text) to public;

@@ -1,0 +1,276 @@
+"""Importing tables into a repository: from an image of another repository (no data copied: the same objects),
+from a plain schema such as a mountpoint (its rows snapshotted into objects), or from a query's result.
+
+Reading a plain schema and evaluating a query happen with the caller's own rights, in the SQL functions
+(SECURITY INVOKER), into temporary staging tables; the functions here, running with the extension's rights,
+only check names, prepare read-only views of a source image, and store staged rows as a new image.
+"""
+import json
+import re
+import secrets
+
+from . import db, errors, fragments, hashing, meta, names
+from . import tables as tbl
+from .names import ident
+
+
+def _target_names(plpy, source_tables, target_tables):
+    if not source_tables:
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "name at least one table to import")
+    if target_tables is None:
+        target_tables = list(source_tables)
+    if len(target_tables) != len(source_tables):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE,
+                    f"{len(source_tables)} source tables but {len(target_tables)} target tables",
+                    hint="give one target name per source table, or none to keep the names")
+    for name in list(source_tables) + list(target_tables):
+        names.table(plpy, name)
+    if len(set(target_tables)) != len(target_tables):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "a target table is named twice")
+    return list(target_tables)
+
+
+def _source_image(plpy, repo, image):
+    """The image to import from: the one named, else the source's HEAD, else its newest."""
+    if image is not None:
+        return meta.resolve(plpy, repo, image)[0]
+    state = meta.checkout_state(plpy, repo)
+    return state["image_hash"] if state is not None else meta.resolve(plpy, repo, "latest")[0]
+
+
+def _base(plpy, target):
+    """The image an import builds on: HEAD of the target, or its newest image when it is not checked out."""
+    state = meta.checkout_state(plpy, target)
+    return state, (state["image_hash"] if state is not None else meta.resolve(plpy, target, "latest")[0])
+
+
+def _commit_tables(plpy, target, new_tables, comment):
+    """One new image on top of the target's base with every table of the base plus `new_tables`
+    ({name: (spec, object_ids)}); the new tables are materialized in the checkout. Pending changes of the other
+    tables stay pending: their logs still describe the same state."""
+    from .checkout import materialize_image
+
+    state, base = _base(plpy, target)
+    existing = set(meta.image_tables(plpy, target, base))
+    if state is not None and not state["layered"]:
+        existing |= set(tbl.list_tables(plpy, names.schema_of(target)))
+    for name in new_tables:
+        if name in existing:
+            errors.fail(plpy, "42P07", f'table "{name}" already exists in repository "{target}"',
+                        hint="import it under another name (target_table), or drop it first")
+    image_hash = secrets.token_hex(32)
+    db.run(plpy, """insert into splitgraph_meta.images (repository, image_hash, parent_id, comment)
+                    values ($1, $2, $3, $4)""", target, image_hash, base, comment)
+    db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema, object_ids)
+                    select repository, $2, table_name, table_schema, object_ids from splitgraph_meta.tables
+                    where repository = $1 and image_hash = $3""", target, image_hash, base)
+    for name, (spec, object_ids) in new_tables.items():
+        db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
+                                                            object_ids)
+                        values ($1, $2, $3, $4::jsonb, $5::text[])""", target, image_hash, name, json.dumps(spec),
+               object_ids)
+    if state is not None:
+        db.run(plpy, "update splitgraph_meta.checkouts set image_hash = $2 where repository = $1", target, image_hash)
+        if state["branch"] is not None:
+            db.run(plpy, "update splitgraph_meta.branches set image_hash = $3 where repository = $1 and branch = $2",
+                   target, state["branch"], image_hash)
+        materialize_image(plpy, target, image_hash, layered=state["layered"], only=list(new_tables))
+    return image_hash
+
+
+def source_kind(plpy, source):
+    """"repository" or "schema" (a plain schema, e.g. a mountpoint), or an error naming the source."""
+    if source is not None and names._REPOSITORY.match(source) and meta.exists(plpy, source):
+        return "repository"
+    if source is not None and db.scalar(plpy, "select pg_catalog.to_regnamespace($1) is not null",
+                                        names.ident(source)):
+        return "schema"
+    errors.fail(plpy, errors.UNDEFINED_OBJECT, f'repository or schema "{source}" does not exist')
+
+
+def import_tables(plpy, source_repository, source_tables, target_repository, target_tables=None, source_image=None):
+    """Graft tables of an image of another repository into the target as one new image: no data is copied."""
+    target = meta.writable(plpy, target_repository)
+    target_tables = _target_names(plpy, source_tables, target_tables)
+    image = _source_image(plpy, source_repository, source_image)
+    available = meta.image_tables(plpy, source_repository, image)
+    new = {}
+    for source, name in zip(source_tables, target_tables, strict=True):
+        if source not in available:
+            errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{source}" not found in image {image[:12]} of '
+                                                      f'repository "{source_repository}"')
+        new[name] = available[source]
+    fragments.lock_objects_shared(plpy)
+    return _commit_tables(plpy, target, new, f"import {', '.join(source_tables)} from {source_repository}:{image[:12]}")
+
+
+def check_schema_source(plpy, source_schema, source_tables):
+    """The tables of a plain schema to import must exist (they are copied with the caller's rights)."""
+    for table in source_tables or []:
+        kind = db.scalar(plpy, """select c.relkind::text from pg_catalog.pg_class c
+                                  join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                                  where n.nspname = $1 and c.relname = $2""", source_schema, table)
+        if kind not in ("r", "p", "f", "v", "m"):
+            errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{source_schema}"."{table}" does not exist')
+
+
+def import_staged(plpy, source, source_image, source_tables, staged, target_repository, target_tables, comment):
+    """Store staged rows (temporary tables the caller filled, one per target table) as snapshots and commit them
+    into the target as one new image. A staged table holding exactly the rows and columns of a table of the
+    source image reuses that table's objects (and its primary key)."""
+    target = meta.writable(plpy, target_repository)
+    target_tables = _target_names(plpy, staged, target_tables)
+    temp_schema = db.scalar(plpy, "select pg_catalog.pg_my_temp_schema()::regnamespace::text")
+    keys = {}
+    for stage, table in zip(staged, source_tables or [], strict=False):
+        # a staged copy of a table keeps that table's primary key
+        keys[stage] = db.column(plpy, """
+            select a.attname::text from pg_catalog.pg_index i
+            join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+            where i.indisprimary and i.indrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))
+            """, source, table)
+    reusable = {}
+    if source_image is not None:
+        for spec, object_ids in meta.image_tables(plpy, source, source_image).values():
+            reusable.setdefault(tuple((c[1], c[2]) for c in spec), []).append((spec, object_ids))
+    fragments.lock_objects_shared(plpy)
+    namespace = names.namespace_of(target)
+    new = {}
+    for stage, name in zip(staged, target_tables, strict=True):
+        cols = tbl.columns(plpy, temp_schema, stage)
+        for c in cols:
+            c.is_pk = c.name in keys.get(stage, ())
+        if not meta.caller_is_admin(plpy):
+            tbl.check_trusted_types(plpy, name, cols)
+        tbl.check_storable(plpy, name, cols)
+        relation = names.qualified(temp_schema, stage)
+        reused = _same_rows(plpy, relation, cols, reusable.get(tuple((c.name, c.type) for c in cols), []))
+        if reused is not None:
+            new[name] = reused
+            continue
+        object_ids = fragments.store_snapshot(plpy, temp_schema, stage, cols, fragments.DEFAULT_CHUNK_SIZE,
+                                              namespace)
+        new[name] = ([c.spec() for c in cols], object_ids)
+    return _commit_tables(plpy, target, new, comment)
+
+
+def _same_rows(plpy, relation, cols, candidates):
+    """A stored table version (spec, object_ids) whose rows are exactly the staged ones, if any: same columns
+    and the same content hash (the sum of its fragments' content hashes)."""
+    if not candidates:
+        return None
+    staged = fragments.hash_groups(plpy, relation, cols).get(None)
+    if staged is None:
+        return None
+    for spec, object_ids in candidates:
+        rows = db.run(plpy, """select o.insertion_hash, o.deletion_hash from pg_catalog.unnest($1::text[]) u(id)
+                               join splitgraph_meta.objects o on o.object_id = u.id""", object_ids)
+        content = hashing.total(hashing.content_hash(r["insertion_hash"], r["deletion_hash"]) for r in rows)
+        if content == staged["insertion_hash"]:
+            return spec, object_ids
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Queries against an image
+# ---------------------------------------------------------------------------------------------------------------
+
+# A query that is not exactly one SELECT fails to open as a cursor of a subquery with one of these.
+_NOT_ONE_SELECT = ("42601", "42P11", "0A000")
+
+
+def explain_query(plpy, query, schema):
+    """The plan (JSON) of an import query, planned with the caller's rights with `schema` first on the search
+    path. Wrapped as a subquery and opened as a cursor it can only be one SELECT: a second statement makes a
+    multi-query plan (refused before anything runs), a data-changing statement or an INTO a syntax error."""
+    db.run(plpy, "select pg_catalog.set_config('search_path', pg_catalog.format('%I, pg_temp', $1::text), true)",
+           schema)
+    try:
+        with plpy.subtransaction():
+            cursor = plpy.cursor(f"explain (verbose, format json) select * from ({query}\n) sg_query")
+            return cursor.fetch(1)[0]["QUERY PLAN"]
+    except plpy.SPIError as error:
+        state = getattr(error, "sqlstate", None)
+        message = str(error).split("\n")[0]
+        if state in _NOT_ONE_SELECT:
+            errors.fail(plpy, "42601", "an import query must be exactly one SELECT over the source's tables",
+                        detail=message)
+        errors.fail(plpy, state or "42000", f"the import query fails: {message}")
+
+
+_QUALIFIED_CALL = re.compile(r"(?<![\w$.])([A-Za-z_][\w$]*)\.([A-Za-z_][\w$]*)\s*\(")
+_CATALOG_CALL = re.compile(r"(?<![\w$.])(pg_[\w$]*)\s*\(")
+
+
+def check_plan(plpy, plan, allowed):
+    """Refuse an import query whose plan reads relations outside `allowed` ({(schema, name)}) or calls
+    functions of other schemas or of the catalogs (pg_*)."""
+    problems = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "Relation Name" in node and (node.get("Schema"), node["Relation Name"]) not in allowed:
+                problems.append(f'it reads "{node.get("Schema")}"."{node["Relation Name"]}", which is not '
+                                "a table of the source")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str):
+            for schema, function in _QUALIFIED_CALL.findall(node):
+                if schema != "pg_catalog":
+                    problems.append(f"it calls {schema}.{function} from another schema")
+            for function in _CATALOG_CALL.findall(node):
+                problems.append(f"it calls {function}, which reaches into the server's catalogs")
+
+    walk(json.loads(plan) if isinstance(plan, str) else plan)
+    if problems:
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "the import query reaches outside its source: " + problems[0],
+                    hint="refer only to the tables of the source, unqualified")
+
+
+def allowed_relations(plpy, source, image, sandbox):
+    """What an import query may read: the fragments of the source image's tables (which the sandbox's views
+    read), or for a plain schema its tables and what its views read."""
+    if image is not None:
+        ids = db.column(plpy, """select distinct unnest(object_ids) from splitgraph_meta.tables
+                                 where repository = $1 and image_hash = $2""", source, image)
+        return {(fragments.META, i) for i in ids}
+    rows = db.run(plpy, """
+        select n.nspname::text as schema, c.relname::text as name
+        from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace where n.nspname = $1
+        union
+        select rn.nspname::text, rc.relname::text
+        from pg_catalog.pg_class v join pg_catalog.pg_namespace vn on vn.oid = v.relnamespace
+        join pg_catalog.pg_rewrite r on r.ev_class = v.oid
+        join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_rewrite'::regclass and d.objid = r.oid
+        join pg_catalog.pg_class rc on rc.oid = d.refobjid
+        join pg_catalog.pg_namespace rn on rn.oid = rc.relnamespace
+        where vn.nspname = $1""", source)
+    return {(r["schema"], r["name"]) for r in rows}
+
+
+def check_query_plan(plpy, source, image, sandbox, plan):
+    check_plan(plpy, plan, allowed_relations(plpy, source, image, sandbox))
+
+
+def query_sandbox(plpy, source, source_image):
+    """A scratch schema of read-only views of a source image's tables (or the plain schema itself) to evaluate
+    an import query in; returns [schema, image hash or None]."""
+    if source_kind(plpy, source) == "schema":
+        return [source, None]
+    image = _source_image(plpy, source, source_image)
+    tables = meta.image_tables(plpy, source, image)
+    sandbox = "sg_query_" + secrets.token_hex(8)
+    plpy.execute(f"create schema {ident(sandbox)}; grant usage on schema {ident(sandbox)} to public")
+    for table, (spec, object_ids) in tables.items():
+        fragments.layered_view(plpy, sandbox, table, tbl.from_spec(plpy, spec), object_ids)
+        plpy.execute(f"grant select on {names.qualified(sandbox, table)} to public")
+    return [sandbox, image]
+
+
+def drop_sandbox(plpy, sandbox):
+    if sandbox.startswith("sg_query_"):
+        with db.settings(plpy, {"client_min_messages": "warning"}):
+            plpy.execute(f"drop schema if exists {ident(sandbox)} cascade")
