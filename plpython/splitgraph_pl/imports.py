@@ -119,7 +119,7 @@ def import_staged(plpy, source, source_image, source_tables, staged, target_repo
     into the target as one new image. A staged table holding exactly the rows and columns of a table of the
     source image reuses that table's objects (and its primary key)."""
     target = meta.writable(plpy, target_repository)
-    target_tables = _target_names(plpy, staged, target_tables)
+    target_tables = _target_names(plpy, source_tables or staged, target_tables)
     temp_schema = db.scalar(plpy, "select pg_catalog.pg_my_temp_schema()::regnamespace::text")
     keys = {}
     for stage, table in zip(staged, source_tables or [], strict=False):

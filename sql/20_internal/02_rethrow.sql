@@ -5,7 +5,7 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    clean text := pg_catalog.regexp_replace(message, '^(plpy\.Error|spiexceptions\.[A-Za-z]+): ', '');
+    clean text := pg_catalog.regexp_replace(message, '^((plpy\.Error|spiexceptions\.[A-Za-z]+): )+', '');
 begin
     detail := nullif(detail, '');
     hint := nullif(hint, '');
