@@ -90,7 +90,8 @@ def mount_postgres_fdw(plpy, mountpoint, options, tables):
     server_opts = {k: v for k, v in opts.items() if k not in ("username", "password", "remote_schema")}
     server_opts.setdefault("port", "5432")
     user_opts = {"user": opts["username"], **({"password": opts["password"]} if "password" in opts else {})}
-    plpy.execute(f"create server {ident(server)} foreign data wrapper postgres_fdw options ({_option_list(server_opts)});"
+    plpy.execute(f"create server {ident(server)} foreign data wrapper postgres_fdw "
+                 f"options ({_option_list(server_opts)});"
                  f"create user mapping for public server {ident(server)} options ({_option_list(user_opts)})")
     _foreign_tables(plpy, mountpoint, server, _tables(plpy, tables), opts["remote_schema"],
                     lambda t: {"schema_name": opts["remote_schema"], "table_name": t})
@@ -308,7 +309,8 @@ def register_mount_handler(plpy, name, handler, description=None):
                     hint="a handler is a function (mountpoint text, options jsonb, tables jsonb) returns void")
     if db.scalar(plpy, "select builtin from splitgraph_meta.mount_handlers where name = $1", name):
         errors.fail(plpy, errors.DUPLICATE_OBJECT, f'"{name}" is a built-in mount handler', hint="choose another name")
-    db.run(plpy, """insert into splitgraph_meta.mount_handlers (name, handler, description) values ($1, $2::regprocedure, $3)
+    db.run(plpy, """insert into splitgraph_meta.mount_handlers (name, handler, description)
+                    values ($1, $2::regprocedure, $3)
                     on conflict (name) do update set handler = excluded.handler, description = excluded.description""",
            name, handler, description)
 
