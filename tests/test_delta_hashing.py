@@ -318,11 +318,6 @@ def test_pending_diff_and_status_match_python(conn, reader):
         assert content_sum(conn, ids) == ref_sum(ref_row_hash(t) for t in texts), table
 
 
-@pytest.mark.xfail(strict=True, reason="diff of a keyless table compares rows as jsonb when it materializes both "
-                                       "sides (snapshot in between, unrelated images, pending vs an older image): "
-                                       "1.5 -> 1.50 (numeric scale) is a change of the rows' text and hash, but "
-                                       "jsonb calls the rows equal, so diff and diff_summary report nothing, while "
-                                       "the same change across a delta is reported")
 def test_keyless_diff_sees_changes_that_jsonb_equality_hides(conn):
     repo = "dh/scale"
     sql(conn, "select splitgraph.init(%s)", repo)
@@ -344,11 +339,6 @@ def test_keyless_diff_sees_changes_that_jsonb_equality_hides(conn):
                repo, first, snapshot) == [("k", 1, 1)]
 
 
-@pytest.mark.xfail(strict=True, reason="the change log stores key columns without their collation, so a key "
-                                       "changed within a nondeterministic collation's equality ('a' -> 'A' under a "
-                                       "case-insensitive collation) is logged as two keys: the delta upserts the row "
-                                       "twice, its hashes no longer add up, and the image cannot be checked out "
-                                       "(duplicate key)")
 def test_key_under_a_nondeterministic_collation(conn, reader):
     try:
         sql(conn, "create collation if not exists public.sg_test_ci "
@@ -371,10 +361,6 @@ def test_key_under_a_nondeterministic_collation(conn, reader):
     assert sorted(r[0] for r in sql(conn, f'select k from "{repo}".t')) == ["A", "b"]
 
 
-@pytest.mark.xfail(strict=True, reason="the net changes of a table without a primary key are found with a lateral "
-                                       "scan of the whole log per changed row text: quadratic (10,000 inserted rows "
-                                       "take ~10 s to list or commit, 20,000 ~40 s, where a keyed table takes "
-                                       "milliseconds)")
 def test_keyless_net_changes_scale_like_keyed_ones(conn):
     import time
 

@@ -266,9 +266,6 @@ def test_a_commit_waits_for_an_open_writer_and_includes_its_change(conn, connect
         value(conn, "select splitgraph.table_info(%s, %s, 'u')", repo, base)["objects"]
 
 
-@pytest.mark.xfail(strict=True, reason="checkout checks for pending changes before it takes any lock on the "
-                                       "checkout's tables: it then waits for an open writer, and once the writer "
-                                       "commits, drops the table with the writer's change instead of refusing")
 def test_checkout_refuses_a_change_committed_while_it_waited(conn, connect):
     repo = "tc/toctou"
     old = make_repo(conn, repo)

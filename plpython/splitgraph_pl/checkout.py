@@ -15,7 +15,13 @@ def _clear(plpy, repo, state):
 
 
 def refuse_pending(plpy, repo, force):
-    """Unless forced, a call that would throw away pending changes is refused, naming a changed table."""
+    """Unless forced, a call that would throw away pending changes is refused, naming a changed table. The
+    checkout's tables are locked first, so a writer still open is waited for, and its changes count."""
+    schema = names.schema_of(repo)
+    tables = tbl.list_tables(plpy, schema)
+    if tables:
+        plpy.execute("lock table " + ", ".join(names.qualified(schema, t) for t in tables)
+                     + " in access exclusive mode")
     if force:
         return
     changed = diffs.changed_tables_of(plpy, repo)

@@ -127,24 +127,48 @@ def _compare(plpy, result, cols1, rel1, cols2, rel2):
             cross join lateral (select {_named(cols1, 'b', 'v')}) v
             where {missing_a} or {differs}""")
         return
+    # Rows compare by the text of their JSON, which keeps what jsonb equality would not (1.5 is not 1.50).
     def as_json(cols, rel):
-        return (f"select {_object_sql(cols, 'v', 'v')} as j from {rel} t "
+        return (f"select ({_object_sql(cols, 'v', 'v')})::text as j from {rel} t "
                 f"cross join lateral (select {_named(cols, 't', 'v')}) v")
 
     plpy.execute(f"""
         insert into {result} (action, row_data, change)
-        select '-', x.j, 'remove' from ({as_json(cols1, rel1)} except all {as_json(cols2, rel2)}) x
+        select '-', x.j::jsonb, 'remove' from ({as_json(cols1, rel1)} except all {as_json(cols2, rel2)}) x
         union all
-        select '+', x.j, 'add' from ({as_json(cols2, rel2)} except all {as_json(cols1, rel1)}) x""")
+        select '+', x.j::jsonb, 'add' from ({as_json(cols2, rel2)} except all {as_json(cols1, rel1)}) x""")
 
 
-def _materialized(plpy, version):
-    """A temporary table holding a stored table version (spec, object ids), or None for a missing table."""
+def _materialized(plpy, version, made):
+    """A temporary table holding a stored table version (spec, object ids), or None for a missing table; its
+    name is added to `made`, for the caller to drop."""
     if version is None:
         return None
     name = _temp("side")
     fragments.materialize(plpy, "pg_temp", name, tbl.from_spec(plpy, version[0]), version[1])
-    return f"pg_temp.{ident(name)}"
+    made.append(f"pg_temp.{ident(name)}")
+    return made[-1]
+
+
+def _drop(plpy, made):
+    if made:
+        plpy.execute("drop table if exists " + ", ".join(made))
+
+
+def head_comparison(plpy, repo, table, cols):
+    """For a table of a checkout whose log is not trusted: a Delta of its differences from HEAD, found by
+    comparing every row; None when HEAD lacks the table or had other columns."""
+    state = meta.checkout_state(plpy, repo) if repo is not None else None
+    if state is None:
+        return None
+    head = meta.image_tables(plpy, repo, state["image_hash"]).get(table)
+    if head is None or schema_key(head[0]) != schema_key([c.spec() for c in cols]):
+        return None
+    made = []
+    try:
+        return tracking.compared(plpy, _materialized(plpy, head, made), names.schema_of(repo), table, cols)
+    finally:
+        _drop(plpy, made)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,6 +187,16 @@ def _checkout_table(plpy, repo, table):
 def table_diff(plpy, repo, table, image_1, image_2, result):
     """Write the rows between two versions of a table into `result`; returns whether its schema changed.
     image_2 None means the checkout's pending state."""
+    made = []
+    try:
+        return _table_diff(plpy, repo, table, image_1, image_2, result, made)
+    finally:
+        _drop(plpy, made)
+
+
+def _table_diff(plpy, repo, table, image_1, image_2, result, made):
+    if image_2 is None and meta.require_checkout(plpy, repo)["layered"]:
+        image_2 = meta.checkout_state(plpy, repo)["image_hash"]  # read-only views of HEAD: nothing pending
     h1, _ = meta.resolve(plpy, repo, image_1)
     v1 = meta.image_tables(plpy, repo, h1).get(table)
     cols1 = tbl.from_spec(plpy, v1[0]) if v1 else None
@@ -180,7 +214,7 @@ def table_diff(plpy, repo, table, image_1, image_2, result):
                 _delta_rows(plpy, result, delta)
                 delta.drop(plpy)
                 return False
-        _compare(plpy, result, cols1, _materialized(plpy, v1), cols2,
+        _compare(plpy, result, cols1, _materialized(plpy, v1, made), cols2,
                  names.qualified(schema, table) if cols2 is not None else None)
         return not same
     h2, _ = meta.resolve(plpy, repo, image_2)
@@ -200,7 +234,7 @@ def table_diff(plpy, repo, table, image_1, image_2, result):
             _fragment_rows(plpy, result, cols1, ids2, ids1[len(ids2):], reverse=True)
             return False
     cols2 = tbl.from_spec(plpy, v2[0]) if v2 else None
-    _compare(plpy, result, cols1, _materialized(plpy, v1), cols2, _materialized(plpy, v2))
+    _compare(plpy, result, cols1, _materialized(plpy, v1, made), cols2, _materialized(plpy, v2, made))
     return not same
 
 
@@ -215,7 +249,9 @@ def diff(plpy, repository, table_name, image_1, image_2=None):
 def _tables_of(plpy, repo, image):
     if image is None:
         state = meta.require_checkout(plpy, repo)
-        return [] if state["layered"] else tbl.list_tables(plpy, names.schema_of(repo))
+        if state["layered"]:
+            return list(meta.image_tables(plpy, repo, state["image_hash"]))
+        return tbl.list_tables(plpy, names.schema_of(repo))
     h, _ = meta.resolve(plpy, repo, image)
     return list(meta.image_tables(plpy, repo, h))
 
@@ -254,12 +290,19 @@ def changed_tables_of(plpy, repo):
     changed = []
     for table in sorted(set(head) | set(live)):
         t = tracked.get(table)
-        if table not in head or table not in live or t is None or t["state"] != "tracking":
+        if table not in head or table not in live:
             changed.append(table)
             continue
         cols = tbl.columns(plpy, schema, table)
-        if schema_key(head[table][0]) != schema_key([c.spec() for c in cols]) or \
-                tracking.has_changes(plpy, t, schema, table, cols):
+        if schema_key(head[table][0]) != schema_key([c.spec() for c in cols]):
+            changed.append(table)
+        elif t is None or t["state"] != "tracking":
+            # changes the log does not know row by row: compare with HEAD
+            delta = head_comparison(plpy, repo, table, cols)
+            if db.scalar(plpy, f"select exists (select from {delta.relation})"):
+                changed.append(table)
+            delta.drop(plpy)
+        elif tracking.has_changes(plpy, t, schema, table, cols):
             changed.append(table)
     return changed
 
@@ -305,10 +348,13 @@ def reset(plpy, repository, table_name=None):
     rebuild = []
     for table in targets:
         t = tracked.get(table)
-        if table in head and table in live and t is not None and t["state"] == "tracking" and t["has_primary_key"]:
+        if table in head and table in live:
             cols = tbl.columns(plpy, schema, table)
             if schema_key(head[table][0]) == schema_key([c.spec() for c in cols]):
-                _undo(plpy, schema, table, cols, t)
+                if t is not None and t["state"] == "tracking" and t["has_primary_key"]:
+                    _undo(plpy, schema, table, cols, t)
+                else:
+                    _refill(plpy, schema, table, cols, head[table][1])
                 continue
         tracking.untrack(plpy, schema, table)
         if table in live:
@@ -317,6 +363,16 @@ def reset(plpy, repository, table_name=None):
             rebuild.append(table)
     if rebuild:
         materialize_image(plpy, repo, state["image_hash"], only=rebuild)
+
+
+def _refill(plpy, schema, table, cols, object_ids):
+    """Replace a table's rows with HEAD's, in place (views over it, grants and indexes stay), and track it
+    afresh."""
+    target = names.qualified(schema, table)
+    tracking.untrack(plpy, schema, table)
+    plpy.execute(f"delete from {target}")
+    fragments.apply_to_table(plpy, target, cols, fragments.object_rows(plpy, object_ids))
+    tracking.track(plpy, schema, table)
 
 
 def _undo(plpy, schema, table, cols, tracked):

@@ -25,6 +25,11 @@ def object_table(object_id):
     return f"{META}.{ident(object_id)}"
 
 
+def fragment_columns(cols):
+    """The columns of an object table: the table's, then the upsert/delete flag."""
+    return tbl.select_list(tbl.column_definitions(cols), f"{FLAG_COLUMN} boolean not null")
+
+
 def _temp_name():
     return "sg_tmp_" + secrets.token_hex(6)
 
@@ -206,7 +211,7 @@ def _store_single(plpy, source, cols, namespace, bloom_spec):
     obj = _new_object(None, hashed, index, cols, namespace)
     if obj["object_id"] not in existing_objects(plpy, [obj["object_id"]]):
         plpy.execute(f"create table {object_table(obj['object_id'])} as "
-                     f"select {tbl.column_list(cols, 't.')}, true as {FLAG_COLUMN} from {source} t")
+                     f"select {tbl.select_list(tbl.column_list(cols, 't.'), f'true as {FLAG_COLUMN}')} from {source} t")
         register_objects(plpy, [obj])
     return [obj["object_id"]]
 
@@ -320,7 +325,7 @@ def _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec):
             seen.add(obj["object_id"])
             new.append(obj)
             plpy.execute(f"create table {object_table(obj['object_id'])} as select "
-                         f"{tbl.column_list(cols, '(s.r).')}, true as {FLAG_COLUMN} from {stage} s "
+                         f"{tbl.select_list(tbl.column_list(cols, '(s.r).'), f'true as {FLAG_COLUMN}')} from {stage} s "
                          f"where s.chunk = {int(g)}")
     plpy.execute(f"drop table {stage}")
     register_objects(plpy, new)
@@ -469,9 +474,10 @@ def _fragment_rows(cols, relation):
     """The rows of a delta fragment: new values of present rows as upserts, keys of removed ones as deletes."""
     key = {c.name for c in (tbl.key_columns(cols) or cols)}
     keys_or_null = ", ".join(f"o{i}" if c.name in key else "null" for i, c in enumerate(cols))
-    return (f"""select {", ".join(f"n{i}" for i in range(len(cols)))}, true from {relation} where present
+    news = ", ".join(f"n{i}" for i in range(len(cols)))
+    return (f"""select {tbl.select_list(news, "true")} from {relation} where present
                 union all
-                select {keys_or_null}, false from {relation} where existed and not present""")
+                select {tbl.select_list(keys_or_null, "false")} from {relation} where existed and not present""")
 
 
 def _keep_staging(plpy, staging, obj):
@@ -493,8 +499,9 @@ def store_delta(plpy, cols, delta, namespace):
         return obj["object_id"]
     staging = f"{META}.{ident(_temp_name())}"
     plpy.execute(f"""
-        create table {staging} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null);
-        insert into {staging} ({tbl.column_list(cols)}, {FLAG_COLUMN}) {_fragment_rows(cols, delta.relation)}""")
+        create table {staging} ({fragment_columns(cols)});
+        insert into {staging} ({tbl.select_list(tbl.column_list(cols), FLAG_COLUMN)})
+        {_fragment_rows(cols, delta.relation)}""")
     return _keep_staging(plpy, staging, obj)
 
 
@@ -503,10 +510,11 @@ def store_changes(plpy, cols, changes_sql, namespace):
     of tracking.keyed_changes) are written to a staged fragment and summarized in the same pass. Returns the
     object id, or None when nothing changed after all."""
     staging = f"{META}.{ident(_temp_name())}"
-    plpy.execute(f"create table {staging} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null)")
+    plpy.execute(f"create table {staging} ({fragment_columns(cols)})")
     row = db.one(plpy, f"""
         with d as materialized ({changes_sql}),
-             written as (insert into {staging} ({tbl.column_list(cols)}, {FLAG_COLUMN}) {_fragment_rows(cols, "d")})
+             written as (insert into {staging} ({tbl.select_list(tbl.column_list(cols), FLAG_COLUMN)})
+                         {_fragment_rows(cols, "d")})
         {_delta_summary(cols, "d")}""")
     if row["upserts"] == 0 and row["deletes"] == 0:
         plpy.execute(f"drop table {staging}")

@@ -122,7 +122,7 @@ def load_object(plpy, object_id, data):
         tbl.check_trusted_types(plpy, object_id, cols)
     staging = fragments._temp_name()
     staging_sql = f"{META}.{ident(staging)}"
-    plpy.execute(f"create table {staging_sql} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null)")
+    plpy.execute(f"create table {staging_sql} ({fragments.fragment_columns(cols)})")
     try:
         with plpy.subtransaction():
             db.run(plpy, f"insert into {staging_sql} select (x::{staging_sql}).* from pg_catalog.unnest($1::text[]) x",

@@ -16,27 +16,38 @@ select a.attname as name,
        coalesce(a.attnum = any(i.indkey), false) as is_pk,
        pg_catalog.col_description(c.oid, a.attnum) as comment,
        t.typcollation <> 0 as collatable,
+       case when a.attcollation not in (0, t.typcollation)
+            then pg_catalog.format('%I.%I', cn.nspname, co.collname) end as collation,
        """ + _RANGED + """ as ranged
 from pg_catalog.pg_class c
 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
 join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
 """ + _BASE_TYPE.format(type_oid="a.atttypid") + """
 left join pg_catalog.pg_index i on i.indrelid = c.oid and i.indisprimary
+left join pg_catalog.pg_collation co on co.oid = a.attcollation
+left join pg_catalog.pg_namespace cn on cn.oid = co.collnamespace
 where n.nspname = $1 and c.relname = $2
 order by a.attnum
 """
 
 
 class Column:
-    __slots__ = ("ordinal", "name", "type", "is_pk", "comment", "collatable", "ranged")
+    __slots__ = ("ordinal", "name", "type", "is_pk", "comment", "collatable", "ranged", "collation")
 
-    def __init__(self, ordinal, name, type, is_pk, comment=None, collatable=False, ranged=False):
+    def __init__(self, ordinal, name, type, is_pk, comment=None, collatable=False, ranged=False, collation=None):
         self.ordinal, self.name, self.type, self.is_pk = ordinal, name, type, is_pk
-        self.comment, self.collatable, self.ranged = comment, collatable, ranged
+        self.comment, self.collatable, self.ranged, self.collation = comment, collatable, ranged, collation
 
     def spec(self):
-        """The stored form: [ordinal, name, type, is_pk, comment]."""
-        return [self.ordinal, self.name, self.type, self.is_pk, self.comment]
+        """The stored form: [ordinal, name, type, is_pk, comment] and, when not the type's default, the
+        column's collation (a schema's hash leaves comments and collations out)."""
+        spec = [self.ordinal, self.name, self.type, self.is_pk, self.comment]
+        return spec + [self.collation] if self.collation else spec
+
+    def definition(self, type_=None):
+        """The column in CREATE TABLE: its name, type and collation."""
+        collation = f" collate {self.collation}" if self.collation else ""
+        return f"{ident(self.name)} {type_ or self.type}{collation}"
 
     def order_expr(self, prefix=""):
         """Sort expression independent of the server's locale, so chunks are the same on every engine."""
@@ -47,13 +58,14 @@ class Column:
 def columns(plpy, schema, table):
     """Columns of a live table, ordinals numbered 1..n (dropped columns leave no gaps)."""
     rows = db.run(plpy, _COLUMNS, schema, table)
-    return [Column(i + 1, r["name"], r["type"], r["is_pk"], r["comment"], r["collatable"], r["ranged"])
-            for i, r in enumerate(rows)]
+    return [Column(i + 1, r["name"], r["type"], r["is_pk"], r["comment"], r["collatable"], r["ranged"],
+                   r["collation"]) for i, r in enumerate(rows)]
 
 
 def from_spec(plpy, spec):
     """Columns of a stored table schema, with the properties of their types looked up on this engine."""
-    cols = [Column(int(c[0]), c[1], c[2], bool(c[3]), c[4] if len(c) > 4 else None) for c in spec]
+    cols = [Column(int(c[0]), c[1], c[2], bool(c[3]), c[4] if len(c) > 4 else None,
+                   collation=c[5] if len(c) > 5 else None) for c in spec]
     if cols:
         rows = db.run(plpy, """
             select t.typcollation <> 0 as collatable, """ + _RANGED + """ as ranged
@@ -126,7 +138,12 @@ def row_text(cols, prefix=""):
 
 
 def column_definitions(cols):
-    return ", ".join(f"{ident(c.name)} {c.type}" for c in cols)
+    return ", ".join(c.definition() for c in cols)
+
+
+def select_list(*parts):
+    """A comma-separated list of the non-empty parts (a table may have no columns at all)."""
+    return ", ".join(p for p in parts if p)
 
 
 def list_tables(plpy, schema):

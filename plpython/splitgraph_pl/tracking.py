@@ -23,7 +23,7 @@ TRIGGERS = (
     ("sg_track_insert", "after insert", "referencing new table as sg_new", "on_insert"),
     ("sg_track_update", "after update", "referencing old table as sg_old new table as sg_new", "on_update"),
     ("sg_track_delete", "after delete", "referencing old table as sg_old", "on_delete"),
-    ("sg_track_truncate", "after truncate", "", "on_truncate"),
+    ("sg_track_truncate", "before truncate", "", "on_truncate"),
 )
 
 _STORAGE_TYPES = """
@@ -64,8 +64,9 @@ def untrack(plpy, schema, table):
         plpy.execute(";\n".join(statements))
 
 
-def track(plpy, schema, table):
-    """Start tracking a table: from now on its changes are logged. Tracking it again starts a fresh log."""
+def track(plpy, schema, table, state="tracking"):
+    """Start tracking a table: from now on its changes are logged. Tracking it again starts a fresh log.
+    `state` "lost" starts a log that is not trusted (the table's changes since HEAD are unknown)."""
     if not tbl.exists(plpy, schema, table):
         errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
     kind = db.scalar(plpy, """select c.relkind::text from pg_catalog.pg_class c
@@ -82,18 +83,19 @@ def track(plpy, schema, table):
     untrack(plpy, schema, table)
     key = tbl.key_columns(cols) or cols
     audit = f"{AUDIT}.{ident('changes_' + secrets.token_hex(6))}"
-    definitions = ", ".join(f"{ident(c.name)} {t}" for c, t in zip(cols, _storage_types(plpy, cols), strict=True))
+    definitions = [c.definition(t) for c, t in zip(cols, _storage_types(plpy, cols), strict=True)]
     target = names.qualified(schema, table)
-    statements = [f"create unlogged table {audit} ({definitions}, sg_audit_stmt bigint not null, "
-                  "sg_audit_kind smallint not null)",
+    statements = [f"create unlogged table {audit} ("
+                  + ", ".join(definitions + ["sg_audit_stmt bigint not null", "sg_audit_kind smallint not null"]) + ")",
                   f"insert into {audit} (sg_audit_stmt, sg_audit_kind) values (0, {SENTINEL})"]
     statements += [f"create trigger {name} {event} on {target} {transition} for each statement "
                    f"execute function {AUDIT}.{function}()" for name, event, transition, function in TRIGGERS]
     plpy.execute(";\n".join(statements))
     db.run(plpy, f"""insert into {AUDIT}.tracked (relid, schema_name, table_name, audit_table, key_columns,
-                                                 all_columns, has_primary_key)
-                     values (pg_catalog.to_regclass($1)::oid, $2, $3, $4, $5, $6, $7)""",
-           target, schema, table, audit, tbl.column_list(key), tbl.column_list(cols), bool(tbl.key_columns(cols)))
+                                                 all_columns, has_primary_key, state)
+                     values (pg_catalog.to_regclass($1)::oid, $2, $3, $4, $5, $6, $7, $8)""",
+           target, schema, table, audit, tbl.column_list(key), tbl.column_list(cols), bool(tbl.key_columns(cols)),
+           state)
 
 
 def restart(plpy, tracked):
@@ -105,9 +107,13 @@ def restart(plpy, tracked):
 
 
 def tracked_tables(plpy):
-    return db.run(plpy, f"""select schema_name, table_name from {AUDIT}.tracked
-                            where pg_catalog.to_regclass(relid::regclass::text) is not null
-                            order by schema_name, table_name""")
+    """Tracked tables under their current names (a rename does not stop a table being tracked... until its next
+    commit, as any ALTER TABLE makes it a snapshot)."""
+    return db.run(plpy, f"""select n.nspname::text as schema_name, c.relname::text as table_name
+                            from {AUDIT}.tracked t
+                            join pg_catalog.pg_class c on c.oid = t.relid
+                            join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                            order by 1, 2""")
 
 
 def schema_tracking(plpy, schema):
@@ -232,9 +238,10 @@ def delta(plpy, tracked, schema, table, cols):
               from {tracked['audit_table']} a where a.sg_audit_kind < {SENTINEL}
               group by 1 having sum(case a.sg_audit_kind when 1 then 1 else -1 end) <> 0
         ) x
-        cross join lateral (select * from {tracked['audit_table']} a
-                            where a.sg_audit_kind < {SENTINEL} and {tbl.row_text(cols, 'a.')} = x.row_text
-                            limit 1) f""")
+        join (select distinct on (r.row_text) r.* from (
+                  select {tbl.row_text(cols, 'a.')} as row_text, a.* from {tracked['audit_table']} a
+                  where a.sg_audit_kind < {SENTINEL}) r
+              order by r.row_text) f on f.row_text = x.row_text""")
     if not db.scalar(plpy, f"select exists (select from {relation})"):
         return Delta(name, cols, key)
     # A row may be recorded as a change only if it is unique before and after: otherwise only a snapshot can say
@@ -252,6 +259,72 @@ def delta(plpy, tracked, schema, table, cols):
     plpy.execute(f"update {relation} set {', '.join(f'o{i} = null' for i in range(len(cols)))} where not existed")
     plpy.execute(f"update {relation} set {', '.join(f'n{i} = null' for i in range(len(cols)))} where not present")
     return Delta(name, cols, key)
+
+
+def compared(plpy, base, schema, table, cols):
+    """A Delta of a table's differences from `base` (a relation with the same columns, e.g. HEAD's version
+    materialized), found by comparing every row: for tables whose log cannot be trusted."""
+    name = "sg_delta_" + secrets.token_hex(6)
+    target = names.qualified(schema, table)
+    key = tbl.key_columns(cols)
+    old = ", ".join(f"b.{ident(c.name)} as o{i}" for i, c in enumerate(cols))
+    new = ", ".join(f"t.{ident(c.name)} as n{i}" for i, c in enumerate(cols))
+    if key:
+        join = " and ".join(f"t.{ident(c.name)} = b.{ident(c.name)}" for c in key)
+        plpy.execute(f"""
+            create temp table {ident(name)} as
+            select * from (
+                select b.{ident(key[0].name)} is not null as existed, t.{ident(key[0].name)} is not null as present,
+                       case when b.{ident(key[0].name)} is not null then {digest(tbl.row_text(cols, 'b.'))} end as ho,
+                       case when t.{ident(key[0].name)} is not null then {digest(tbl.row_text(cols, 't.'))} end as hn,
+                       {tbl.select_list(old, new)}
+                from {base} b full join {target} t on {join}
+                offset 0
+            ) d where existed <> present or ho is distinct from hn""")
+        return Delta(name, cols, key)
+    # without a key, each row that is in one side more often than in the other is a change, once per copy
+    rows = lambda alias: tbl.row_text(cols, alias + ".")  # noqa: E731
+    plpy.execute(f"""
+        create temp table {ident(name)} as
+        select x.existed, not x.existed as present,
+               case when x.existed then {digest('x.row_text')} end as ho,
+               case when not x.existed then {digest('x.row_text')} end as hn,
+               {tbl.select_list(", ".join(f"case when x.existed then f.{ident(c.name)} end as o{i}"
+                                          for i, c in enumerate(cols)),
+                                ", ".join(f"case when not x.existed then f.{ident(c.name)} end as n{i}"
+                                          for i, c in enumerate(cols)))}
+        from (select true as existed, row_text from (select {rows('b')} as row_text from {base} b
+                                                     except all select {rows('t')} from {target} t) e
+              union all
+              select false, row_text from (select {rows('t')} as row_text from {target} t
+                                           except all select {rows('b')} from {base} b) e) x
+        join (select distinct on (r.row_text) r.* from (
+                  select {rows('u')} as row_text, u.* from (select * from {base} union all select * from {target}) u) r
+              order by r.row_text) f on f.row_text = x.row_text""")
+    return Delta(name, cols, key)
+
+
+def keyless_listing(plpy, tracked, cols):
+    """The logged net changes of a table without a primary key, one row per copy added or removed (as
+    get_pending_changes lists them even when rows have duplicates)."""
+    name = "sg_delta_" + secrets.token_hex(6)
+    rows = tbl.row_text(cols, "a.")
+    plpy.execute(f"""
+        create temp table {ident(name)} as
+        select x.n < 0 as existed, x.n > 0 as present,
+               {tbl.select_list(", ".join(f"case when x.n < 0 then f.{ident(c.name)} end as o{i}"
+                                          for i, c in enumerate(cols)),
+                                ", ".join(f"case when x.n > 0 then f.{ident(c.name)} end as n{i}"
+                                          for i, c in enumerate(cols)))}
+        from (select {rows} as row_text, sum(case a.sg_audit_kind when 1 then 1 else -1 end) as n
+              from {tracked['audit_table']} a where a.sg_audit_kind < {SENTINEL}
+              group by 1 having sum(case a.sg_audit_kind when 1 then 1 else -1 end) <> 0) x
+        join (select distinct on (r.row_text) r.* from (
+                  select {rows} as row_text, a.* from {tracked['audit_table']} a
+                  where a.sg_audit_kind < {SENTINEL}) r
+              order by r.row_text) f on f.row_text = x.row_text
+        cross join lateral pg_catalog.generate_series(1, abs(x.n)) copies""")
+    return Delta(name, cols, [])
 
 
 def has_changes(plpy, tracked, schema, table, cols):
@@ -286,6 +359,7 @@ def _check_caller_owns(plpy, schema, table):
 
 
 def track_tables(plpy, schema, tables):
+    repo = repository_of_schema(plpy, schema)
     for table in tables or []:
         if not tbl.exists(plpy, schema, table):
             errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
@@ -294,7 +368,9 @@ def track_tables(plpy, schema, tables):
                                               and relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text,
                                                                                  $2::text)))""", schema, table):
             continue
-        track(plpy, schema, table)
+        # A checkout's table that was not tracked may already differ from HEAD: its log starts untrusted, so
+        # the next commit stores it as a snapshot and status compares it with HEAD.
+        track(plpy, schema, table, state="lost" if repo is not None else "tracking")
 
 
 def untrack_tables(plpy, schema, tables):
@@ -324,20 +400,24 @@ def has_pending_changes(plpy, schema):
 
 def get_pending_changes(plpy, schema, table, aggregate=False):
     """Fill a temporary table with the net changes of a tracked table; returns its name."""
+    if not tbl.exists(plpy, schema, table):
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
     t = registry(plpy, schema, table)
     if t is None:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'table "{schema}"."{table}" is not tracked',
                     hint="start tracking it with splitgraph.track_tables")
-    if t["state"] != "tracking":
-        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    f'table "{schema}"."{table}" was {t["state"]} since tracking began: its changes are no longer '
-                    "known row by row", hint="commit it (as a snapshot), or compare versions with splitgraph.diff")
     cols = tbl.columns(plpy, schema, table)
-    d = delta(plpy, t, schema, table, cols)
-    if d == SNAPSHOT:
-        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    f'table "{schema}"."{table}" has no primary key and its changed rows have duplicates: '
-                    "they cannot be told apart row by row", hint="add a primary key")
+    if t["state"] != "tracking":
+        from .diffs import head_comparison
+        d = head_comparison(plpy, repository_of_schema(plpy, schema), table, cols)
+        if d is None:
+            errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        f'table "{schema}"."{table}" was {t["state"]} since tracking began: its changes are no longer '
+                        "known row by row", hint="commit it (as a snapshot), or compare versions with splitgraph.diff")
+    else:
+        d = delta(plpy, t, schema, table, cols)
+        if d == SNAPSHOT:
+            d = keyless_listing(plpy, t, cols)
     name = "sg_changes_" + secrets.token_hex(6)
     plpy.execute(f"create temp table {ident(name)} (pk jsonb, change_type text, row_data jsonb, added integer, "
                  "removed integer, updated integer)")
@@ -369,6 +449,8 @@ def discard_pending_changes(plpy, schema, table=None):
     """Forget logged changes (the data stays as it is). A checkout's changes are undone with reset instead:
     forgetting them would let the checkout drift from its HEAD unnoticed."""
     repo = repository_of_schema(plpy, schema)
+    if table is not None and not tbl.exists(plpy, schema, table):
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
     if repo is not None:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                     f'schema "{schema}" is the checkout of repository "{repo}"',

@@ -6,10 +6,10 @@
 -- write audit rows directly, and they take their audit table from splitgraph_audit.tracked by the table's oid,
 -- never from trigger arguments a table owner could forge.
 
--- log_statement(relid, transition, whole_rows): the INSERT that appends a transition table to the table's audit
--- table, or null when the table is not being tracked. (Transition tables are visible to the trigger function's
--- own statements only, so the trigger function runs it.)
-create function splitgraph_audit.log_statement(relid oid, transition text, whole_rows boolean)
+-- log_statement(relid, source, whole_rows): the INSERT that appends the rows of `source` (a transition table, or
+-- the table itself before a TRUNCATE) to the table's audit table, or null when the table is not being tracked.
+-- (Transition tables are visible to the trigger function's own statements only, so the trigger function runs it.)
+create function splitgraph_audit.log_statement(relid oid, source text, whole_rows boolean)
 returns text
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
@@ -26,8 +26,9 @@ begin
         return null;
     end if;
     columns := case when whole_rows then t.all_columns else t.key_columns end;
-    return format('insert into %s (%s, sg_audit_stmt, sg_audit_kind) select %s, $1, $2 from %I',
-                  t.audit_table, columns, columns, transition);
+    return format('insert into %s (%s) select %s from %s', t.audit_table,
+                  concat_ws(', ', nullif(columns, ''), 'sg_audit_stmt, sg_audit_kind'),
+                  concat_ws(', ', nullif(columns, ''), '$1, $2'), source);
 end
 $$;
 
@@ -96,13 +97,17 @@ begin
 end
 $$;
 
--- A TRUNCATE has no transition table: the table will be committed as a snapshot.
+-- A TRUNCATE has no transition table: just before it, every row is logged with its old values.
 create function splitgraph_audit.on_truncate() returns trigger
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    old_rows text := splitgraph_audit.log_statement(tg_relid, tg_relid::regclass::text, true);
 begin
-    update splitgraph_audit.tracked set state = 'truncated' where relid = tg_relid and state = 'tracking';
+    if old_rows is not null then
+        execute old_rows using nextval('splitgraph_audit.statements'), 0::smallint;
+    end if;
     return null;
 end
 $$;
