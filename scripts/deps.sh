@@ -5,7 +5,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 debs=(postgresql-15 postgresql-contrib postgresql-server-dev-15 postgresql-plpython3-15
-      postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl python3-pip python3-venv make)
+      postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-mysql-fdw mariadb-server
+      python3-pip python3-venv make)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,6 +15,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Package scripts must not start services (tests start their own servers); there is no init system here.
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
   # The stock Debian cluster is not used (tests and the engine create their own).
   $sudo mkdir -p /etc/postgresql-common
   echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
