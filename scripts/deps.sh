@@ -25,6 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update
     $sudo apt-get install -y --no-install-recommends "${missing[@]}"
   fi
+  $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
 # The client-side tools (pytest, psycopg, linters) live in a virtual environment of the project.
