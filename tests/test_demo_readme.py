@@ -40,6 +40,9 @@ def test_readme_tour_runs_as_written(cluster, dbname):
     tour = "".join(re.findall(r"```sql\n(.*?)```", section, re.S))
     statements = [s.strip() for s in re.sub(r"--[^\n]*", "", tour).split(";") if s.strip()]
     london = """select temp::text from "noaa/climate".readings where station = 'london'"""
+    readings = pathlib.Path("/tmp/readings.csv")  # the file the tour mounts, on the (local) database server
+    readings.write_text("station,day,temp\nlondon,2024-01-01,7.5\noslo,2024-01-01,-3.0\n")
+    readings.chmod(0o644)
     with psycopg.connect(cluster.dsn(dbname), autocommit=True) as conn:
         for statement in statements:
             result = sql(conn, statement)
@@ -52,6 +55,9 @@ def test_readme_tour_runs_as_written(cluster, dbname):
                 last = value(conn, "select splitgraph.object_info(%s)", info["objects"][-1])
                 assert last["rows_inserted"] == 2, "the commit stored only the two changed rows"
         assert sql(conn, london) == [("7.9",)]
+        assert sql(conn, 'select station, temp::text from "noaa/derived".from_csv order by 1') == [
+            ("london", "7.5"), ("oslo", "-3.0")], "the CSV file was snapshotted"
+        assert value(conn, 'select count(*) from "noaa/derived".means') == 2
         assert value(conn, 'select count(*) from "noaa/climate".readings') == 3, "reset restored HEAD"
         branch = "select branch from splitgraph.repositories() where repository = 'noaa/climate'"
         assert sql(conn, branch) == [("main",)]
