@@ -132,6 +132,7 @@ def bench_tracked_writes(conn, repeat):
         ("delete 50k rows", "delete from {t} where id > 150000"),
     ]
     measures = [Measure(f"tracked {label}", 1.5, "untracked") for label, _ in workloads]
+    total = Measure("tracked writes, the three together", 1.5, "untracked")
     create = "create table {t} (id int primary key, md5 text, value float8, at timestamptz)"
     for i in range(repeat):
         run(conn, "select splitgraph.init('bench/tracked')")
@@ -142,12 +143,14 @@ def bench_tracked_writes(conn, repeat):
             for target, times in (("public.untracked", m.limit), ('"bench/tracked".t', m.ours)):
                 settle(conn)
                 times.append(timed(conn, statement.format(t=target))[0])
+        total.ours.append(sum(m.ours[-1] for m in measures))
+        total.limit.append(sum(m.limit[-1] for m in measures))
         assert run(conn, "select count(*) from splitgraph.get_pending_changes('bench/tracked', 't')")[0][0] == 150000
         run(conn, "drop table public.untracked")
         run(conn, "select splitgraph.rm('bench/tracked')")
         print(f"  round {i + 1}/{repeat}: " + ", ".join(f"{m.name[8:]} {m.ours[-1]:.3f}s / {m.limit[-1]:.3f}s"
                                                          for m in measures), flush=True)
-    return measures
+    return [total] + measures
 
 
 def bench_delta_commit(conn, repeat, changes=10000):
