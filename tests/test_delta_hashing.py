@@ -148,11 +148,11 @@ class Changer:
 # ---------------------------------------------------------------------------------------------------------------
 
 def expected_comp_delta(before, after):
-    """(insertion hash, deletion hash, upserts, deletes) of the net changes of the keyed table."""
+    """(insertion hash, deletion hash, rows_inserted, rows_deleted) of the net changes of the keyed table: the
+    rows it upserts, and the old rows it removes (deleted or overwritten)."""
     new = [after[k][0] for k in after if k not in before or before[k][0] != after[k][0]]
     old = [before[k][0] for k in before if k not in after or before[k][0] != after[k][0]]
-    deletes = sum(1 for k in before if k not in after)
-    return ref_sum(ref_row_hash(t) for t in new), ref_sum(ref_row_hash(t) for t in old), len(new), deletes
+    return ref_sum(ref_row_hash(t) for t in new), ref_sum(ref_row_hash(t) for t in old), len(new), len(old)
 
 
 def expected_comp_diff(before, after):
@@ -223,6 +223,11 @@ def test_long_delta_chain_hashes_checkouts_and_diffs(conn, reader):
             assert content_sum(conn, ids) == ref_sum(ref_row_hash(t[0] if table == "nopk" else t) for t in texts), \
                 f"step {step}: the content hashes of {table}'s {len(ids)} fragments do not sum to its rows' hash"
 
+        for table, expected in (("comp", len(comp_after)), ("nopk", sum(nopk_after.values()))):
+            length = value(conn, "select (splitgraph.table_info(%s, %s, %s) ->> 'rows')::bigint", REPO,
+                           images[-1], table)
+            assert length == expected, f"step {step}: table_info counts {length} rows of {table}, not {expected}"
+
         previous, current = objects_of(conn, images[-2], "comp"), objects_of(conn, images[-1], "comp")
         if snapshot:
             kinds["snapshot"] += 1
@@ -233,8 +238,8 @@ def test_long_delta_chain_hashes_checkouts_and_diffs(conn, reader):
         else:
             kinds["delta"] += 1
             assert current[:-1] == previous, f"step {step}: a changed table lost its objects"
-            insertion, deletion, upserts, deletes = expected_comp_delta(comp_before, comp_after)
-            assert object_meta(conn, current[-1]) == (insertion, deletion, upserts, deletes), \
+            insertion, deletion, upserts, removed = expected_comp_delta(comp_before, comp_after)
+            assert object_meta(conn, current[-1]) == (insertion, deletion, upserts, removed), \
                 f"step {step}: the delta fragment is not the net change"
         nopk_previous, nopk_current = objects_of(conn, images[-2], "nopk"), objects_of(conn, images[-1], "nopk")
         if nopk_before == nopk_after and not snapshot:

@@ -482,9 +482,6 @@ def test_csv_null_option_and_header_only_file(conn, csv_dir):
     assert value(conn, "select count(*) from mnt_csv_empty.header_only") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: CSV type inference matches dates and times by shape only "
-                                       "(_CSV_TYPES), so 2023-02-30 is inferred as date and 24:30:00 as timestamp "
-                                       "and every read of the mounted table fails with 22008")
 def test_csv_impossible_dates_are_not_inferred_as_dates(conn, csv_dir):
     path = write_csv(csv_dir, "baddate.csv", "d,ts\n2023-02-30,2024-01-01 10:00:00\n2024-01-01,2024-01-01 24:30:00\n")
     mount(conn, "mnt_csv_baddate", "csv", {"filename": path})
@@ -610,9 +607,6 @@ def test_unmount_of_a_repository_deletes_it_like_rm(conn):
 # Mount handlers
 # ---------------------------------------------------------------------------------------------------------------
 
-REGISTER_BUG = ("BUG: register_mount_handler compares pg_proc.proargtypes::oid[] (lower bound 0) with an array "
-                "(lower bound 1), so every (text, jsonb, jsonb) returns void function is refused with 22023")
-
 
 @pytest.fixture(scope="module")
 def handler_functions(cluster, dbname):
@@ -658,7 +652,6 @@ def test_builtin_handlers_are_listed(conn):
     assert all(rows[n] for n in ("postgres_fdw", "mysql_fdw", "csv")), "each has a description"
 
 
-@pytest.mark.xfail(strict=True, reason=REGISTER_BUG)
 def test_register_a_plpgsql_handler(conn, handler_functions):
     sql(conn, "select splitgraph.register_mount_handler('gen_plpgsql', 'mnt_handlers.generated(text,jsonb,jsonb)', "
               "'generated rows')")
@@ -674,7 +667,6 @@ def test_register_a_plpgsql_handler(conn, handler_functions):
     assert not schema_exists(conn, "mnt_gen")
 
 
-@pytest.mark.xfail(strict=True, reason=REGISTER_BUG)
 def test_register_a_plpython_handler(conn, handler_functions):
     sql(conn, "select splitgraph.register_mount_handler('gen_python', 'mnt_handlers.python(text,jsonb,jsonb)')")
     assert "gen_python" in handler_names(conn)
@@ -704,7 +696,6 @@ def test_a_non_superuser_cannot_register_a_handler(cluster, dbname, conn, handle
     assert "users_handler" not in handler_names(conn)
 
 
-@pytest.mark.xfail(strict=True, reason=REGISTER_BUG + " (before the built-in name is checked: 22023, not 42710)")
 def test_builtin_handlers_cannot_be_replaced(conn, handler_functions):
     before = sql(conn, "select name, description from splitgraph.mount_handlers()")
     for name in ("postgres_fdw", "mysql_fdw", "csv"):

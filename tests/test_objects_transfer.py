@@ -206,6 +206,9 @@ def test_a_valid_delta_object_with_deletions_is_accepted(conn, other):
     rows = '{"(2,banana,t)","(3,,f)"}'
     # the same rows under a zero deletion hash do not match the id
     refused(other, oid, pack(dict(header, deletion_hash=ZERO), rows))
+    # rows_deleted counts its deletions and the rows its upserts overwrite: 1 or 2 here, nothing else
+    for wrong in (0, 3, "1"):
+        refused(other, oid, pack(dict(header, rows_deleted=wrong), rows))
     sql(other, "select splitgraph.load_object(%s, %s)", oid, pack(header, rows))
     info = value(other, "select splitgraph.object_info(%s)", oid)
     assert (info["rows_inserted"], info["rows_deleted"], info["deletion_hash"]) == (1, 1, deletion)

@@ -446,14 +446,16 @@ def _delta_object(row, cols, namespace):
     deletion = hashing.to_hex(row[f"ho{i}"] or 0 for i in range(hashing.LANES))
     return {
         "object_id": hashing.object_id(insertion, deletion, schema_spec(cols)), "namespace": namespace,
-        "rows_inserted": row["upserts"], "rows_deleted": row["deletes"], "insertion_hash": insertion,
+        "rows_inserted": row["upserts"], "rows_deleted": row["removed"], "insertion_hash": insertion,
         "deletion_hash": deletion, "index": {"range": json.loads(row["ranges"])}, "table_schema": schema_spec(cols),
     }
 
 
 def _delta_summary(cols, relation):
-    """One pass over a delta's rows: upsert and delete counts, the rows' digests summed lane by lane (hn: the
-    new rows, ho: the old values overwritten or deleted), and a range index spanning new and old values."""
+    """One pass over a delta's rows: upsert and delete counts, the old rows it removes (deleted or overwritten,
+    so that a table's length is the sum of its fragments' rows_inserted - rows_deleted), the rows' digests summed
+    lane by lane (hn: the new rows, ho: the old values overwritten or deleted), and a range index spanning new and
+    old values."""
     lanes = ", ".join(f"sum((pg_catalog.get_byte(s.{h}, {2 * i}) << 8) | pg_catalog.get_byte(s.{h}, {2 * i + 1})) "
                       f"as {h}{i}" for h in ("hn", "ho") for i in range(hashing.LANES))
     ranges = []
@@ -465,7 +467,8 @@ def _delta_summary(cols, relation):
             ranges.append(f"pg_catalog.jsonb_build_object({literal(c.name)}, "
                           f"pg_catalog.jsonb_build_array({low}, {high}))")
     return (f"""select count(*) filter (where s.present) as upserts,
-                       count(*) filter (where s.existed and not s.present) as deletes, {lanes},
+                       count(*) filter (where s.existed and not s.present) as deletes,
+                       count(*) filter (where s.existed) as removed, {lanes},
                        ({" || ".join(ranges) if ranges else "'{}'::jsonb"})::text as ranges
                 from {relation} s""")
 

@@ -200,12 +200,86 @@ def explain_query(plpy, query, schema):
 
 _QUALIFIED_CALL = re.compile(r"(?<![\w$.])([A-Za-z_][\w$]*)\.([A-Za-z_][\w$]*)\s*\(")
 _CATALOG_CALL = re.compile(r"(?<![\w$.])(pg_[\w$]*)\s*\(")
+_CALL = re.compile(r"(?<![\w$.])([A-Za-z_][\w$]*)\s*\(")
+# Built-in functions (of pg_catalog, not named pg_*) that read relations or server state by name or run a query
+# given as text: with them a query could read any table or catalog whatever its plan shows.
+_READS_BY_NAME = frozenset("""
+    query_to_xml query_to_xmlschema query_to_xml_and_xmlschema table_to_xml table_to_xmlschema
+    table_to_xml_and_xmlschema cursor_to_xml cursor_to_xmlschema schema_to_xml schema_to_xmlschema
+    schema_to_xml_and_xmlschema database_to_xml database_to_xmlschema database_to_xml_and_xmlschema ts_stat
+    ts_rewrite nextval currval setval lastval lo_get lo_export lo_import lo_open lo_from_bytea loread
+    obj_description col_description shobj_description has_table_privilege has_column_privilege
+    has_any_column_privilege has_schema_privilege has_database_privilege has_function_privilege
+    has_sequence_privilege has_foreign_data_wrapper_privilege has_server_privilege has_language_privilege
+    has_tablespace_privilege has_type_privilege has_parameter_privilege to_regclass to_regproc to_regprocedure
+    to_regoper to_regoperator to_regtype to_regnamespace to_regrole to_regcollation current_setting set_config
+    inet_server_addr inet_server_port inet_client_addr inet_client_port version dblink
+""".split())
+# Lexical pieces of SQL text that are not code: comments, string literals (plain, E'', dollar-quoted) and
+# quoted identifiers (kept, since a schema can be named by one).
+_SQL_TOKENS = re.compile(r"--[^\n]*|/\*|\$([A-Za-z_]\w*)?\$|(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'"
+                         r'|"(?:[^"]|"")+"')
+_QUOTED_NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
+_TEXT_QUALIFIED = re.compile(rf"({_QUOTED_NAME})\s*\.\s*({_QUOTED_NAME})\s*\(")
+_TEXT_OPERATOR = re.compile(r"\bOPERATOR\s*\(\s*(" + _QUOTED_NAME + r")\s*\.", re.IGNORECASE)
 
 
-def check_plan(plpy, plan, allowed):
-    """Refuse an import query whose plan reads relations outside `allowed` ({(schema, name)}) or calls
-    functions of other schemas or of the catalogs (pg_*)."""
+def _code_of(query):
+    """The query with comments and string literals blanked out (quoted identifiers kept)."""
+    out, pos = [], 0
+    while True:
+        match = _SQL_TOKENS.search(query, pos)
+        if match is None:
+            out.append(query[pos:])
+            return "".join(out)
+        out.append(query[pos:match.start()])
+        token = match.group(0)
+        if token.startswith('"'):
+            out.append(token)
+            pos = match.end()
+        elif token == "/*":
+            depth, end = 1, match.end()
+            while depth and end < len(query):
+                if query.startswith("/*", end):
+                    depth, end = depth + 1, end + 2
+                elif query.startswith("*/", end):
+                    depth, end = depth - 1, end + 2
+                else:
+                    end += 1
+            out.append(" ")
+            pos = end
+        elif token.startswith("$"):
+            end = query.find(token, match.end())
+            out.append(" ''")
+            pos = len(query) if end < 0 else end + len(token)
+        else:
+            out.append(" '' ")
+            pos = match.end()
+
+
+def _unquote(name):
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+
+
+def check_query_text(query, allowed_schemas):
+    """Problems with an import query's own text: a call of a function (or use of an operator) qualified with a
+    schema other than pg_catalog and the source's. The planner inlines simple SQL functions, which leaves no
+    trace of them in the plan, so the text is checked too."""
+    code = _code_of(query)
     problems = []
+    for schema, function in _TEXT_QUALIFIED.findall(code):
+        if _unquote(schema) not in allowed_schemas:
+            problems.append(f"it calls {_unquote(schema)}.{_unquote(function)} from another schema")
+    for schema in _TEXT_OPERATOR.findall(code):
+        if _unquote(schema) not in allowed_schemas:
+            problems.append(f"it uses an operator of schema {_unquote(schema)}")
+    return problems
+
+
+def check_plan(plpy, plan, allowed, problems=None):
+    """Refuse an import query whose plan reads relations outside `allowed` ({(schema, name)}) or calls
+    functions of other schemas, of the catalogs (pg_*) or that read relations by name."""
+    problems = list(problems or [])
 
     def walk(node):
         if isinstance(node, dict):
@@ -218,11 +292,17 @@ def check_plan(plpy, plan, allowed):
             for value in node:
                 walk(value)
         elif isinstance(node, str):
+            node = _code_of(node)
             for schema, function in _QUALIFIED_CALL.findall(node):
                 if schema != "pg_catalog":
                     problems.append(f"it calls {schema}.{function} from another schema")
+                elif function in _READS_BY_NAME:
+                    problems.append(f"it calls {function}, which reads relations or server state by name")
             for function in _CATALOG_CALL.findall(node):
                 problems.append(f"it calls {function}, which reaches into the server's catalogs")
+            for function in _CALL.findall(node):
+                if function.lower() in _READS_BY_NAME:
+                    problems.append(f"it calls {function}, which reads relations or server state by name")
 
     walk(json.loads(plan) if isinstance(plan, str) else plan)
     if problems:
@@ -251,8 +331,9 @@ def allowed_relations(plpy, source, image, sandbox):
     return {(r["schema"], r["name"]) for r in rows}
 
 
-def check_query_plan(plpy, source, image, sandbox, plan):
-    check_plan(plpy, plan, allowed_relations(plpy, source, image, sandbox))
+def check_query_plan(plpy, source, image, sandbox, plan, query):
+    problems = check_query_text(query, {"pg_catalog", source, sandbox})
+    check_plan(plpy, plan, allowed_relations(plpy, source, image, sandbox), problems)
 
 
 def query_sandbox(plpy, source, source_image):

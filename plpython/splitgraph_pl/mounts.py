@@ -116,16 +116,31 @@ def mount_mysql_fdw(plpy, mountpoint, options, tables):
 
 
 # Inferred CSV column types, most specific first: (type, regular expression every non-empty value matches).
+# Dates and times are matched by shape and then checked (_csv_check): a day past the end of its month or a
+# year 0000 leaves the column as text rather than making every read of the mounted table fail.
+_DATE = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_TIME = r"[ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?"
 _CSV_TYPES = (
     ("integer", r"^[+-]?[0-9]{1,9}$"),
     ("bigint", r"^[+-]?[0-9]{1,18}$"),
     ("numeric", r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"),
     ("boolean", r"^([Tt]([Rr][Uu][Ee])?|[Ff]([Aa][Ll][Ss][Ee])?|[Yy]([Ee][Ss])?|[Nn][Oo]?)$"),
-    ("date", r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"),
-    ("timestamp", r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?$"),
-    ("timestamp with time zone", r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[ T][0-9]{2}:[0-9]{2}"
-                                 r"(:[0-9]{2}(\.[0-9]+)?)?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$"),
+    ("date", f"^{_DATE}$"),
+    ("timestamp", f"^{_DATE}{_TIME}$"),
+    ("timestamp with time zone", f"^{_DATE}{_TIME}([Zz]|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)$"),
 )
+
+
+def _csv_check(column, type_, pattern):
+    """An SQL condition true when the text value `column` has the shape of `type_` and, for dates, is a real
+    day. CASE keeps the arithmetic away from values of another shape."""
+    if type_ not in ("date", "timestamp", "timestamp with time zone"):
+        return f"{column} ~ {literal(pattern)}"
+    year, month, day = (f"pg_catalog.substr({column}, {a}, {n})::int" for a, n in ((1, 4), (6, 2), (9, 2)))
+    last_day = (f"pg_catalog.date_part('day', pg_catalog.make_date({year}, {month}, 1) "
+                "+ interval '1 month' - interval '1 day')")
+    return (f"case when {column} !~ {literal(pattern)} then false when {year} = 0 then false "
+            f"else {day} <= {last_day} end")
 
 
 def _csv_names(first_line, delimiter, quote, header):
@@ -185,8 +200,8 @@ def mount_csv(plpy, mountpoint, options, tables):
     text = "pg_temp." + ident("sg_text_" + server)
     plpy.execute(f"create foreign table {text} ({', '.join(f'c{i} text' for i in range(len(columns)))}) "
                  f"server {ident(server)} options ({_option_list(file_options)})")
-    checks = ", ".join(f"bool_and(c{i} ~ {literal(pattern)}) as t{i}_{k}"
-                       for i in range(len(columns)) for k, (_, pattern) in enumerate(_CSV_TYPES))
+    checks = ", ".join(f"bool_and({_csv_check(f'c{i}', type_, pattern)}) as t{i}_{k}"
+                       for i in range(len(columns)) for k, (type_, pattern) in enumerate(_CSV_TYPES))
     row = db.one(plpy, f"select {checks} from {text}")
     plpy.execute(f"drop foreign table {text}")
     types = []
@@ -301,14 +316,16 @@ def register_mount_handler(plpy, name, handler, description=None):
     if name is None or not _HANDLER_NAME.match(name):
         errors.fail(plpy, errors.INVALID_NAME, f"invalid mount handler name {name!r}",
                     hint="lowercase letters, digits and _, starting with a letter")
-    fits = db.scalar(plpy, """select p.pronargs = 3 and p.proargtypes::oid[] = array['text'::regtype, 'jsonb'::regtype,
-                                     'jsonb'::regtype]::oid[] and p.prorettype = 'void'::regtype
+    if db.scalar(plpy, "select builtin from splitgraph_meta.mount_handlers where name = $1", name):
+        errors.fail(plpy, errors.DUPLICATE_OBJECT, f'"{name}" is a built-in mount handler', hint="choose another name")
+    # proargtypes is an oidvector (its subscripts start at 0): compare it as one.
+    fits = db.scalar(plpy, """select p.prokind = 'f' and p.proargtypes = pg_catalog.format('%s %s %s',
+                                     'text'::regtype::oid, 'jsonb'::regtype::oid, 'jsonb'::regtype::oid)::oidvector
+                                 and p.prorettype = 'void'::regtype and not p.proretset
                               from pg_catalog.pg_proc p where p.oid = $1::regprocedure""", handler)
     if not fits:
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"{handler} is not a mount handler",
                     hint="a handler is a function (mountpoint text, options jsonb, tables jsonb) returns void")
-    if db.scalar(plpy, "select builtin from splitgraph_meta.mount_handlers where name = $1", name):
-        errors.fail(plpy, errors.DUPLICATE_OBJECT, f'"{name}" is a built-in mount handler', hint="choose another name")
     db.run(plpy, """insert into splitgraph_meta.mount_handlers (name, handler, description)
                     values ($1, $2::regprocedure, $3)
                     on conflict (name) do update set handler = excluded.handler, description = excluded.description""",

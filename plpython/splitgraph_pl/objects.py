@@ -136,13 +136,17 @@ def load_object(plpy, object_id, data):
         _corrupt(plpy, object_id, "its deletion hash is malformed")
     if hashing.object_id(hashed["insertion_hash"], deletion, fragments.schema_spec(cols)) != object_id:
         _corrupt(plpy, object_id, "its rows do not hash to its id")
-    if hashed["rows"] != header.get("rows_inserted") or deleted != header.get("rows_deleted"):
+    # rows_deleted counts the old rows the fragment removes: its deletions and the rows its upserts overwrite.
+    removed = header.get("rows_deleted")
+    if (hashed["rows"] != header.get("rows_inserted") or not isinstance(removed, int) or isinstance(removed, bool)
+            or not deleted <= removed <= deleted + hashed["rows"]
+            or (removed == 0) != (deletion == hashing.to_hex([0] * hashing.LANES))):
         _corrupt(plpy, object_id, "its row counts do not match its rows")
     plpy.execute(f"alter table {staging_sql} rename to {ident(object_id)}")
     if registered is None:
         fragments.register_objects(plpy, [{
             "object_id": object_id, "namespace": header.get("namespace", ""),
-            "rows_inserted": hashed["rows"], "rows_deleted": deleted,
+            "rows_inserted": hashed["rows"], "rows_deleted": removed,
             "insertion_hash": hashed["insertion_hash"], "deletion_hash": deletion,
             "index": header.get("index") or {"range": hashed["range"]},
             "table_schema": fragments.schema_spec(cols),

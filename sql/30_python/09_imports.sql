@@ -72,14 +72,16 @@ as $$
     return explain_query(plpy, query, schema)
 $$;
 
--- import_check_plan(source, image, sandbox, plan): refuse a query whose plan reaches outside its source.
-create function splitgraph_internal.import_check_plan(source text, image text, sandbox text, plan text) returns void
+-- import_check_plan(source, image, sandbox, plan, query): refuse a query whose text or plan reaches outside its
+-- source.
+create function splitgraph_internal.import_check_plan(source text, image text, sandbox text, plan text, query text)
+returns void
 language plpython3u stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
     GD.get("splitgraph") == "@EXTVERSION@" or plpy.execute("select splitgraph_internal.python_init()")
     from splitgraph_pl.imports import check_query_plan
-    return check_query_plan(plpy, source, image, sandbox, plan)
+    return check_query_plan(plpy, source, image, sandbox, plan, query)
 $$;
 
 -- import_drop_sandbox(schema): drop a scratch schema made by import_sandbox.

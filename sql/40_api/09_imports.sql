@@ -79,7 +79,7 @@ begin
     end if;
     sandbox := splitgraph_internal.import_sandbox(source_repository, source_image);
     perform splitgraph_internal.import_check_plan(source_repository, sandbox[2], sandbox[1],
-                                                  splitgraph_internal.import_explain(query, sandbox[1]));
+                                                  splitgraph_internal.import_explain(query, sandbox[1]), query);
     perform set_config('search_path', format('%I, pg_temp', sandbox[1]), true);
     -- the same text import_explain proved to be one SELECT
     execute format(e'create temp table %I as select * from (%s\n) sg_query', stage, query);

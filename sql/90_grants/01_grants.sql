@@ -16,5 +16,5 @@ grant execute on function splitgraph_internal.import_check_source(text, text[]) 
 grant execute on function splitgraph_internal.import_staged(text, text, text[], text[], text, text[], text) to public;
 grant execute on function splitgraph_internal.import_sandbox(text, text) to public;
 grant execute on function splitgraph_internal.import_explain(text, text) to public;
-grant execute on function splitgraph_internal.import_check_plan(text, text, text, text) to public;
+grant execute on function splitgraph_internal.import_check_plan(text, text, text, text, text) to public;
 grant execute on function splitgraph_internal.import_drop_sandbox(text) to public;

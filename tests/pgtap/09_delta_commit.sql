@@ -2,7 +2,7 @@
 -- uncheckout with pending changes, delete_image and prune, store_fragment, and diff / diff_summary.
 begin;
 set client_min_messages = warning;
-select plan(156);
+select plan(158);
 
 -- object ids of a table version, in apply order
 create function pg_temp.objs(repo text, image text, tbl text) returns text[] language sql as $f$
@@ -67,8 +67,12 @@ select bag_eq(format('select * from pg_temp.fragment_rows(%L)', :'t_delta'),
               $$values ('(2,changed,t)'), ('(11,v11,t)'), ('(5,,f)')$$,
               'the delta holds only the net changes: upserts of new rows, a deletion by key');
 select results_eq(format($$select rows_inserted::int, rows_deleted::int from splitgraph_meta.objects
-                           where object_id = %L$$, :'t_delta'), $$values (2, 1)$$,
-                  'rows_inserted and rows_deleted of the delta');
+                           where object_id = %L$$, :'t_delta'), $$values (2, 2)$$,
+                  'rows_inserted and rows_deleted (the old rows it deletes or overwrites) of the delta');
+select is((splitgraph.table_info('dc/repo', :'c2', 't') ->> 'rows')::bigint, (select count(*) from "dc/repo".t),
+          'the table length counts an overwritten row once');
+select is((splitgraph.table_info('dc/repo', :'c1', 't') ->> 'rows')::bigint,
+          (splitgraph.table_info('dc/repo', :'c2', 't') ->> 'rows')::bigint, 'one row added, one deleted');
 select isnt((select deletion_hash from splitgraph_meta.objects where object_id = :'t_delta'), repeat('0', 64),
             'its deletion hash covers the old values it overwrites or deletes');
 select is((pg_temp.objs('dc/repo', :'c2', 'nk'))[1:1], pg_temp.objs('dc/repo', :'c1', 'nk'),

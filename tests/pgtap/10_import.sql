@@ -3,7 +3,7 @@
 -- schemas into content-addressed objects, and refuse what they must refuse without leaving an image behind.
 begin;
 set client_min_messages = warning;
-select plan(147);
+select plan(149);
 
 -- object ids of a table version, in apply order
 create function pg_temp.objs(repo text, image text, tbl text) returns text[] language sql as $f$
@@ -409,18 +409,17 @@ select is(pg_temp.status_of('imp/dst'), :'status_before', 'the pending changes a
 select is(pg_temp.sandboxes(), 0::bigint, 'nor a scratch schema');
 select hasnt_table('imp/dst', 'n1', 'nothing was materialized');
 
--- Known bugs (the imports below succeed today and make images, so they come after the checks above)
+-- Functions that read relations by name, and SQL functions the planner inlines
 create function public.imp_inlined_fn() returns int language sql as 'select 7';
-select todo('BUG: check_plan only refuses pg_*-named and schema-qualified functions in the plan text; '
-            'query_to_xml/table_to_xml (pg_catalog, not pg_*) run a query that reads any schema or catalog', 2);
 select throws_ok($$select splitgraph.import_query('imp/src', 'select query_to_xml(''select * from "imp/dst".d'', true, false, '''') as x', 'imp/dst', 'leak1')$$,
                  '42501', null, 'query_to_xml reading another schema is refused');
 select throws_ok($$select splitgraph.import_query('imp/src', 'select table_to_xml(''pg_catalog.pg_authid'', true, false, '''') as x', 'imp/dst', 'leak2')$$,
                  '42501', null, 'table_to_xml reading a catalog is refused');
-select todo('BUG: a SQL function of another schema that the planner inlines leaves no call in the EXPLAIN '
-            'output that check_plan inspects, so it is accepted', 1);
 select throws_ok($$select splitgraph.import_query('imp/src', 'select public.imp_inlined_fn() as x', 'imp/dst', 'leak3')$$,
                  '42501', null, 'an inlinable SQL function of another schema is refused');
+select throws_ok($$select splitgraph.import_query('imp/src', 'select "public" . imp_inlined_fn /* c */ () as x', 'imp/dst', 'leak4')$$,
+                 '42501', null, 'however it is spelled');
+select is(pg_temp.image_count('imp/dst'), :'images_before'::bigint, 'none of these left an image');
 
 select * from finish();
 rollback;
