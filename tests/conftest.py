@@ -68,3 +68,17 @@ def sql(conn, query, *args):
 def value(conn, query, *args):
     rows = sql(conn, query, *args)
     return rows[0][0] if rows else None
+
+
+def fails(conn, query, *args, sqlstate=None):
+    """Run a query that must fail (with this SQLSTATE, when given); returns the error."""
+    with pytest.raises(psycopg.Error) as info:
+        sql(conn, query, *args)
+    if sqlstate is not None:
+        assert info.value.sqlstate == sqlstate, f"{info.value.sqlstate}: {info.value}"
+    return info.value
+
+
+def objects_of(conn, repo, image, table):
+    """The object ids of a table of an image, in apply order."""
+    return value(conn, "select splitgraph.table_info(%s, %s, %s)", repo, image, table)["objects"]

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from test_hashing import ref_row_hash, ref_sub, ref_sum
 
+from conftest import objects_of as conftest_objects_of
 from conftest import sql, value
 
 ZERO = "0" * 64
@@ -56,7 +57,7 @@ def nopk_rows(reader):
 
 
 def objects_of(conn, image, table):
-    return value(conn, "select splitgraph.table_info(%s, %s, %s)", REPO, image, table)["objects"]
+    return conftest_objects_of(conn, REPO, image, table)
 
 
 def object_meta(conn, object_id):

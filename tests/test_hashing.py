@@ -9,7 +9,7 @@ import sys
 
 import psycopg
 
-from conftest import sql, value
+from conftest import objects_of, sql, value
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "plpython"))
 from splitgraph_pl import hashing  # noqa: E402
@@ -161,10 +161,6 @@ def test_object_id_format_and_formula():
 # ---------------------------------------------------------------------------------------------------------------
 # The engine produces exactly the ids of the scheme
 # ---------------------------------------------------------------------------------------------------------------
-
-def objects_of(conn, repo, image, table):
-    return json.loads(value(conn, "select splitgraph.table_info(%s, %s, %s)::text", repo, image, table))["objects"]
-
 
 def object_row(conn, object_id):
     rows = sql(conn, "select insertion_hash, deletion_hash, rows_inserted from splitgraph_meta.objects "

@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql as pgsql
 from psycopg.types.json import Jsonb
 
-from conftest import new_cluster, sql, value
+from conftest import fails, new_cluster, objects_of, sql, value
 from support import mariadb as maria
 
 ROLE_USER, ROLE_READER = "mnt_user", "mnt_reader"   # not superusers; the reader has pg_read_server_files
@@ -163,14 +163,6 @@ def connect_as(cluster, dbname, role):
 # Helpers
 # ---------------------------------------------------------------------------------------------------------------
 
-def fails(conn, query, *args, sqlstate=None):
-    with pytest.raises(psycopg.Error) as info:
-        sql(conn, query, *args)
-    if sqlstate is not None:
-        assert info.value.sqlstate == sqlstate, f"{info.value.sqlstate}: {info.value}"
-    return info.value
-
-
 def error_text(error):
     """Everything a client sees of an error."""
     d = error.diag
@@ -196,10 +188,6 @@ def schema_exists(conn, schema):
 
 def mount_servers(conn):
     return {r[0] for r in sql(conn, "select srvname::text from pg_foreign_server where srvname like 'sg_mount_%%'")}
-
-
-def objects(conn, repo, image, table):
-    return value(conn, "select splitgraph.table_info(%s, %s, %s)", repo, image, table)["objects"]
 
 
 def object_count(conn):
@@ -590,7 +578,7 @@ def test_unmount_of_a_repository_deletes_it_like_rm(conn):
     sql(conn, 'create table "mnt/repo".t (id int primary key, v text)')
     sql(conn, "insert into \"mnt/repo\".t select i, md5(i::text) || 'unmount' from generate_series(1, 20) i")
     image = value(conn, "select splitgraph.commit('mnt/repo')")
-    ids = objects(conn, "mnt/repo", image, "t")
+    ids = objects_of(conn, "mnt/repo", image, "t")
     sql(conn, "select splitgraph.tag('mnt/repo', %s, 'v1')", image)
     sql(conn, "select splitgraph.unmount('mnt/repo')")
     assert value(conn, "select count(*) from splitgraph.repositories() where repository = 'mnt/repo'") == 0
@@ -730,8 +718,8 @@ def test_snapshot_a_postgres_database_end_to_end(conn, remote):
     snapshot = value(conn, "select splitgraph.commit('mnt/pgsnap', 'snapshot of store')")
     assert value(conn, "select parent_id from splitgraph.log('mnt/pgsnap') limit 1") == imported
     sql(conn, "select splitgraph.tag('mnt/pgsnap', %s, 'snap1')", snapshot)
-    ledger_ids = objects(conn, "mnt/pgsnap", snapshot, "ledger")
-    assert ledger_ids == objects(conn, "mnt/pgsnap", imported, "ledger"), "the commit after the import reuses it"
+    ledger_ids = objects_of(conn, "mnt/pgsnap", snapshot, "ledger")
+    assert ledger_ids == objects_of(conn, "mnt/pgsnap", imported, "ledger"), "the commit after the import reuses it"
     assert value(conn, "select splitgraph.table_info('mnt/pgsnap', 'snap1', 'ledger')")["rows"] == 50
 
     sql(conn, "select splitgraph.unmount('mnt_e2e_pg')")
@@ -749,7 +737,7 @@ def test_snapshot_a_postgres_database_end_to_end(conn, remote):
     sql(conn, "select splitgraph.init('mnt/pgsnap2')")
     again = value(conn, "select splitgraph.import_table('mnt_e2e_pg', 'ledger', 'mnt/pgsnap2')")
     assert object_count(conn) == before
-    assert objects(conn, "mnt/pgsnap2", again, "ledger") == ledger_ids
+    assert objects_of(conn, "mnt/pgsnap2", again, "ledger") == ledger_ids
 
     # the foreign data changes: a re-import stores new objects ...
     with remote.connect() as r:
@@ -758,7 +746,7 @@ def test_snapshot_a_postgres_database_end_to_end(conn, remote):
         changed = r.execute(remote_rows).fetchall()
     fresh = value(conn, "select splitgraph.import_table('mnt_e2e_pg', 'ledger', 'mnt/pgsnap2', 'ledger_v2')")
     assert object_count(conn) > before
-    assert set(objects(conn, "mnt/pgsnap2", fresh, "ledger_v2")).isdisjoint(ledger_ids)
+    assert set(objects_of(conn, "mnt/pgsnap2", fresh, "ledger_v2")).isdisjoint(ledger_ids)
     assert sql(conn, 'select id, item, amount, at from "mnt/pgsnap2".ledger_v2 order by id') == changed
 
     # ... and refreshing the tracked checkout from the mount (a foreign table has no primary key, so neither
@@ -771,7 +759,7 @@ def test_snapshot_a_postgres_database_end_to_end(conn, remote):
     assert sql(conn, "select added + updated, removed + updated from splitgraph.status('mnt/pgsnap') "
                      "where table_name = 'ledger'") == [(2, 1)]
     delta = value(conn, "select splitgraph.commit('mnt/pgsnap', 'refresh')")
-    delta_ids = objects(conn, "mnt/pgsnap", delta, "ledger")
+    delta_ids = objects_of(conn, "mnt/pgsnap", delta, "ledger")
     assert delta_ids[:len(ledger_ids)] == ledger_ids and len(delta_ids) == len(ledger_ids) + 1
     info = value(conn, "select splitgraph.object_info(%s)", delta_ids[-1])
     assert (info["rows_inserted"], info["rows_deleted"]) == (2, 1), info
@@ -786,7 +774,7 @@ def test_snapshot_a_mariadb_database_end_to_end(conn, mysql):
     sql(conn, "select splitgraph.init('mnt/mysnap')")
     sql(conn, "select splitgraph.import_tables('mnt_e2e_my', array['events', 'orders'], 'mnt/mysnap')")
     image = value(conn, "select splitgraph.commit('mnt/mysnap', 'snapshot of sales')")
-    event_ids = objects(conn, "mnt/mysnap", image, "events")
+    event_ids = objects_of(conn, "mnt/mysnap", image, "events")
     expected_orders = sql(conn, "select * from mnt_e2e_my.orders order by id")
     sql(conn, "select splitgraph.unmount('mnt_e2e_my')")
     assert not schema_exists(conn, "mnt_e2e_my")
@@ -802,13 +790,13 @@ def test_snapshot_a_mariadb_database_end_to_end(conn, mysql):
     before = object_count(conn)
     again = value(conn, "select splitgraph.import_table('mnt_e2e_my', 'events', 'mnt/mysnap', 'events_again')")
     assert object_count(conn) == before, "the same data again adds no object"
-    assert objects(conn, "mnt/mysnap", again, "events_again") == event_ids
+    assert objects_of(conn, "mnt/mysnap", again, "events_again") == event_ids
 
     mysql.sql("update events set n = 21 where id = 2")
     try:
         fresh = value(conn, "select splitgraph.import_table('mnt_e2e_my', 'events', 'mnt/mysnap', 'events_v2')")
         assert object_count(conn) > before
-        assert objects(conn, "mnt/mysnap", fresh, "events_v2") != event_ids
+        assert objects_of(conn, "mnt/mysnap", fresh, "events_v2") != event_ids
         assert value(conn, 'select n from "mnt/mysnap".events_v2 where id = 2') == 21
         assert value(conn, 'select n from "mnt/mysnap".events where id = 2') == 20, "the old snapshot stays"
     finally:
@@ -821,7 +809,7 @@ def test_snapshot_a_csv_file_end_to_end(conn, csv_dir):
     mount(conn, "mnt_e2e_csv", "csv", {"filename": path})
     sql(conn, "select splitgraph.init('mnt/csvsnap')")
     image = value(conn, "select splitgraph.import_table('mnt_e2e_csv', 'readings', 'mnt/csvsnap')")
-    ids = objects(conn, "mnt/csvsnap", image, "readings")
+    ids = objects_of(conn, "mnt/csvsnap", image, "readings")
     sql(conn, "select splitgraph.unmount('mnt_e2e_csv')")
     os.unlink(path)
     sql(conn, "select splitgraph.uncheckout('mnt/csvsnap')")
@@ -832,7 +820,7 @@ def test_snapshot_a_csv_file_end_to_end(conn, csv_dir):
     write_csv(csv_dir, "readings.csv", "station,day,temp\nlondon,2024-01-01,7.5\noslo,2024-01-01,-2.0\n")
     mount(conn, "mnt_e2e_csv", "csv", {"filename": path})
     fresh = value(conn, "select splitgraph.import_table('mnt_e2e_csv', 'readings', 'mnt/csvsnap', 'readings_v2')")
-    assert objects(conn, "mnt/csvsnap", fresh, "readings_v2") != ids
+    assert objects_of(conn, "mnt/csvsnap", fresh, "readings_v2") != ids
     assert value(conn, """select temp::text from "mnt/csvsnap".readings_v2 where station = 'oslo'""") == "-2.0"
     sql(conn, "select splitgraph.unmount('mnt_e2e_csv')")
 

@@ -15,7 +15,7 @@ import zlib
 import psycopg
 import pytest
 
-from conftest import sql, value
+from conftest import fails, sql, value
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "plpython"))
 from splitgraph_pl import hashing  # noqa: E402
@@ -68,10 +68,7 @@ def alice_repo(cluster, dbname, roles):
 
 
 def denied(conn, query, *args, sqlstate="42501"):
-    with pytest.raises(psycopg.Error) as err:
-        sql(conn, query, *args)
-    assert err.value.sqlstate == sqlstate, f"{err.value.sqlstate}: {err.value}"
-    return err.value
+    return fails(conn, query, *args, sqlstate=sqlstate)
 
 
 def metadata(conn, repo):

@@ -68,6 +68,10 @@ def column(plpy, query, *args):
     return [r[name] for r in rows]
 
 
+def schema_exists(plpy, name):
+    return scalar(plpy, "select exists (select from pg_catalog.pg_namespace where nspname = $1)", name)
+
+
 def notice(plpy, message):
     plpy.notice("splitgraph: " + message)
 

@@ -299,7 +299,7 @@ def changed_tables_of(plpy, repo):
         elif t is None or t["state"] != "tracking":
             # changes the log does not know row by row: compare with HEAD
             delta = head_comparison(plpy, repo, table, cols)
-            if db.scalar(plpy, f"select exists (select from {delta.relation})"):
+            if delta.changed(plpy):
                 changed.append(table)
             delta.drop(plpy)
         elif tracking.has_changes(plpy, t, schema, table, cols):

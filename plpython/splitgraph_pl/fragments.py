@@ -30,6 +30,11 @@ def fragment_columns(cols):
     return tbl.select_list(tbl.column_definitions(cols), f"{FLAG_COLUMN} boolean not null")
 
 
+def fragment_column_list(cols):
+    """The names of an object table's columns (fragment_columns), for an INSERT."""
+    return tbl.select_list(tbl.column_list(cols), FLAG_COLUMN)
+
+
 def _temp_name():
     return "sg_tmp_" + secrets.token_hex(6)
 
@@ -503,7 +508,7 @@ def store_delta(plpy, cols, delta, namespace):
     staging = f"{META}.{ident(_temp_name())}"
     plpy.execute(f"""
         create table {staging} ({fragment_columns(cols)});
-        insert into {staging} ({tbl.select_list(tbl.column_list(cols), FLAG_COLUMN)})
+        insert into {staging} ({fragment_column_list(cols)})
         {_fragment_rows(cols, delta.relation)}""")
     return _keep_staging(plpy, staging, obj)
 
@@ -516,7 +521,7 @@ def store_changes(plpy, cols, changes_sql, namespace):
     plpy.execute(f"create table {staging} ({fragment_columns(cols)})")
     row = db.one(plpy, f"""
         with d as materialized ({changes_sql}),
-             written as (insert into {staging} ({tbl.select_list(tbl.column_list(cols), FLAG_COLUMN)})
+             written as (insert into {staging} ({fragment_column_list(cols)})
                          {_fragment_rows(cols, "d")})
         {_delta_summary(cols, "d")}""")
     if row["upserts"] == 0 and row["deletes"] == 0:

@@ -1,6 +1,5 @@
 """Images: committing the checkout as a new image, and reading the history."""
 import json
-import secrets
 
 from . import db, errors, fragments, meta, names, tracking
 from . import tables as tbl
@@ -79,7 +78,7 @@ def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, 
         delta = tracking.delta(plpy, tracked, schema, table, cols)
         if delta != tracking.SNAPSHOT:
             try:
-                if not db.scalar(plpy, f"select exists (select from {delta.relation})"):
+                if not delta.changed(plpy):
                     return head[1], "unchanged"
                 return head[1] + [fragments.store_delta(plpy, cols, delta, namespace)], "delta"
             finally:
@@ -95,16 +94,9 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
         errors.fail(plpy, "22001", "commit comment is longer than 4096 characters")
     fragments.lock_objects_shared(plpy)
     parent = state["image_hash"]
-    image_hash = secrets.token_hex(32)
-    db.run(plpy, """insert into splitgraph_meta.images (repository, image_hash, parent_id, comment)
-                    values ($1, $2, $3, $4)""", repo, image_hash, parent, comment)
-    if state["layered"]:
-        # A layered checkout is read-only views over the fragments of HEAD: nothing can have changed.
-        db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
-                                                            object_ids)
-                        select repository, $2, table_name, table_schema, object_ids from splitgraph_meta.tables
-                        where repository = $1 and image_hash = $3""", repo, image_hash, parent)
-    else:
+    # A layered checkout is read-only views over the fragments of HEAD: nothing can have changed.
+    image_hash = meta.new_image(plpy, repo, parent, comment, with_parent_tables=state["layered"])
+    if not state["layered"]:
         schema = names.schema_of(repo)
         table_names = tbl.list_tables(plpy, schema)
         ranges, blooms = _index_options(plpy, index_options, table_names)
@@ -127,10 +119,7 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
             object_ids, how = store_table(plpy, schema, table, cols, head_tables.get(table), tracked.get(table),
                                           snapshot, chunk_size, namespace, blooms.get(table))
             stored[table] = how
-            db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
-                                                                object_ids)
-                            values ($1, $2, $3, $4::jsonb, $5::text[])""",
-                   repo, image_hash, table, json.dumps([c.spec() for c in cols]), object_ids)
+            meta.add_table(plpy, repo, image_hash, table, [c.spec() for c in cols], object_ids)
             db.notice(plpy, f'committed table "{table}" ({n}/{len(table_names)}): {how}, '
                             f"{len(object_ids)} object(s)")
         # The new image is the base of every log from now on.
@@ -140,10 +129,7 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
                 tracking.track(plpy, schema, table)
             else:
                 tracking.restart(plpy, tracked[table])
-    db.run(plpy, "update splitgraph_meta.checkouts set image_hash = $2 where repository = $1", repo, image_hash)
-    if state["branch"] is not None:
-        db.run(plpy, "update splitgraph_meta.branches set image_hash = $3 where repository = $1 and branch = $2",
-               repo, state["branch"], image_hash)
+    meta.move_head(plpy, repo, state, image_hash)
     return image_hash
 
 
@@ -241,8 +227,7 @@ def prune(plpy, repository):
 def store_fragment(plpy, schema, table_name, snapshot=False, chunk_size=None):
     """Store a table's current contents as objects without committing; returns the object list that rebuilds
     it: for a table of a checkout, HEAD's fragments plus one of the pending changes; otherwise a snapshot."""
-    if not tbl.exists(plpy, schema, table_name):
-        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table_name}" does not exist')
+    tbl.require(plpy, schema, table_name)
     repo = tracking.repository_of_schema(plpy, schema)
     if repo is not None:
         meta.check_write(plpy, repo)

@@ -30,18 +30,16 @@ def _target_names(plpy, source_tables, target_tables):
     return list(target_tables)
 
 
+def _head_or_latest(plpy, repo):
+    """(checkout state or None, image): HEAD of the repository, or its newest image when it is not checked out.
+    An import builds on this image of its target, and reads this image of its source unless told otherwise."""
+    state = meta.checkout_state(plpy, repo)
+    return state, (state["image_hash"] if state is not None else meta.resolve(plpy, repo, "latest")[0])
+
+
 def _source_image(plpy, repo, image):
     """The image to import from: the one named, else the source's HEAD, else its newest."""
-    if image is not None:
-        return meta.resolve(plpy, repo, image)[0]
-    state = meta.checkout_state(plpy, repo)
-    return state["image_hash"] if state is not None else meta.resolve(plpy, repo, "latest")[0]
-
-
-def _base(plpy, target):
-    """The image an import builds on: HEAD of the target, or its newest image when it is not checked out."""
-    state = meta.checkout_state(plpy, target)
-    return state, (state["image_hash"] if state is not None else meta.resolve(plpy, target, "latest")[0])
+    return meta.resolve(plpy, repo, image)[0] if image is not None else _head_or_latest(plpy, repo)[1]
 
 
 def _commit_tables(plpy, target, new_tables, comment):
@@ -50,7 +48,7 @@ def _commit_tables(plpy, target, new_tables, comment):
     tables stay pending: their logs still describe the same state."""
     from .checkout import materialize_image
 
-    state, base = _base(plpy, target)
+    state, base = _head_or_latest(plpy, target)
     existing = set(meta.image_tables(plpy, target, base))
     if state is not None and not state["layered"]:
         existing |= set(tbl.list_tables(plpy, names.schema_of(target)))
@@ -58,22 +56,11 @@ def _commit_tables(plpy, target, new_tables, comment):
         if name in existing:
             errors.fail(plpy, "42P07", f'table "{name}" already exists in repository "{target}"',
                         hint="import it under another name (target_table), or drop it first")
-    image_hash = secrets.token_hex(32)
-    db.run(plpy, """insert into splitgraph_meta.images (repository, image_hash, parent_id, comment)
-                    values ($1, $2, $3, $4)""", target, image_hash, base, comment)
-    db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema, object_ids)
-                    select repository, $2, table_name, table_schema, object_ids from splitgraph_meta.tables
-                    where repository = $1 and image_hash = $3""", target, image_hash, base)
+    image_hash = meta.new_image(plpy, target, base, comment, with_parent_tables=True)
     for name, (spec, object_ids) in new_tables.items():
-        db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
-                                                            object_ids)
-                        values ($1, $2, $3, $4::jsonb, $5::text[])""", target, image_hash, name, json.dumps(spec),
-               object_ids)
+        meta.add_table(plpy, target, image_hash, name, spec, object_ids)
     if state is not None:
-        db.run(plpy, "update splitgraph_meta.checkouts set image_hash = $2 where repository = $1", target, image_hash)
-        if state["branch"] is not None:
-            db.run(plpy, "update splitgraph_meta.branches set image_hash = $3 where repository = $1 and branch = $2",
-                   target, state["branch"], image_hash)
+        meta.move_head(plpy, target, state, image_hash)
         materialize_image(plpy, target, image_hash, layered=state["layered"], only=list(new_tables))
     return image_hash
 
@@ -82,8 +69,7 @@ def source_kind(plpy, source):
     """"repository" or "schema" (a plain schema, e.g. a mountpoint), or an error naming the source."""
     if source is not None and names._REPOSITORY.match(source) and meta.exists(plpy, source):
         return "repository"
-    if source is not None and db.scalar(plpy, "select pg_catalog.to_regnamespace($1) is not null",
-                                        names.ident(source)):
+    if source is not None and db.schema_exists(plpy, source):
         return "schema"
     errors.fail(plpy, errors.UNDEFINED_OBJECT, f'repository or schema "{source}" does not exist')
 
@@ -198,9 +184,6 @@ def explain_query(plpy, query, schema):
         errors.fail(plpy, state or "42000", f"the import query fails: {message}")
 
 
-_QUALIFIED_CALL = re.compile(r"(?<![\w$.])([A-Za-z_][\w$]*)\.([A-Za-z_][\w$]*)\s*\(")
-_CATALOG_CALL = re.compile(r"(?<![\w$.])(pg_[\w$]*)\s*\(")
-_CALL = re.compile(r"(?<![\w$.])([A-Za-z_][\w$]*)\s*\(")
 # Built-in functions (of pg_catalog, not named pg_*) that read relations or server state by name or run a query
 # given as text: with them a query could read any table or catalog whatever its plan shows.
 _READS_BY_NAME = frozenset("""
@@ -219,9 +202,10 @@ _READS_BY_NAME = frozenset("""
 # quoted identifiers (kept, since a schema can be named by one).
 _SQL_TOKENS = re.compile(r"--[^\n]*|/\*|\$([A-Za-z_]\w*)?\$|(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'"
                          r'|"(?:[^"]|"")+"')
-_QUOTED_NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
-_TEXT_QUALIFIED = re.compile(rf"({_QUOTED_NAME})\s*\.\s*({_QUOTED_NAME})\s*\(")
-_TEXT_OPERATOR = re.compile(r"\bOPERATOR\s*\(\s*(" + _QUOTED_NAME + r")\s*\.", re.IGNORECASE)
+_NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
+# A function call, perhaps schema-qualified: (schema or "", function).
+_CALL = re.compile(rf'(?<![\w$."])(?:({_NAME})\s*\.\s*)?({_NAME})\s*\(')
+_OPERATOR = re.compile(rf"\bOPERATOR\s*\(\s*({_NAME})\s*\.", re.IGNORECASE)
 
 
 def _code_of(query):
@@ -261,53 +245,24 @@ def _unquote(name):
     return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
 
 
-def check_query_text(query, allowed_schemas):
-    """Problems with an import query's own text: a call of a function (or use of an operator) qualified with a
-    schema other than pg_catalog and the source's. The planner inlines simple SQL functions, which leaves no
-    trace of them in the plan, so the text is checked too."""
-    code = _code_of(query)
+def _reaches_out(text, schemas):
+    """Problems with SQL text (an import query, or an expression of its plan): a call of a function, or use of an
+    operator, of a schema not in `schemas`; a call of a catalog function (pg_*) or of one that reads relations or
+    server state by name."""
+    code = _code_of(text)
     problems = []
-    for schema, function in _TEXT_QUALIFIED.findall(code):
-        if _unquote(schema) not in allowed_schemas:
-            problems.append(f"it calls {_unquote(schema)}.{_unquote(function)} from another schema")
-    for schema in _TEXT_OPERATOR.findall(code):
-        if _unquote(schema) not in allowed_schemas:
+    for schema, function in _CALL.findall(code):
+        schema, function = _unquote(schema) if schema else None, _unquote(function)
+        if schema is not None and schema not in schemas:
+            problems.append(f"it calls {schema}.{function} from another schema")
+        elif function.startswith("pg_"):
+            problems.append(f"it calls {function}, which reaches into the server's catalogs")
+        elif function in _READS_BY_NAME:
+            problems.append(f"it calls {function}, which reads relations or server state by name")
+    for schema in _OPERATOR.findall(code):
+        if _unquote(schema) not in schemas:
             problems.append(f"it uses an operator of schema {_unquote(schema)}")
     return problems
-
-
-def check_plan(plpy, plan, allowed, problems=None):
-    """Refuse an import query whose plan reads relations outside `allowed` ({(schema, name)}) or calls
-    functions of other schemas, of the catalogs (pg_*) or that read relations by name."""
-    problems = list(problems or [])
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "Relation Name" in node and (node.get("Schema"), node["Relation Name"]) not in allowed:
-                problems.append(f'it reads "{node.get("Schema")}"."{node["Relation Name"]}", which is not '
-                                "a table of the source")
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-        elif isinstance(node, str):
-            node = _code_of(node)
-            for schema, function in _QUALIFIED_CALL.findall(node):
-                if schema != "pg_catalog":
-                    problems.append(f"it calls {schema}.{function} from another schema")
-                elif function in _READS_BY_NAME:
-                    problems.append(f"it calls {function}, which reads relations or server state by name")
-            for function in _CATALOG_CALL.findall(node):
-                problems.append(f"it calls {function}, which reaches into the server's catalogs")
-            for function in _CALL.findall(node):
-                if function.lower() in _READS_BY_NAME:
-                    problems.append(f"it calls {function}, which reads relations or server state by name")
-
-    walk(json.loads(plan) if isinstance(plan, str) else plan)
-    if problems:
-        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "the import query reaches outside its source: " + problems[0],
-                    hint="refer only to the tables of the source, unqualified")
 
 
 def allowed_relations(plpy, source, image, sandbox):
@@ -332,8 +287,30 @@ def allowed_relations(plpy, source, image, sandbox):
 
 
 def check_query_plan(plpy, source, image, sandbox, plan, query):
-    problems = check_query_text(query, {"pg_catalog", source, sandbox})
-    check_plan(plpy, plan, allowed_relations(plpy, source, image, sandbox), problems)
+    """Refuse an import query whose plan reads relations other than the source's (allowed_relations) or whose
+    plan or text reaches outside the source (_reaches_out). The plan names a function with its schema only when
+    it is not on the search path; the text is checked too because the planner inlines simple SQL functions,
+    which leaves no trace of them in the plan."""
+    allowed = allowed_relations(plpy, source, image, sandbox)
+    problems = _reaches_out(query, {"pg_catalog", source, sandbox})
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "Relation Name" in node and (node.get("Schema"), node["Relation Name"]) not in allowed:
+                problems.append(f'it reads "{node.get("Schema")}"."{node["Relation Name"]}", which is not '
+                                "a table of the source")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str):
+            problems.extend(_reaches_out(node, {"pg_catalog"}))
+
+    walk(json.loads(plan) if isinstance(plan, str) else plan)
+    if problems:
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "the import query reaches outside its source: " + problems[0],
+                    hint="refer only to the tables of the source, unqualified")
 
 
 def query_sandbox(plpy, source, source_image):

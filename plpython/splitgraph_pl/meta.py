@@ -1,6 +1,7 @@
 """Repository metadata: existence, locks, write rights, the checkout state and image references."""
 import json
 import re
+import secrets
 
 from . import db, errors, names
 
@@ -106,3 +107,32 @@ def image_tables(plpy, repo, image_hash):
                            from splitgraph_meta.tables where repository = $1 and image_hash = $2
                            order by table_name""", repo, image_hash)
     return {r["table_name"]: (json.loads(r["table_schema"]), list(r["object_ids"])) for r in rows}
+
+
+def new_image(plpy, repo, parent, comment, with_parent_tables=False):
+    """Register a new image (a random hash) on top of `parent`; with_parent_tables gives it every table of the
+    parent, unchanged. Returns its hash."""
+    image_hash = secrets.token_hex(32)
+    db.run(plpy, """insert into splitgraph_meta.images (repository, image_hash, parent_id, comment)
+                    values ($1, $2, $3, $4)""", repo, image_hash, parent, comment)
+    if with_parent_tables:
+        db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
+                                                            object_ids)
+                        select repository, $2, table_name, table_schema, object_ids from splitgraph_meta.tables
+                        where repository = $1 and image_hash = $3""", repo, image_hash, parent)
+    return image_hash
+
+
+def add_table(plpy, repo, image_hash, table, spec, object_ids):
+    """A table of an image: its schema (list of [ordinal, name, type, is_pk, ...]) and fragments in order."""
+    db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema, object_ids)
+                    values ($1, $2, $3, $4::jsonb, $5::text[])""", repo, image_hash, table, json.dumps(spec),
+           object_ids)
+
+
+def move_head(plpy, repo, state, image_hash):
+    """Point the checkout (state: checkout_state) at image_hash, and its branch too when it is on one."""
+    db.run(plpy, "update splitgraph_meta.checkouts set image_hash = $2 where repository = $1", repo, image_hash)
+    if state["branch"] is not None:
+        db.run(plpy, "update splitgraph_meta.branches set image_hash = $3 where repository = $1 and branch = $2",
+               repo, state["branch"], image_hash)

@@ -64,6 +64,17 @@ def _require_extension(plpy, name, package):
     plpy.execute(f"create extension if not exists {ident(name)}")
 
 
+def _remote_server(plpy, mountpoint, wrapper, server_opts, opts, user_option):
+    """The mountpoint's foreign server of `wrapper`; the credentials (opts' username and password) go into a
+    user mapping, its user under the wrapper's name for it (`user_option`). Returns the server's name."""
+    server = server_name(mountpoint)
+    user_opts = {user_option: opts["username"], **({"password": opts["password"]} if "password" in opts else {})}
+    plpy.execute(f"create server {ident(server)} foreign data wrapper {ident(wrapper)} "
+                 f"options ({_option_list(server_opts)});"
+                 f"create user mapping for public server {ident(server)} options ({_option_list(user_opts)})")
+    return server
+
+
 def _foreign_tables(plpy, mountpoint, server, tables, remote_schema, table_options):
     """Foreign tables of `server` in the mountpoint: every table of the remote schema, those listed, or those
     described column by column."""
@@ -86,13 +97,9 @@ def _foreign_tables(plpy, mountpoint, server, tables, remote_schema, table_optio
 
 def mount_postgres_fdw(plpy, mountpoint, options, tables):
     opts = _options(plpy, options, ("host", "username", "dbname", "remote_schema"), ("port", "password"))
-    server = server_name(mountpoint)
     server_opts = {k: v for k, v in opts.items() if k not in ("username", "password", "remote_schema")}
     server_opts.setdefault("port", "5432")
-    user_opts = {"user": opts["username"], **({"password": opts["password"]} if "password" in opts else {})}
-    plpy.execute(f"create server {ident(server)} foreign data wrapper postgres_fdw "
-                 f"options ({_option_list(server_opts)});"
-                 f"create user mapping for public server {ident(server)} options ({_option_list(user_opts)})")
+    server = _remote_server(plpy, mountpoint, "postgres_fdw", server_opts, opts, "user")
     _foreign_tables(plpy, mountpoint, server, _tables(plpy, tables), opts["remote_schema"],
                     lambda t: {"schema_name": opts["remote_schema"], "table_name": t})
 
@@ -105,12 +112,9 @@ def mount_mysql_fdw(plpy, mountpoint, options, tables):
         options["dbname"] = options.pop("remote_schema")
     opts = _options(plpy, options, ("host", "username", "dbname"), ("port", "password"))
     _require_extension(plpy, "mysql_fdw", "postgresql-15-mysql-fdw")
-    server = server_name(mountpoint)
     server_opts = {"host": opts["host"], "port": opts.get("port", "3306")}
     server_opts.update({k: v for k, v in opts.items() if k not in ("host", "port", "username", "password", "dbname")})
-    user_opts = {"username": opts["username"], **({"password": opts["password"]} if "password" in opts else {})}
-    plpy.execute(f"create server {ident(server)} foreign data wrapper mysql_fdw options ({_option_list(server_opts)});"
-                 f"create user mapping for public server {ident(server)} options ({_option_list(user_opts)})")
+    server = _remote_server(plpy, mountpoint, "mysql_fdw", server_opts, opts, "username")
     _foreign_tables(plpy, mountpoint, server, _tables(plpy, tables), opts["dbname"],
                     lambda t: {"dbname": opts["dbname"], "table_name": t})
 
@@ -254,7 +258,7 @@ def mount(plpy, mountpoint, handler, options, tables=None, overwrite=True):
             errors.fail(plpy, errors.DUPLICATE_OBJECT, f'"{mountpoint}" is already mounted',
                         hint="unmount it first, or pass overwrite => true")
         unmount(plpy, mountpoint)
-    elif db.scalar(plpy, "select pg_catalog.to_regnamespace($1) is not null", ident(mountpoint)):
+    elif db.schema_exists(plpy, mountpoint):
         errors.fail(plpy, "42P06", f'schema "{mountpoint}" exists and is not a mountpoint',
                     hint="choose another mountpoint; a mount never replaces a schema it did not make")
     with db.settings(plpy, {"client_min_messages": "warning"}):
@@ -289,10 +293,9 @@ def unmount(plpy, mountpoint):
     if names._REPOSITORY.match(mountpoint or "") and meta.exists(plpy, mountpoint):
         from .repositories import rm
         return rm(plpy, mountpoint)
-    if _mounted(plpy, mountpoint) is None and not db.scalar(
-            plpy, "select pg_catalog.to_regnamespace($1) is not null", ident(mountpoint or "")):
-        errors.fail(plpy, errors.UNDEFINED_OBJECT, f'mountpoint "{mountpoint}" does not exist')
     if _mounted(plpy, mountpoint) is None:
+        if not db.schema_exists(plpy, mountpoint):
+            errors.fail(plpy, errors.UNDEFINED_OBJECT, f'mountpoint "{mountpoint}" does not exist')
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                     f'schema "{mountpoint}" is neither a mountpoint nor a repository', hint="drop it with DROP SCHEMA")
     _check_owner(plpy, mountpoint)

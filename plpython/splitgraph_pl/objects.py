@@ -140,7 +140,7 @@ def load_object(plpy, object_id, data):
     removed = header.get("rows_deleted")
     if (hashed["rows"] != header.get("rows_inserted") or not isinstance(removed, int) or isinstance(removed, bool)
             or not deleted <= removed <= deleted + hashed["rows"]
-            or (removed == 0) != (deletion == hashing.to_hex([0] * hashing.LANES))):
+            or (removed == 0) != (deletion == hashing.ZERO)):
         _corrupt(plpy, object_id, "its row counts do not match its rows")
     plpy.execute(f"alter table {staging_sql} rename to {ident(object_id)}")
     if registered is None:
@@ -163,8 +163,7 @@ def apply_fragments(plpy, object_ids, target_schema, target_table, extra_quals=N
 
     It runs with the caller's rights (SECURITY INVOKER): the caller's privileges on the target table, its
     triggers and extra_quals are the caller's business, never the extension's."""
-    if not tbl.exists(plpy, target_schema, target_table):
-        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{target_schema}"."{target_table}" does not exist')
+    tbl.require(plpy, target_schema, target_table)
     cols = tbl.columns(plpy, target_schema, target_table)
     objects = fragments.object_rows(plpy, object_ids or [])
     for o in objects:

@@ -13,7 +13,7 @@ def create_schema(plpy, repo):
                     f'repositories "{repo}" and "{other}" would share the checkout schema "{name}" '
                     "(identifiers are cut to 63 bytes)", hint=f'uncheckout "{other}" first')
     schema = names.ident(name)
-    if db.scalar(plpy, "select pg_catalog.to_regnamespace($1) is null", schema):
+    if not db.schema_exists(plpy, name):
         plpy.execute(f"create schema {schema}")
     if not meta.caller_is_admin(plpy):
         plpy.execute(f"alter schema {schema} owner to session_user")

@@ -161,6 +161,12 @@ def exists(plpy, schema, table):
                        where n.nspname = $1 and c.relname = $2)""", schema, table)
 
 
+def require(plpy, schema, table):
+    """An error unless schema.table exists."""
+    if not exists(plpy, schema, table):
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
+
+
 def check_storable(plpy, table, cols):
     if any(c.name == FLAG_COLUMN for c in cols):
         errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,

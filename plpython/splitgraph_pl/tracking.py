@@ -67,8 +67,7 @@ def untrack(plpy, schema, table):
 def track(plpy, schema, table, state="tracking"):
     """Start tracking a table: from now on its changes are logged. Tracking it again starts a fresh log.
     `state` "lost" starts a log that is not trusted (the table's changes since HEAD are unknown)."""
-    if not tbl.exists(plpy, schema, table):
-        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
+    tbl.require(plpy, schema, table)
     kind = db.scalar(plpy, """select c.relkind::text from pg_catalog.pg_class c
                               join pg_catalog.pg_namespace n on n.oid = c.relnamespace
                               where n.nspname = $1 and c.relname = $2""", schema, table)
@@ -173,6 +172,10 @@ class Delta:
                                from {self.relation}""")
         return row["added"], row["removed"], row["updated"]
 
+    def changed(self, plpy):
+        """Whether there is any change at all."""
+        return db.scalar(plpy, f"select exists (select from {self.relation})")
+
     def drop(self, plpy):
         plpy.execute(f"drop table if exists {self.relation}")
 
@@ -185,12 +188,28 @@ def digest(text_sql):
     return f"pg_catalog.sha256(pg_catalog.convert_to({text_sql}, 'UTF8'))"
 
 
+def _values(cols, alias, side, when=None):
+    """The columns of `alias` as a Delta's old (side "o") or new ("n") values, null unless `when` holds."""
+    return ", ".join((f"case when {when} then {alias}.{ident(c.name)} end" if when else f"{alias}.{ident(c.name)}")
+                     + f" as {side}{i}" for i, c in enumerate(cols))
+
+
+def _net_logged_rows(tracked, cols):
+    """FROM items over the log of a table without a primary key: x (row_text, n: copies of that row added less
+    copies removed, never 0) joined with f, one logged row of that text (its values)."""
+    rows = tbl.row_text(cols, "a.")
+    log = f"{tracked['audit_table']} a where a.sg_audit_kind < {SENTINEL}"
+    return f"""(select {rows} as row_text, sum(case a.sg_audit_kind when 1 then 1 else -1 end) as n
+              from {log} group by 1 having sum(case a.sg_audit_kind when 1 then 1 else -1 end) <> 0) x
+        join (select distinct on (r.row_text) r.* from (select {rows} as row_text, a.* from {log}) r
+              order by r.row_text) f on f.row_text = x.row_text"""
+
+
 def keyed_changes(tracked, schema, table, cols):
     """The SELECT of the net changes of a tracked table with a primary key (the rows of a Delta): each touched
     key's first logged record (its state before tracking) joined with the live row of that key."""
     key = tbl.key_columns(cols)
-    old = ", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))
-    new = ", ".join(f"t.{ident(c.name)} as n{i}" for i, c in enumerate(cols))
+    old, new = _values(cols, "f", "o"), _values(cols, "t", "n")
     key_list = tbl.column_list(key, "a.")
     join = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
     present = f"t.{ident(key[0].name)} is not null"
@@ -231,19 +250,11 @@ def delta(plpy, tracked, schema, table, cols):
                case when x.n < 0 then {digest('x.row_text')} end as ho,
                case when x.n > 0 then {digest('x.row_text')} end as hn,
                x.row_text, x.n as net, null::bigint as live,
-               {", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))},
-               {", ".join(f"f.{ident(c.name)} as n{i}" for i, c in enumerate(cols))}
-        from (select {tbl.row_text(cols, 'a.')} as row_text,
-                     sum(case a.sg_audit_kind when 1 then 1 else -1 end) as n
-              from {tracked['audit_table']} a where a.sg_audit_kind < {SENTINEL}
-              group by 1 having sum(case a.sg_audit_kind when 1 then 1 else -1 end) <> 0
-        ) x
-        join (select distinct on (r.row_text) r.* from (
-                  select {tbl.row_text(cols, 'a.')} as row_text, a.* from {tracked['audit_table']} a
-                  where a.sg_audit_kind < {SENTINEL}) r
-              order by r.row_text) f on f.row_text = x.row_text""")
-    if not db.scalar(plpy, f"select exists (select from {relation})"):
-        return Delta(name, cols, key)
+               {_values(cols, "f", "o")}, {_values(cols, "f", "n")}
+        from {_net_logged_rows(tracked, cols)}""")
+    result = Delta(name, cols, key)
+    if not result.changed(plpy):
+        return result
     # A row may be recorded as a change only if it is unique before and after: otherwise only a snapshot can say
     # how many copies there are.
     plpy.execute(f"""update {relation} d set live = c.n from (
@@ -258,7 +269,7 @@ def delta(plpy, tracked, schema, table, cols):
         return SNAPSHOT
     plpy.execute(f"update {relation} set {', '.join(f'o{i} = null' for i in range(len(cols)))} where not existed")
     plpy.execute(f"update {relation} set {', '.join(f'n{i} = null' for i in range(len(cols)))} where not present")
-    return Delta(name, cols, key)
+    return result
 
 
 def compared(plpy, base, schema, table, cols):
@@ -267,9 +278,8 @@ def compared(plpy, base, schema, table, cols):
     name = "sg_delta_" + secrets.token_hex(6)
     target = names.qualified(schema, table)
     key = tbl.key_columns(cols)
-    old = ", ".join(f"b.{ident(c.name)} as o{i}" for i, c in enumerate(cols))
-    new = ", ".join(f"t.{ident(c.name)} as n{i}" for i, c in enumerate(cols))
     if key:
+        old, new = _values(cols, "b", "o"), _values(cols, "t", "n")
         join = " and ".join(f"t.{ident(c.name)} = b.{ident(c.name)}" for c in key)
         plpy.execute(f"""
             create temp table {ident(name)} as
@@ -289,10 +299,7 @@ def compared(plpy, base, schema, table, cols):
         select x.existed, not x.existed as present,
                case when x.existed then {digest('x.row_text')} end as ho,
                case when not x.existed then {digest('x.row_text')} end as hn,
-               {tbl.select_list(", ".join(f"case when x.existed then f.{ident(c.name)} end as o{i}"
-                                          for i, c in enumerate(cols)),
-                                ", ".join(f"case when not x.existed then f.{ident(c.name)} end as n{i}"
-                                          for i, c in enumerate(cols)))}
+               {tbl.select_list(_values(cols, "f", "o", "x.existed"), _values(cols, "f", "n", "not x.existed"))}
         from (select true as existed, row_text from (select {rows('b')} as row_text from {base} b
                                                      except all select {rows('t')} from {target} t) e
               union all
@@ -308,21 +315,11 @@ def keyless_listing(plpy, tracked, cols):
     """The logged net changes of a table without a primary key, one row per copy added or removed (as
     get_pending_changes lists them even when rows have duplicates)."""
     name = "sg_delta_" + secrets.token_hex(6)
-    rows = tbl.row_text(cols, "a.")
     plpy.execute(f"""
         create temp table {ident(name)} as
         select x.n < 0 as existed, x.n > 0 as present,
-               {tbl.select_list(", ".join(f"case when x.n < 0 then f.{ident(c.name)} end as o{i}"
-                                          for i, c in enumerate(cols)),
-                                ", ".join(f"case when x.n > 0 then f.{ident(c.name)} end as n{i}"
-                                          for i, c in enumerate(cols)))}
-        from (select {rows} as row_text, sum(case a.sg_audit_kind when 1 then 1 else -1 end) as n
-              from {tracked['audit_table']} a where a.sg_audit_kind < {SENTINEL}
-              group by 1 having sum(case a.sg_audit_kind when 1 then 1 else -1 end) <> 0) x
-        join (select distinct on (r.row_text) r.* from (
-                  select {rows} as row_text, a.* from {tracked['audit_table']} a
-                  where a.sg_audit_kind < {SENTINEL}) r
-              order by r.row_text) f on f.row_text = x.row_text
+               {tbl.select_list(_values(cols, "f", "o", "x.n < 0"), _values(cols, "f", "n", "x.n > 0"))}
+        from {_net_logged_rows(tracked, cols)}
         cross join lateral pg_catalog.generate_series(1, abs(x.n)) copies""")
     return Delta(name, cols, [])
 
@@ -332,7 +329,7 @@ def has_changes(plpy, tracked, schema, table, cols):
     if d == SNAPSHOT:
         return True
     try:
-        return db.scalar(plpy, f"select exists (select from {d.relation})")
+        return d.changed(plpy)
     finally:
         d.drop(plpy)
 
@@ -361,8 +358,7 @@ def _check_caller_owns(plpy, schema, table):
 def track_tables(plpy, schema, tables):
     repo = repository_of_schema(plpy, schema)
     for table in tables or []:
-        if not tbl.exists(plpy, schema, table):
-            errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
+        tbl.require(plpy, schema, table)
         _check_caller_owns(plpy, schema, table)
         if db.scalar(plpy, f"""select exists (select from {AUDIT}.tracked where schema_name = $1 and table_name = $2
                                               and relid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text,
@@ -400,8 +396,7 @@ def has_pending_changes(plpy, schema):
 
 def get_pending_changes(plpy, schema, table, aggregate=False):
     """Fill a temporary table with the net changes of a tracked table; returns its name."""
-    if not tbl.exists(plpy, schema, table):
-        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
+    tbl.require(plpy, schema, table)
     t = registry(plpy, schema, table)
     if t is None:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'table "{schema}"."{table}" is not tracked',
@@ -449,8 +444,8 @@ def discard_pending_changes(plpy, schema, table=None):
     """Forget logged changes (the data stays as it is). A checkout's changes are undone with reset instead:
     forgetting them would let the checkout drift from its HEAD unnoticed."""
     repo = repository_of_schema(plpy, schema)
-    if table is not None and not tbl.exists(plpy, schema, table):
-        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
+    if table is not None:
+        tbl.require(plpy, schema, table)
     if repo is not None:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                     f'schema "{schema}" is the checkout of repository "{repo}"',
