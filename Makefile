@@ -11,6 +11,7 @@ ENGINE_PORT ?= 5488
 ENGINE_DB  ?= splitgraph
 
 SQL_SOURCES = $(sort $(wildcard sql/*/*.sql))
+PY_SOURCES  = $(sort $(wildcard plpython/splitgraph_pl/*.py))
 EXTENSION_SQL = extension/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(EXTENSION_SQL) $(wildcard extension/$(EXTENSION)--*--*.sql)
 EXTRA_CLEAN = $(EXTENSION_SQL)
@@ -33,11 +34,11 @@ all: $(EXTENSION_SQL)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-# The install script: the numbered sql/ folders concatenated in order, with the version filled in.
-$(EXTENSION_SQL): $(SQL_SOURCES) $(EXTENSION).control
+# The install script: the numbered sql/ folders concatenated in order, the functions declared in plpython/
+# generated in place, and the version filled in.
+$(EXTENSION_SQL): $(SQL_SOURCES) $(PY_SOURCES) scripts/build_sql.py $(EXTENSION).control
 	@mkdir -p extension
-	@for f in $(SQL_SOURCES); do echo "-- source: $$f"; cat $$f; echo; done \
-	  | sed -e 's|@EXTVERSION@|$(EXTVERSION)|g' -e 's|@PYTHON_LIB_ROOT@|$(PY_LIB_ROOT)|g' > $@
+	@$(PYTHON_SERVER) scripts/build_sql.py --version $(EXTVERSION) --python-root $(PY_LIB_ROOT) > $@.tmp && mv $@.tmp $@
 
 deps: ## install missing Debian packages and the client tools (.venv)
 	@scripts/deps.sh

@@ -1,6 +1,7 @@
 """Checkouts: materializing an image into the repository's schema, and removing it."""
 from . import db, diffs, errors, fragments, meta, names, repositories, tracking
 from . import tables as tbl
+from .declare import api
 
 
 def _clear(plpy, repo, state):
@@ -55,6 +56,11 @@ def materialize_image(plpy, repo, image_hash, layered=False, only=None):
         db.notice(plpy, f'checked out table "{table}" ({n}/{len(tables)}): {len(object_ids)} object(s)')
 
 
+@api("checkout(repository text, image text, force boolean default false, layered boolean default false) returns "
+     "text",
+     "checkout(repository, image, force, layered): replace the checkout with the image (hash, prefix, tag, "
+     "branch, latest, HEAD) and return its hash; a branch is followed by later commits, anything else is "
+     "detached; layered makes read-only views over the fragments instead of tables")
 def checkout(plpy, repository, image, force=False, layered=False):
     repo = meta.writable(plpy, repository)
     image_hash, branch = meta.resolve(plpy, repo, image)
@@ -71,6 +77,8 @@ def checkout(plpy, repository, image, force=False, layered=False):
     return image_hash
 
 
+@api("uncheckout(repository text, force boolean default false) returns void",
+     "uncheckout(repository, force): drop the checkout schema and forget HEAD; every image stays")
 def uncheckout(plpy, repository, force=False):
     repo = meta.writable(plpy, repository)
     if meta.checkout_state(plpy, repo) is None:

@@ -1,6 +1,7 @@
 """Running SQL through plpy: parameters are always bound, plans are prepared once per session."""
 import contextlib
 import json
+import secrets
 
 _plans = {}
 
@@ -66,6 +67,11 @@ def column(plpy, query, *args):
         return []
     name = rows.colnames()[0]
     return [r[name] for r in rows]
+
+
+def temp_name(prefix):
+    """A fresh name for a scratch relation: the prefix, then 12 random hex digits."""
+    return f"{prefix}_{secrets.token_hex(6)}"
 
 
 def schema_exists(plpy, name):

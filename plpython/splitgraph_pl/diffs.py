@@ -9,6 +9,7 @@ import secrets
 
 from . import db, errors, fragments, meta, names, tracking
 from . import tables as tbl
+from .declare import api
 from .images import schema_key
 from .names import ident, literal
 
@@ -238,6 +239,11 @@ def _table_diff(plpy, repo, table, image_1, image_2, result, made):
     return not same
 
 
+@api("diff(repository text, table_name text, image_1 text, image_2 text default null) returns table (action "
+     "character(1), row_data jsonb)",
+     "diff(repository, table_name, image_1, image_2 = pending state): rows removed (-) and added (+) from "
+     "image_1 to image_2; an update is a - of the old row and a + of the new",
+     rows="temp")
 def diff(plpy, repository, table_name, image_1, image_2=None):
     """Fill a temporary table with the row-level diff and return its name (the SQL function returns its rows)."""
     repo = meta.require(plpy, repository)
@@ -256,6 +262,10 @@ def _tables_of(plpy, repo, image):
     return list(meta.image_tables(plpy, repo, h))
 
 
+@api("diff_summary(repository text, image_1 text, image_2 text default null) returns table (table_name text, "
+     "added integer, removed integer, updated integer, schema_changed boolean)",
+     "diff_summary(repository, image_1, image_2 = pending state): per changed table, rows added, removed, "
+     "updated, and whether the schema changed")
 def diff_summary(plpy, repository, image_1, image_2=None):
     repo = meta.require(plpy, repository)
     h1, _ = meta.resolve(plpy, repo, image_1)
@@ -307,6 +317,9 @@ def changed_tables_of(plpy, repo):
     return changed
 
 
+@api("status(repository text default null) returns setof splitgraph.status_row",
+     "status(repository = all): pending changes of checked-out repositories, per changed table: rows added, "
+     "removed, updated, and whether the schema changed")
 def status(plpy, repository=None):
     if repository is None:
         repos = db.column(plpy, "select repository from splitgraph_meta.checkouts order by repository")
@@ -329,6 +342,9 @@ def status(plpy, repository=None):
     return rows
 
 
+@api("reset(repository text, table_name text default null) returns void",
+     "reset(repository, table_name = all): discard pending changes: the table (or every table) becomes exactly "
+     "HEAD's again")
 def reset(plpy, repository, table_name=None):
     """Discard pending changes: the checkout's tables become exactly HEAD's again."""
     from .checkout import materialize_image

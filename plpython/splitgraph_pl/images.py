@@ -3,6 +3,7 @@ import json
 
 from . import db, errors, fragments, meta, names, tracking
 from . import tables as tbl
+from .declare import api
 
 _INDEX_TYPES = ("range", "bloom")
 
@@ -86,6 +87,11 @@ def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, 
     return fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom), "snapshot"
 
 
+@api("commit(repository text, comment text default null, snapshot boolean default false, chunk_size integer "
+     "default null, index_options jsonb default null) returns text",
+     "commit(repository, comment, snapshot, chunk_size, index_options): commit the checkout as a new image "
+     "(random hash, returned); tables are stored as content-addressed fragments of chunk_size rows (default "
+     "10000); index_options e.g. {\"bloom\": {\"t\": {\"col\": {\"probability\": 0.01}}}}")
 def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, index_options=None):
     repo = meta.writable(plpy, repository)
     state = meta.require_checkout(plpy, repo)
@@ -139,6 +145,10 @@ _IMAGE_COLUMNS = """
           where t.repository = i.repository and t.image_hash = i.image_hash order by t.tag) as tags"""
 
 
+@api("log(repository text, image text default 'HEAD') returns table (image_hash text, parent_id text, created "
+     "timestamptz, comment text, tags text[])",
+     "log(repository, image = HEAD): the image and its ancestors, newest first, with their tags",
+     volatility="stable")
 def log(plpy, repository, image="HEAD"):
     repo = meta.require(plpy, repository)
     image_hash, _ = meta.resolve(plpy, repo, image)
@@ -155,12 +165,20 @@ def log(plpy, repository, image="HEAD"):
         order by c.depth""", repo, image_hash)
 
 
+@api("images(repository text) returns table (image_hash text, parent_id text, created timestamptz, comment text, "
+     "tags text[])",
+     "images(repository): every image of the repository, oldest first",
+     volatility="stable")
 def images(plpy, repository):
     repo = meta.require(plpy, repository)
     return db.run(plpy, f"""select {_IMAGE_COLUMNS} from splitgraph_meta.images i where i.repository = $1
                             order by i.created, i.seq""", repo)
 
 
+@api("show(repository text, image text) returns jsonb",
+     "show(repository, image): {image_hash, parent_id, created, comment, tags, tables: {name: [columns]}, "
+     "provenance}",
+     volatility="stable")
 def show(plpy, repository, image):
     repo = meta.require(plpy, repository)
     image_hash, _ = meta.resolve(plpy, repo, image)
@@ -184,6 +202,9 @@ def _delete_images(plpy, repo, hashes):
                               select count(*) from gone""", repo, hashes)
 
 
+@api("delete_image(repository text, image text) returns integer",
+     "delete_image(repository, image): delete the image, its descendants and their tags and branches; refused "
+     "when HEAD is among them; returns how many images went")
 def delete_image(plpy, repository, image):
     """Delete an image and its descendants (with their tags and branches); objects stay until cleanup()."""
     repo = meta.writable(plpy, repository)
@@ -205,6 +226,9 @@ def delete_image(plpy, repository, image):
     return _delete_images(plpy, repo, doomed)
 
 
+@api("prune(repository text) returns integer",
+     "prune(repository): delete the images that are neither tagged, a branch head, HEAD, nor an ancestor of one; "
+     "returns how many")
 def prune(plpy, repository):
     """Delete the images that are neither tagged, a branch head, HEAD, nor an ancestor of one of those."""
     repo = meta.writable(plpy, repository)
@@ -224,6 +248,11 @@ def prune(plpy, repository):
     return _delete_images(plpy, repo, doomed) if doomed else 0
 
 
+@api("store_fragment(schema text, table_name text, snapshot boolean default false, chunk_size integer default "
+     "null) returns text[]",
+     "store_fragment(schema, table_name, snapshot, chunk_size): store the table as objects without committing; "
+     "returns the object list that rebuilds it (a checkout's table: HEAD's fragments plus one of its pending "
+     "changes, unless snapshot)")
 def store_fragment(plpy, schema, table_name, snapshot=False, chunk_size=None):
     """Store a table's current contents as objects without committing; returns the object list that rebuilds
     it: for a table of a checkout, HEAD's fragments plus one of the pending changes; otherwise a snapshot."""

@@ -1,9 +1,10 @@
 """Importing tables into a repository: from an image of another repository (no data copied: the same objects),
 from a plain schema such as a mountpoint (its rows snapshotted into objects), or from a query's result.
 
-Reading a plain schema and evaluating a query happen with the caller's own rights, in the SQL functions
-(SECURITY INVOKER), into temporary staging tables; the functions here, running with the extension's rights,
-only check names, prepare read-only views of a source image, and store staged rows as a new image.
+The public functions run with the caller's own rights (SECURITY INVOKER): a plain schema is read and a query
+evaluated as the caller, into temporary staging tables. Only the helpers below that are SECURITY DEFINER run
+with the extension's rights, each checking what the caller may do: they graft an image's tables, prepare
+read-only views of a source image, and store staged rows as a new image.
 """
 import json
 import re
@@ -11,7 +12,69 @@ import secrets
 
 from . import db, errors, fragments, hashing, meta, names
 from . import tables as tbl
+from .declare import api, helper
 from .names import ident
+
+
+@api("import_tables(source_repository text, source_tables text[], target_repository text, "
+     "target_tables text[] default null, source_image text default null) returns text",
+     "import_tables(source_repository, source_tables, target_repository, target_tables, source_image): graft "
+     "tables of an image (default: the source's HEAD, else latest) into the target as one new commit on its HEAD "
+     "without copying data; a plain schema (e.g. a mountpoint) as source has its current rows snapshotted; "
+     "pending changes of the target stay pending; returns the new image",
+     security="invoker")
+def import_tables(plpy, source_repository, source_tables, target_repository, target_tables=None, source_image=None):
+    if db.scalar(plpy, "select splitgraph_internal.import_source_kind($1)", source_repository) == "repository":
+        return db.scalar(plpy, "select splitgraph_internal.import_from_image($1, $2::text[], $3, $4::text[], $5)",
+                         source_repository, source_tables, target_repository, target_tables, source_image)
+    check_schema_source(plpy, source_repository, source_tables)
+    staged = []
+    for table in source_tables or []:
+        staged.append(db.temp_name("sg_stage"))
+        plpy.execute(f"create temp table {ident(staged[-1])} as select * from "
+                     f"{names.qualified(source_repository, table)}")
+    result = db.scalar(plpy, "select splitgraph_internal.import_staged($1, null, $2::text[], $3::text[], $4, "
+                             "$5::text[], $6)", source_repository, source_tables, staged, target_repository,
+                       target_tables, f"import {', '.join(source_tables or [])} from schema {source_repository}")
+    _drop_staged(plpy, staged)
+    return result
+
+
+@api("import_table(source_repository text, source_table text, target_repository text, "
+     "target_table text default null, source_image text default null) returns text",
+     "import_table(source_repository, source_table, target_repository, target_table, source_image): "
+     "import_tables for one table; returns the new image",
+     security="invoker")
+def import_table(plpy, source_repository, source_table, target_repository, target_table=None, source_image=None):
+    return import_tables(plpy, source_repository, [source_table], target_repository,
+                         None if target_table is None else [target_table], source_image)
+
+
+@api("import_query(source_repository text, query text, target_repository text, target_table text, "
+     "source_image text default null) returns text",
+     "import_query(source_repository, query, target_repository, target_table, source_image): import the result "
+     "of one SELECT over the tables of the source image (unqualified; nothing outside the source) as a new "
+     "table, in one new commit; a result equal to a source table reuses its objects; returns the new image",
+     security="invoker")
+def import_query(plpy, source_repository, query, target_repository, target_table, source_image=None):
+    sandbox, image = db.scalar(plpy, "select splitgraph_internal.import_sandbox($1, $2)", source_repository,
+                               source_image)
+    check_query_plan(plpy, source_repository, image, sandbox, explain_query(plpy, query, sandbox), query)
+    stage = db.temp_name("sg_stage")
+    with db.settings(plpy, {"search_path": f"{ident(sandbox)}, pg_temp"}):
+        # the same text explain_query proved to be one SELECT
+        plpy.execute(f"create temp table {ident(stage)} as select * from ({query}\n) sg_query")
+    result = db.scalar(plpy, "select splitgraph_internal.import_staged($1, $2, null, $3::text[], $4, $5::text[], $6)",
+                       source_repository, image, [stage], target_repository, [target_table],
+                       f"import query {query} from {source_repository}")
+    _drop_staged(plpy, [stage])
+    db.run(plpy, "select splitgraph_internal.import_drop_sandbox($1)", sandbox)
+    return result
+
+
+def _drop_staged(plpy, staged):
+    if staged:
+        plpy.execute("drop table " + ", ".join(f"pg_temp.{ident(s)}" for s in staged))
 
 
 def _target_names(plpy, source_tables, target_tables):
@@ -65,6 +128,9 @@ def _commit_tables(plpy, target, new_tables, comment):
     return image_hash
 
 
+@helper("import_source_kind(source text) returns text",
+        "import_source_kind(source): 'repository' or 'schema' (a plain schema, e.g. a mountpoint)",
+        volatility="stable", public=True)
 def source_kind(plpy, source):
     """"repository" or "schema" (a plain schema, e.g. a mountpoint), or an error naming the source."""
     if source is not None and names._REPOSITORY.match(source) and meta.exists(plpy, source):
@@ -74,7 +140,10 @@ def source_kind(plpy, source):
     errors.fail(plpy, errors.UNDEFINED_OBJECT, f'repository or schema "{source}" does not exist')
 
 
-def import_tables(plpy, source_repository, source_tables, target_repository, target_tables=None, source_image=None):
+@helper("import_from_image(source_repository text, source_tables text[], target_repository text, "
+        "target_tables text[], source_image text) returns text",
+        "import_from_image(...): graft tables of an image into the target; no data is copied", public=True)
+def import_from_image(plpy, source_repository, source_tables, target_repository, target_tables, source_image):
     """Graft tables of an image of another repository into the target as one new image: no data is copied."""
     target = meta.writable(plpy, target_repository)
     target_tables = _target_names(plpy, source_tables, target_tables)
@@ -100,6 +169,10 @@ def check_schema_source(plpy, source_schema, source_tables):
             errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{source_schema}"."{table}" does not exist')
 
 
+@helper("import_staged(source text, source_image text, source_tables text[], staged text[], "
+        "target_repository text, target_tables text[], comment text) returns text",
+        "import_staged(...): store rows the caller staged in temporary tables as one new image of the target",
+        public=True)
 def import_staged(plpy, source, source_image, source_tables, staged, target_repository, target_tables, comment):
     """Store staged rows (temporary tables the caller filled, one per target table) as snapshots and commit them
     into the target as one new image. A staged table holding exactly the rows and columns of a table of the
@@ -169,10 +242,8 @@ def explain_query(plpy, query, schema):
     """The plan (JSON) of an import query, planned with the caller's rights with `schema` first on the search
     path. Wrapped as a subquery and opened as a cursor it can only be one SELECT: a second statement makes a
     multi-query plan (refused before anything runs), a data-changing statement or an INTO a syntax error."""
-    db.run(plpy, "select pg_catalog.set_config('search_path', pg_catalog.format('%I, pg_temp', $1::text), true)",
-           schema)
     try:
-        with plpy.subtransaction():
+        with plpy.subtransaction(), db.settings(plpy, {"search_path": f"{ident(schema)}, pg_temp"}):
             cursor = plpy.cursor(f"explain (verbose, format json) select * from ({query}\n) sg_query")
             return cursor.fetch(1)[0]["QUERY PLAN"]
     except plpy.SPIError as error:
@@ -313,6 +384,9 @@ def check_query_plan(plpy, source, image, sandbox, plan, query):
                     hint="refer only to the tables of the source, unqualified")
 
 
+@helper("import_sandbox(source text, source_image text) returns text[]",
+        "import_sandbox(source, source_image): a schema of read-only views of the source image to evaluate an "
+        "import query in (a plain schema is its own): {schema, image hash}", public=True)
 def query_sandbox(plpy, source, source_image):
     """A scratch schema of read-only views of a source image's tables (or the plain schema itself) to evaluate
     an import query in; returns [schema, image hash or None]."""
@@ -328,6 +402,8 @@ def query_sandbox(plpy, source, source_image):
     return [sandbox, image]
 
 
+@helper("import_drop_sandbox(sandbox text) returns void",
+        "import_drop_sandbox(schema): drop a scratch schema made by import_sandbox", public=True)
 def drop_sandbox(plpy, sandbox):
     if sandbox.startswith("sg_query_"):
         with db.settings(plpy, {"client_min_messages": "warning"}):

@@ -13,6 +13,7 @@ import os
 import re
 
 from . import db, errors, meta, names
+from .declare import api, helper
 from .names import ident, literal
 
 _RESERVED_SCHEMAS = ("public", "information_schema")
@@ -95,6 +96,8 @@ def _foreign_tables(plpy, mountpoint, server, tables, remote_schema, table_optio
 # Built-in handlers: (mountpoint, options, tables), called in the (existing, empty) schema `mountpoint`
 # ---------------------------------------------------------------------------------------------------------------
 
+@helper("mount_postgres_fdw(mountpoint text, options jsonb, tables jsonb) returns void",
+        "mount_postgres_fdw(mountpoint, options, tables): the postgres_fdw mount handler")
 def mount_postgres_fdw(plpy, mountpoint, options, tables):
     opts = _options(plpy, options, ("host", "username", "dbname", "remote_schema"), ("port", "password"))
     server_opts = {k: v for k, v in opts.items() if k not in ("username", "password", "remote_schema")}
@@ -104,6 +107,8 @@ def mount_postgres_fdw(plpy, mountpoint, options, tables):
                     lambda t: {"schema_name": opts["remote_schema"], "table_name": t})
 
 
+@helper("mount_mysql_fdw(mountpoint text, options jsonb, tables jsonb) returns void",
+        "mount_mysql_fdw(mountpoint, options, tables): the mysql_fdw mount handler")
 def mount_mysql_fdw(plpy, mountpoint, options, tables):
     if isinstance(options, str):
         options = json.loads(options)
@@ -163,6 +168,8 @@ def _csv_names(first_line, delimiter, quote, header):
     return result
 
 
+@helper("mount_csv(mountpoint text, options jsonb, tables jsonb) returns void",
+        "mount_csv(mountpoint, options, tables): the csv mount handler (file_fdw, inferred types)")
 def mount_csv(plpy, mountpoint, options, tables):
     opts = _options(plpy, options, ("filename",), ("table", "header", "delimiter", "quote", "encoding", "null"))
     if not meta.caller_is_admin(plpy) and not db.scalar(
@@ -246,6 +253,12 @@ def _check_owner(plpy, mountpoint):
         errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'only the owner of mountpoint "{mountpoint}" may change it')
 
 
+@api("mount(mountpoint text, handler text, options jsonb, tables jsonb default null, overwrite boolean default "
+     "true) returns void",
+     "mount(mountpoint, handler, options, tables, overwrite): create foreign tables in schema mountpoint with a "
+     "registered handler (postgres_fdw, mysql_fdw, csv, or one registered); tables: null (all), a list of names, "
+     "or {\"t\": {\"col\": \"type\"}}; credentials go into user mappings",
+     nullable=("options",))
 def mount(plpy, mountpoint, handler, options, tables=None, overwrite=True):
     _check_mountpoint(plpy, mountpoint)
     row = db.one(plpy, "select handler::oid::bigint as oid from splitgraph_meta.mount_handlers where name = $1",
@@ -279,6 +292,11 @@ def mount(plpy, mountpoint, handler, options, tables=None, overwrite=True):
             plpy.execute(f"alter foreign table {names.qualified(mountpoint, table)} owner to session_user")
 
 
+@api("mount_postgres(mountpoint text, server text, port integer, username text, password text, dbname text, "
+     "remote_schema text, tables jsonb default null, extra_server_args jsonb default null) returns void",
+     "mount_postgres(mountpoint, server, port, username, password, dbname, remote_schema, tables, "
+     "extra_server_args): mount a remote PostgreSQL schema through postgres_fdw (extra_server_args: more "
+     "postgres_fdw server options)")
 def mount_postgres(plpy, mountpoint, server, port, username, password, dbname, remote_schema, tables=None,
                    extra_server_args=None):
     options = {"host": server, "port": port, "username": username, "password": password, "dbname": dbname,
@@ -288,6 +306,9 @@ def mount_postgres(plpy, mountpoint, server, port, username, password, dbname, r
     mount(plpy, mountpoint, "postgres_fdw", options, tables)
 
 
+@api("unmount(mountpoint text) returns void",
+     "unmount(mountpoint): drop a mountpoint with its foreign servers and user mappings; for a repository, "
+     "delete it like rm (objects stay until cleanup())")
 def unmount(plpy, mountpoint):
     """Drop a mountpoint (its foreign tables, servers and user mappings), or delete a repository."""
     if names._REPOSITORY.match(mountpoint or "") and meta.exists(plpy, mountpoint):
@@ -312,6 +333,10 @@ def unmount(plpy, mountpoint):
     db.run(plpy, "delete from splitgraph_meta.mounts where mountpoint = $1", mountpoint)
 
 
+@api("register_mount_handler(name text, handler regprocedure, description text default null) returns void",
+     "register_mount_handler(name, handler, description): register a function (mountpoint text, options jsonb, "
+     "tables jsonb) returns void that makes foreign tables in the existing schema mountpoint; superusers only, "
+     "as handlers run with the extension's rights")
 def register_mount_handler(plpy, name, handler, description=None):
     if not meta.caller_is_admin(plpy):
         errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "only superusers and the extension's owner register mount "
@@ -335,5 +360,8 @@ def register_mount_handler(plpy, name, handler, description=None):
            name, handler, description)
 
 
+@api("mount_handlers() returns table (name text, description text)",
+     "mount_handlers(): every mount handler, with what it mounts",
+     volatility="stable")
 def mount_handlers(plpy):
     return db.run(plpy, "select name, description from splitgraph_meta.mount_handlers order by name")

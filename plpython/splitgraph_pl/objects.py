@@ -4,12 +4,17 @@ import zlib
 
 from . import db, errors, fragments, hashing, meta, names
 from . import tables as tbl
+from .declare import api
 from .fragments import META, object_table
 from .names import FLAG_COLUMN, ident
 
 DUMP_FORMAT = "splitgraph-object/1"
 
 
+@api("table_info(repository text, image text, table_name text) returns jsonb",
+     "table_info(repository, image, table_name): {table_name, columns: [{ordinal, name, type, is_pk, comment}], "
+     "objects: [ids in apply order], rows, size}",
+     volatility="stable")
 def table_info(plpy, repository, image, table_name):
     repo = meta.require(plpy, repository)
     image_hash, _ = meta.resolve(plpy, repo, image)
@@ -33,6 +38,10 @@ def table_info(plpy, repository, image, table_name):
     return info
 
 
+@api("object_info(object_id text) returns jsonb",
+     "object_info(object_id): {object_id, format, namespace, size, rows_inserted, rows_deleted, insertion_hash, "
+     "deletion_hash, index, created, locations}; null for an unknown id",
+     volatility="stable")
 def object_info(plpy, object_id):
     return db.scalar(plpy, f"""
         select pg_catalog.jsonb_build_object(
@@ -46,6 +55,8 @@ def object_info(plpy, object_id):
         from {META}.objects o where o.object_id = $1""", object_id)
 
 
+@api("cleanup() returns integer",
+     "cleanup(): delete every object that no table of any image references; returns how many were deleted")
 def cleanup(plpy):
     """Delete every object no table of any image references; returns how many were deleted."""
     if not meta.caller_is_admin(plpy):
@@ -79,6 +90,10 @@ def _registered(plpy, object_id):
     return row
 
 
+@api("dump_object(object_id text) returns bytea",
+     "dump_object(object_id): the object (metadata and rows, compressed) as bytes that load_object accepts on "
+     "any engine",
+     volatility="stable")
 def dump_object(plpy, object_id):
     """The object's metadata and rows as one compressed blob that load_object accepts on any engine."""
     obj = _registered(plpy, object_id)
@@ -100,6 +115,9 @@ def _corrupt(plpy, object_id, what):
                 hint="the data was damaged or altered in transit; fetch it again from its source")
 
 
+@api("load_object(object_id text, data bytea) returns void",
+     "load_object(object_id, data): store an object from dump_object; refused (XX001) unless its rows hash to "
+     "its id")
 def load_object(plpy, object_id, data):
     """Store an object dumped by dump_object, after checking that its rows hash to its id."""
     if not (object_id and object_id.startswith("o") and len(object_id) == 63):
@@ -157,6 +175,11 @@ def load_object(plpy, object_id, data):
                object_id)
 
 
+@api("apply_fragments(object_ids text[], target_schema text, target_table text, extra_quals text default null) "
+     "returns void",
+     "apply_fragments(object_ids, target_schema, target_table, extra_quals): apply fragments in order to an "
+     "existing table (delete the keys each holds, insert its upserts that pass extra_quals)",
+     security="invoker")
 def apply_fragments(plpy, object_ids, target_schema, target_table, extra_quals=None):
     """Apply fragments in order to an existing table: each deletes the rows whose key it holds, then inserts
     its upserted rows (those passing `extra_quals`, an SQL condition over the fragment's columns, f).

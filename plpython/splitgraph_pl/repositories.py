@@ -1,5 +1,6 @@
 """Repositories: creating, listing and deleting them."""
 from . import db, errors, meta, names, tracking
+from .declare import api
 
 
 def create_schema(plpy, repo):
@@ -25,6 +26,9 @@ def create_schema(plpy, repo):
     return name
 
 
+@api("init(repository text) returns void",
+     "init(repository): create an empty repository (root image 000..0, branch main) and check it out into the "
+     "schema of the same name")
 def init(plpy, repository):
     repo = meta.writable(plpy, repository, must_exist=False)
     if meta.exists(plpy, repo):
@@ -39,6 +43,11 @@ def init(plpy, repository):
     create_schema(plpy, repo)
 
 
+@api("repositories() returns table (repository text, head text, branch text, checked_out boolean, images "
+     "integer, upstream text)",
+     "repositories(): all local repositories: HEAD, the branch followed, whether checked out, number of images, "
+     "upstream",
+     volatility="stable")
 def repositories(plpy):
     return db.run(plpy, """
         select r.repository, c.image_hash as head, c.branch, c.repository is not null as checked_out,
@@ -50,6 +59,8 @@ def repositories(plpy):
         order by r.repository""")
 
 
+@api("rm(repository text) returns void",
+     "rm(repository): delete a repository: its images, tags, branches and checkout; objects stay until cleanup()")
 def rm(plpy, repository):
     repo = meta.writable(plpy, repository)
     if meta.checkout_state(plpy, repo) is not None:

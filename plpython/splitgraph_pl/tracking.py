@@ -14,6 +14,7 @@ import secrets
 
 from . import db, errors, names
 from . import tables as tbl
+from .declare import api
 from .names import ident, literal
 
 AUDIT = "splitgraph_audit"
@@ -105,6 +106,9 @@ def restart(plpy, tracked):
         db.run(plpy, f"update {AUDIT}.tracked set state = 'tracking' where relid = $1::bigint::oid", tracked["relid"])
 
 
+@api("tracked_tables() returns table (schema_name text, table_name text)",
+     "tracked_tables(): every table whose changes are logged",
+     volatility="stable")
 def tracked_tables(plpy):
     """Tracked tables under their current names (a rename does not stop a table being tracked... until its next
     commit, as any ALTER TABLE makes it a snapshot)."""
@@ -355,6 +359,9 @@ def _check_caller_owns(plpy, schema, table):
                                                          "its tracking")
 
 
+@api("track_tables(schema text, tables text[]) returns void",
+     "track_tables(schema, tables): log every change to the tables (statement-level triggers); a table already "
+     "tracked keeps its log")
 def track_tables(plpy, schema, tables):
     repo = repository_of_schema(plpy, schema)
     for table in tables or []:
@@ -369,6 +376,8 @@ def track_tables(plpy, schema, tables):
         track(plpy, schema, table, state="lost" if repo is not None else "tracking")
 
 
+@api("untrack_tables(schema text, tables text[]) returns void",
+     "untrack_tables(schema, tables): stop tracking the tables and drop their logs")
 def untrack_tables(plpy, schema, tables):
     for table in tables or []:
         if tbl.exists(plpy, schema, table):
@@ -382,6 +391,8 @@ def _changed(plpy, schema, table, t):
     return has_changes(plpy, t, schema, table, tbl.columns(plpy, schema, table))
 
 
+@api("changed_tables(schema text) returns text[]",
+     "changed_tables(schema): names of the tables with pending changes")
 def changed_tables(plpy, schema):
     repo = repository_of_schema(plpy, schema)
     if repo is not None:
@@ -390,27 +401,36 @@ def changed_tables(plpy, schema):
     return [table for table, t in sorted(schema_tracking(plpy, schema).items()) if _changed(plpy, schema, table, t)]
 
 
+@api("has_pending_changes(schema text) returns boolean",
+     "has_pending_changes(schema): true when a tracked table of the schema (for a checkout: any table) changed")
 def has_pending_changes(plpy, schema):
     return bool(changed_tables(plpy, schema))
 
 
-def get_pending_changes(plpy, schema, table, aggregate=False):
+@api("get_pending_changes(schema text, table_name text, aggregate boolean default false) returns table (pk "
+     "jsonb, change_type text, row_data jsonb, added integer, removed integer, updated integer)",
+     "get_pending_changes(schema, table_name, aggregate): net changes of a tracked table, one row per changed "
+     "key (pk, change_type insert/delete/update, row_data: new row, or old row for a delete); aggregate: one row "
+     "of added, removed, updated",
+     rows="temp")
+def get_pending_changes(plpy, schema, table_name, aggregate=False):
     """Fill a temporary table with the net changes of a tracked table; returns its name."""
-    tbl.require(plpy, schema, table)
-    t = registry(plpy, schema, table)
+    tbl.require(plpy, schema, table_name)
+    t = registry(plpy, schema, table_name)
     if t is None:
-        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'table "{schema}"."{table}" is not tracked',
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'table "{schema}"."{table_name}" is not tracked',
                     hint="start tracking it with splitgraph.track_tables")
-    cols = tbl.columns(plpy, schema, table)
+    cols = tbl.columns(plpy, schema, table_name)
     if t["state"] != "tracking":
         from .diffs import head_comparison
-        d = head_comparison(plpy, repository_of_schema(plpy, schema), table, cols)
+        d = head_comparison(plpy, repository_of_schema(plpy, schema), table_name, cols)
         if d is None:
             errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        f'table "{schema}"."{table}" was {t["state"]} since tracking began: its changes are no longer '
-                        "known row by row", hint="commit it (as a snapshot), or compare versions with splitgraph.diff")
+                        f'table "{schema}"."{table_name}" was {t["state"]} since tracking began: its changes are '
+                        "no longer known row by row",
+                        hint="commit it (as a snapshot), or compare versions with splitgraph.diff")
     else:
-        d = delta(plpy, t, schema, table, cols)
+        d = delta(plpy, t, schema, table_name, cols)
         if d == SNAPSHOT:
             d = keyless_listing(plpy, t, cols)
     name = "sg_changes_" + secrets.token_hex(6)
@@ -440,21 +460,24 @@ def get_pending_changes(plpy, schema, table, aggregate=False):
     return name
 
 
-def discard_pending_changes(plpy, schema, table=None):
+@api("discard_pending_changes(schema text, table_name text default null) returns void",
+     "discard_pending_changes(schema, table_name): forget the logged changes of tracked tables (the data stays "
+     "as it is); a checkout's changes are undone with reset")
+def discard_pending_changes(plpy, schema, table_name=None):
     """Forget logged changes (the data stays as it is). A checkout's changes are undone with reset instead:
     forgetting them would let the checkout drift from its HEAD unnoticed."""
     repo = repository_of_schema(plpy, schema)
-    if table is not None:
-        tbl.require(plpy, schema, table)
+    if table_name is not None:
+        tbl.require(plpy, schema, table_name)
     if repo is not None:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                     f'schema "{schema}" is the checkout of repository "{repo}"',
                     hint="commit the changes, or undo them with splitgraph.reset")
     tracked = schema_tracking(plpy, schema)
-    if table is not None and table not in tracked:
-        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'table "{schema}"."{table}" is not tracked')
+    if table_name is not None and table_name not in tracked:
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'table "{schema}"."{table_name}" is not tracked')
     for name, t in tracked.items():
-        if table is None or name == table:
+        if table_name is None or name == table_name:
             _check_caller_owns(plpy, schema, name)
             if t["state"] == "altered":
                 track(plpy, schema, name)

@@ -27,7 +27,7 @@ select throws_ok($$select splitgraph.init('ns/' || repeat('x', 65))$$, '42602', 
 select throws_ok($$select splitgraph.init('x"; drop schema public; --')$$, '42602', null,
                  'a hostile name is refused before it reaches any statement');
 select has_schema('public', 'and public is still there');
-select throws_ok($$select splitgraph.init(null)$$, '42602', null, 'a null name is refused');
+select throws_ok($$select splitgraph.init(null)$$, '22004', 'repository must not be null', 'a null name is refused');
 select lives_ok($$select splitgraph.init(repeat('n', 64) || '/' || repeat('r', 64))$$,
                 'both parts may have 64 characters');
 select lives_ok($$select splitgraph.init('plain_name-1')$$, 'a repository may have no namespace');

@@ -340,8 +340,8 @@ select throws_ok($$select splitgraph.import_tables('imp/src', array['t', 'u'], '
                  '22023', null, 'a target named twice');
 select throws_ok($$select splitgraph.import_tables('imp/src', array[]::text[], 'imp/dst')$$, '22023', null,
                  'no table at all');
-select throws_ok($$select splitgraph.import_query('imp/src', 'select 1 as x', 'imp/dst', null)$$, '22023', null,
-                 'a query without a target table');
+select throws_ok($$select splitgraph.import_query('imp/src', 'select 1 as x', 'imp/dst', null)$$, '22004',
+                 'target_table must not be null', 'a query without a target table');
 
 -- not one SELECT
 select throws_ok($$select splitgraph.import_query('imp/src', 'select 1 as x; select 2 as x', 'imp/dst', 'n1')$$,

@@ -1,0 +1,4 @@
+-- The functions declared in plpython/splitgraph_pl with @api and @helper (see declare.py): for each public
+-- function its door in schema splitgraph and its PL/Python body in splitgraph_internal, and the helpers.
+-- scripts/build_sql.py writes them in place of the next line.
+-- @DECLARED_FUNCTIONS@
