@@ -1,7 +1,8 @@
-"""Checkouts: materializing an image into the repository's schema, and removing it."""
-from . import db, diffs, errors, fragments, meta, names, repositories, tracking
+"""Checkouts: materializing an image into the repository's schema, resetting it to HEAD, and removing it."""
+from . import db, errors, fragments, meta, names, pending, tracking
 from . import tables as tbl
 from .declare import api
+from .names import ident
 
 
 def _clear(plpy, repo, state):
@@ -25,7 +26,7 @@ def refuse_pending(plpy, repo, force):
                      + " in access exclusive mode")
     if force:
         return
-    changed = diffs.changed_tables_of(plpy, repo)
+    changed = pending.changed_tables_of(plpy, repo)
     if changed:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                     f'repository "{repo}" has pending changes in table "{changed[0]}"; '
@@ -34,13 +35,14 @@ def refuse_pending(plpy, repo, force):
 
 def materialize_image(plpy, repo, image_hash, layered=False, only=None):
     """Create the tables of an image in the checkout schema (all, or those named in `only`) and track them."""
-    schema = repositories.create_schema(plpy, repo)
+    schema = create_schema(plpy, repo)
     admin = meta.caller_is_admin(plpy)
     tables = meta.image_tables(plpy, repo, image_hash)
     if only is not None:
         tables = {t: v for t, v in tables.items() if t in only}
-    for n, (table, (spec, object_ids)) in enumerate(tables.items(), 1):
-        cols = tbl.from_spec(plpy, spec)
+    for n, (table, version) in enumerate(tables.items(), 1):
+        object_ids = version.object_ids
+        cols = tbl.from_spec(plpy, version.spec)
         if not admin:
             tbl.check_trusted_types(plpy, table, cols)
         if layered:
@@ -88,3 +90,89 @@ def uncheckout(plpy, repository, force=False):
     tracking.forget_schema(plpy, names.schema_of(repo))
     plpy.execute(f"drop schema if exists {names.ident(names.schema_of(repo))} cascade")
     db.run(plpy, "delete from splitgraph_meta.checkouts where repository = $1", repo)
+
+
+def create_schema(plpy, repo):
+    """The checkout schema (returned), owned by the caller when the caller is not an administrator. Every role
+    may read a repository, so everyone may use the schema and read its tables, including those made later."""
+    name = names.schema_of(repo)
+    other = db.scalar(plpy, """select c.repository from splitgraph_meta.checkouts c
+                               where c.repository <> $1 and left(c.repository, 63) = $2""", repo, name)
+    if other is not None:
+        errors.fail(plpy, errors.DUPLICATE_OBJECT,
+                    f'repositories "{repo}" and "{other}" would share the checkout schema "{name}" '
+                    "(identifiers are cut to 63 bytes)", hint=f'uncheckout "{other}" first')
+    schema = names.ident(name)
+    if not db.schema_exists(plpy, name):
+        plpy.execute(f"create schema {schema}")
+    if not meta.caller_is_admin(plpy):
+        plpy.execute(f"alter schema {schema} owner to session_user")
+    owner = db.scalar(plpy, "select pg_catalog.pg_get_userbyid(nspowner)::text from pg_catalog.pg_namespace "
+                            "where nspname = $1", name)
+    plpy.execute(f"grant usage on schema {schema} to public; "
+                 f"alter default privileges for role {names.ident(owner)} in schema {schema} "
+                 f"grant select on tables to public")
+    return name
+
+
+@api("reset(repository text, table_name text default null) returns void",
+     "reset(repository, table_name = all): discard pending changes: the table (or every table) becomes exactly "
+     "HEAD's again")
+def reset(plpy, repository, table_name=None):
+    """Discard pending changes: the checkout's tables become exactly HEAD's again."""
+    repo = meta.writable(plpy, repository)
+    state = meta.require_checkout(plpy, repo)
+    if state["layered"]:
+        return
+    schema = names.schema_of(repo)
+    head = meta.image_tables(plpy, repo, state["image_hash"])
+    live = tbl.list_tables(plpy, schema)
+    targets = [table_name] if table_name is not None else sorted(set(head) | set(live))
+    if table_name is not None and table_name not in head and table_name not in live:
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table_name}" is neither in HEAD nor in the checkout of '
+                                                  f'repository "{repo}"')
+    tracked = tracking.schema_tracking(plpy, schema)
+    rebuild = []
+    for table in targets:
+        t = tracked.get(table)
+        if table in head and table in live:
+            cols = tbl.columns(plpy, schema, table)
+            if tbl.same_schema(head[table].spec, cols):
+                if t is not None and t["state"] == "tracking" and t["has_primary_key"]:
+                    _undo(plpy, schema, table, cols, t)
+                else:
+                    _refill(plpy, schema, table, cols, head[table].object_ids)
+                continue
+        tracking.untrack(plpy, schema, table)
+        if table in live:
+            plpy.execute(f"drop table {names.qualified(schema, table)} cascade")
+        if table in head:
+            rebuild.append(table)
+    if rebuild:
+        materialize_image(plpy, repo, state["image_hash"], only=rebuild)
+
+
+def _refill(plpy, schema, table, cols, object_ids):
+    """Replace a table's rows with HEAD's, in place (views over it, grants and indexes stay), and track it
+    afresh."""
+    target = names.qualified(schema, table)
+    tracking.untrack(plpy, schema, table)
+    plpy.execute(f"delete from {target}")
+    fragments.apply_to_table(plpy, target, cols, fragments.object_rows(plpy, object_ids))
+    tracking.track(plpy, schema, table)
+
+
+def _undo(plpy, schema, table, cols, tracked):
+    """Put back the logged old values of every key changed since HEAD, and remove keys HEAD did not have."""
+    key = tbl.key_columns(cols)
+    target = names.qualified(schema, table)
+    key_list = tbl.column_list(key, "a.")
+    first = (f"(select distinct on ({key_list}) a.* from {tracked['audit_table']} a "
+             f"where a.sg_audit_kind < {tracking.SENTINEL} "
+             f"order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f")
+    match = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
+    plpy.execute(f"""
+        delete from {target} t using {first} where {match};
+        insert into {target} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 'f.')} from {first}
+        where f.sg_audit_kind = 0""")
+    tracking.restart(plpy, tracked)

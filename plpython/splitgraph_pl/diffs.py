@@ -1,29 +1,14 @@
-"""Differences between versions of a table: pending changes, status, row-level diffs, and reset.
+"""Differences between versions of a table: row-level diffs, per-table summaries, and the status of checkouts.
 
 Where one version is the other plus fragments (an ancestor and its descendant, or HEAD and the pending
 changes), the difference comes from those fragments or from the change log alone; other pairs are compared
 by materializing both sides into temporary tables. Result rows never pass through Python: they are written to
 a temporary table that the SQL function returns.
 """
-import secrets
-
-from . import db, errors, fragments, meta, names, tracking
+from . import changes, db, errors, fragments, meta, names, pending, tracking
 from . import tables as tbl
 from .declare import api
-from .images import schema_key
-from .names import ident, literal
-
-
-def _temp(prefix):
-    return f"sg_{prefix}_{secrets.token_hex(6)}"
-
-
-def _object_sql(cols, alias, prefix):
-    """jsonb object of the columns `prefix`0.. of `alias`, keyed by the column names (in parts of 50 pairs, as
-    jsonb_build_object takes at most 100 arguments)."""
-    pairs = [f"{literal(c.name)}, {alias}.{prefix}{i}" for i, c in enumerate(cols)]
-    parts = [f"pg_catalog.jsonb_build_object({', '.join(pairs[i:i + 50])})" for i in range(0, len(pairs), 50)]
-    return " || ".join(parts) if parts else "'{}'::jsonb"
+from .names import ident
 
 
 def _named(cols, alias, prefix):
@@ -32,7 +17,7 @@ def _named(cols, alias, prefix):
 
 
 def _result(plpy):
-    name = _temp("diff")
+    name = db.temp_name("sg_diff")
     plpy.execute(f"create temp table {ident(name)} (action character(1), row_data jsonb, change text)")
     return name, f"pg_temp.{ident(name)}"
 
@@ -45,11 +30,11 @@ def _delta_rows(plpy, result, delta):
     """Rows of a pending Delta: '-' the old values, '+' the new."""
     plpy.execute(f"""
         insert into {result} (action, row_data, change)
-        select '-', {_object_sql(delta.cols, 'd', 'o')},
+        select '-', {changes.json_object(delta.cols, 'd', 'o')},
                case when d.present then 'update' else 'remove' end
         from {delta.relation} d where d.existed
         union all
-        select '+', {_object_sql(delta.cols, 'd', 'n')},
+        select '+', {changes.json_object(delta.cols, 'd', 'n')},
                case when d.existed then 'update' else 'add' end
         from {delta.relation} d where d.present""")
 
@@ -66,7 +51,7 @@ def _fragment_rows(plpy, result, cols, base_ids, extra_ids, reverse):
             f"select {n} as sg_position, {tbl.column_list(cols, 'f.')}, f.{names.FLAG_COLUMN} "
             f"from {fragments.object_table(o)} f" for n, o in enumerate(ids))
 
-    new_state, old_state = _temp("new"), _temp("old")
+    new_state, old_state = db.temp_name("sg_new"), db.temp_name("sg_old")
     plpy.execute(f"""
         create temp table {ident(new_state)} as
         select distinct on ({key_expr('u')}) u.* from ({numbered(extra_ids)}) u
@@ -85,14 +70,14 @@ def _fragment_rows(plpy, result, cols, base_ids, extra_ids, reverse):
     new_values = f"(select {_named(cols, 'n', 'v')}) nv"
     plpy.execute(f"""
         insert into {result} (action, row_data, change)
-        select '{minus}', {_object_sql(cols, 'ov', 'v')},
+        select '{minus}', {changes.json_object(cols, 'ov', 'v')},
                case when n.{names.FLAG_COLUMN} then 'update' else '{gone}' end
         from pg_temp.{ident(new_state)} n
         join pg_temp.{ident(old_state)} o on {match} and o.{names.FLAG_COLUMN}
         cross join lateral {old_values}
         where not n.{names.FLAG_COLUMN} or {differs}
         union all
-        select '{plus}', {_object_sql(cols, 'nv', 'v')},
+        select '{plus}', {changes.json_object(cols, 'nv', 'v')},
                case when o.{names.FLAG_COLUMN} then 'update' else '{came}' end
         from pg_temp.{ident(new_state)} n
         left join pg_temp.{ident(old_state)} o on {match} and o.{names.FLAG_COLUMN}
@@ -107,10 +92,10 @@ def _compare(plpy, result, cols1, rel1, cols2, rel2):
     if rel1 is None or rel2 is None:
         cols, rel, action, change = (cols2, rel2, "+", "add") if rel1 is None else (cols1, rel1, "-", "remove")
         plpy.execute(f"""insert into {result} (action, row_data, change)
-                         select '{action}', {_object_sql(cols, 'v', 'v')}, '{change}'
+                         select '{action}', {changes.json_object(cols, 'v', 'v')}, '{change}'
                          from {rel} t cross join lateral (select {_named(cols, 't', 'v')}) v""")
         return
-    same = schema_key([c.spec() for c in cols1]) == schema_key([c.spec() for c in cols2])
+    same = tbl.same_schema([c.spec() for c in cols1], cols2)
     key = tbl.key_columns(cols1)
     if same and key:
         match = " and ".join(f"a.{ident(c.name)} = b.{ident(c.name)}" for c in key)
@@ -118,19 +103,19 @@ def _compare(plpy, result, cols1, rel1, cols2, rel2):
         missing_b, missing_a = f"b.{ident(key[0].name)} is null", f"a.{ident(key[0].name)} is null"
         plpy.execute(f"""
             insert into {result} (action, row_data, change)
-            select '-', {_object_sql(cols1, 'v', 'v')}, case when {missing_b} then 'remove' else 'update' end
+            select '-', {changes.json_object(cols1, 'v', 'v')}, case when {missing_b} then 'remove' else 'update' end
             from {rel1} a left join {rel2} b on {match}
             cross join lateral (select {_named(cols1, 'a', 'v')}) v
             where {missing_b} or {differs}
             union all
-            select '+', {_object_sql(cols1, 'v', 'v')}, case when {missing_a} then 'add' else 'update' end
+            select '+', {changes.json_object(cols1, 'v', 'v')}, case when {missing_a} then 'add' else 'update' end
             from {rel2} b left join {rel1} a on {match}
             cross join lateral (select {_named(cols1, 'b', 'v')}) v
             where {missing_a} or {differs}""")
         return
     # Rows compare by the text of their JSON, which keeps what jsonb equality would not (1.5 is not 1.50).
     def as_json(cols, rel):
-        return (f"select ({_object_sql(cols, 'v', 'v')})::text as j from {rel} t "
+        return (f"select ({changes.json_object(cols, 'v', 'v')})::text as j from {rel} t "
                 f"cross join lateral (select {_named(cols, 't', 'v')}) v")
 
     plpy.execute(f"""
@@ -139,42 +124,6 @@ def _compare(plpy, result, cols1, rel1, cols2, rel2):
         union all
         select '+', x.j::jsonb, 'add' from ({as_json(cols2, rel2)} except all {as_json(cols1, rel1)}) x""")
 
-
-def _materialized(plpy, version, made):
-    """A temporary table holding a stored table version (spec, object ids), or None for a missing table; its
-    name is added to `made`, for the caller to drop."""
-    if version is None:
-        return None
-    name = _temp("side")
-    fragments.materialize(plpy, "pg_temp", name, tbl.from_spec(plpy, version[0]), version[1])
-    made.append(f"pg_temp.{ident(name)}")
-    return made[-1]
-
-
-def _drop(plpy, made):
-    if made:
-        plpy.execute("drop table if exists " + ", ".join(made))
-
-
-def head_comparison(plpy, repo, table, cols):
-    """For a table of a checkout whose log is not trusted: a Delta of its differences from HEAD, found by
-    comparing every row; None when HEAD lacks the table or had other columns."""
-    state = meta.checkout_state(plpy, repo) if repo is not None else None
-    if state is None:
-        return None
-    head = meta.image_tables(plpy, repo, state["image_hash"]).get(table)
-    if head is None or schema_key(head[0]) != schema_key([c.spec() for c in cols]):
-        return None
-    made = []
-    try:
-        return tracking.compared(plpy, _materialized(plpy, head, made), names.schema_of(repo), table, cols)
-    finally:
-        _drop(plpy, made)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# One table's difference between two versions
-# ---------------------------------------------------------------------------------------------------------------
 
 def _checkout_table(plpy, repo, table):
     """(schema, columns) of a live table of the checkout, or (schema, None)."""
@@ -192,7 +141,7 @@ def table_diff(plpy, repo, table, image_1, image_2, result):
     try:
         return _table_diff(plpy, repo, table, image_1, image_2, result, made)
     finally:
-        _drop(plpy, made)
+        changes.drop_all(plpy, made)
 
 
 def _table_diff(plpy, repo, table, image_1, image_2, result, made):
@@ -200,22 +149,22 @@ def _table_diff(plpy, repo, table, image_1, image_2, result, made):
         image_2 = meta.checkout_state(plpy, repo)["image_hash"]  # read-only views of HEAD: nothing pending
     h1, _ = meta.resolve(plpy, repo, image_1)
     v1 = meta.image_tables(plpy, repo, h1).get(table)
-    cols1 = tbl.from_spec(plpy, v1[0]) if v1 else None
+    cols1 = tbl.from_spec(plpy, v1.spec) if v1 else None
     if image_2 is None:
         schema, cols2 = _checkout_table(plpy, repo, table)
         if v1 is None and cols2 is None:
             errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table}" is neither in image {h1[:12]} nor in the '
                                                       f'checkout of repository "{repo}"')
-        same = cols2 is not None and v1 is not None and schema_key(v1[0]) == schema_key([c.spec() for c in cols2])
+        same = cols2 is not None and v1 is not None and tbl.same_schema(v1.spec, cols2)
         tracked = tracking.registry(plpy, schema, table) if cols2 is not None else None
         if (same and h1 == meta.checkout_state(plpy, repo)["image_hash"] and tracked is not None
                 and tracked["state"] == "tracking"):
-            delta = tracking.delta(plpy, tracked, schema, table, cols2)
-            if delta != tracking.SNAPSHOT:
+            delta = changes.from_log(plpy, tracked, schema, table, cols2)
+            if delta is not None:
                 _delta_rows(plpy, result, delta)
                 delta.drop(plpy)
                 return False
-        _compare(plpy, result, cols1, _materialized(plpy, v1, made), cols2,
+        _compare(plpy, result, cols1, changes.materialized(plpy, v1, made), cols2,
                  names.qualified(schema, table) if cols2 is not None else None)
         return not same
     h2, _ = meta.resolve(plpy, repo, image_2)
@@ -223,9 +172,9 @@ def _table_diff(plpy, repo, table, image_1, image_2, result, made):
     if v1 is None and v2 is None:
         errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table}" is in neither image {h1[:12]} nor {h2[:12]} '
                                                   f'of repository "{repo}"')
-    same = v1 is not None and v2 is not None and schema_key(v1[0]) == schema_key(v2[0])
+    same = v1 is not None and v2 is not None and tbl.schema_key(v1.spec) == tbl.schema_key(v2.spec)
     if same:
-        ids1, ids2 = v1[1], v2[1]
+        ids1, ids2 = v1.object_ids, v2.object_ids
         if ids1 == ids2:
             return False
         if ids2[:len(ids1)] == ids1:
@@ -234,8 +183,8 @@ def _table_diff(plpy, repo, table, image_1, image_2, result, made):
         if ids1[:len(ids2)] == ids2:
             _fragment_rows(plpy, result, cols1, ids2, ids1[len(ids2):], reverse=True)
             return False
-    cols2 = tbl.from_spec(plpy, v2[0]) if v2 else None
-    _compare(plpy, result, cols1, _materialized(plpy, v1, made), cols2, _materialized(plpy, v2, made))
+    cols2 = tbl.from_spec(plpy, v2.spec) if v2 else None
+    _compare(plpy, result, cols1, changes.materialized(plpy, v1, made), cols2, changes.materialized(plpy, v2, made))
     return not same
 
 
@@ -285,37 +234,8 @@ def diff_summary(plpy, repository, image_1, image_2=None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Pending changes of a checkout
+# The pending changes of checkouts
 # ---------------------------------------------------------------------------------------------------------------
-
-def changed_tables_of(plpy, repo):
-    """Tables of a checkout whose contents or schema differ from HEAD (cheap: no counting)."""
-    state = meta.checkout_state(plpy, repo)
-    if state is None or state["layered"]:
-        return []
-    schema = names.schema_of(repo)
-    head = meta.image_tables(plpy, repo, state["image_hash"])
-    live = tbl.list_tables(plpy, schema)
-    tracked = tracking.schema_tracking(plpy, schema)
-    changed = []
-    for table in sorted(set(head) | set(live)):
-        t = tracked.get(table)
-        if table not in head or table not in live:
-            changed.append(table)
-            continue
-        cols = tbl.columns(plpy, schema, table)
-        if schema_key(head[table][0]) != schema_key([c.spec() for c in cols]):
-            changed.append(table)
-        elif t is None or t["state"] != "tracking":
-            # changes the log does not know row by row: compare with HEAD
-            delta = head_comparison(plpy, repo, table, cols)
-            if delta.changed(plpy):
-                changed.append(table)
-            delta.drop(plpy)
-        elif tracking.has_changes(plpy, t, schema, table, cols):
-            changed.append(table)
-    return changed
-
 
 @api("status(repository text default null) returns setof splitgraph.status_row",
      "status(repository = all): pending changes of checked-out repositories, per changed table: rows added, "
@@ -328,7 +248,7 @@ def status(plpy, repository=None):
         meta.require_checkout(plpy, repos[0])
     rows = []
     for repo in repos:
-        for table in changed_tables_of(plpy, repo):
+        for table in pending.changed_tables_of(plpy, repo):
             name, result = _result(plpy)
             schema_changed = table_diff(plpy, repo, table, "HEAD", None, result)
             counts = db.one(plpy, f"""select count(*) filter (where change = 'add') as added,
@@ -342,66 +262,3 @@ def status(plpy, repository=None):
     return rows
 
 
-@api("reset(repository text, table_name text default null) returns void",
-     "reset(repository, table_name = all): discard pending changes: the table (or every table) becomes exactly "
-     "HEAD's again")
-def reset(plpy, repository, table_name=None):
-    """Discard pending changes: the checkout's tables become exactly HEAD's again."""
-    from .checkout import materialize_image
-
-    repo = meta.writable(plpy, repository)
-    state = meta.require_checkout(plpy, repo)
-    if state["layered"]:
-        return
-    schema = names.schema_of(repo)
-    head = meta.image_tables(plpy, repo, state["image_hash"])
-    live = tbl.list_tables(plpy, schema)
-    targets = [table_name] if table_name is not None else sorted(set(head) | set(live))
-    if table_name is not None and table_name not in head and table_name not in live:
-        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table_name}" is neither in HEAD nor in the checkout of '
-                                                  f'repository "{repo}"')
-    tracked = tracking.schema_tracking(plpy, schema)
-    rebuild = []
-    for table in targets:
-        t = tracked.get(table)
-        if table in head and table in live:
-            cols = tbl.columns(plpy, schema, table)
-            if schema_key(head[table][0]) == schema_key([c.spec() for c in cols]):
-                if t is not None and t["state"] == "tracking" and t["has_primary_key"]:
-                    _undo(plpy, schema, table, cols, t)
-                else:
-                    _refill(plpy, schema, table, cols, head[table][1])
-                continue
-        tracking.untrack(plpy, schema, table)
-        if table in live:
-            plpy.execute(f"drop table {names.qualified(schema, table)} cascade")
-        if table in head:
-            rebuild.append(table)
-    if rebuild:
-        materialize_image(plpy, repo, state["image_hash"], only=rebuild)
-
-
-def _refill(plpy, schema, table, cols, object_ids):
-    """Replace a table's rows with HEAD's, in place (views over it, grants and indexes stay), and track it
-    afresh."""
-    target = names.qualified(schema, table)
-    tracking.untrack(plpy, schema, table)
-    plpy.execute(f"delete from {target}")
-    fragments.apply_to_table(plpy, target, cols, fragments.object_rows(plpy, object_ids))
-    tracking.track(plpy, schema, table)
-
-
-def _undo(plpy, schema, table, cols, tracked):
-    """Put back the logged old values of every key changed since HEAD, and remove keys HEAD did not have."""
-    key = tbl.key_columns(cols)
-    target = names.qualified(schema, table)
-    key_list = tbl.column_list(key, "a.")
-    first = (f"(select distinct on ({key_list}) a.* from {tracked['audit_table']} a "
-             f"where a.sg_audit_kind < {tracking.SENTINEL} "
-             f"order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f")
-    match = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
-    plpy.execute(f"""
-        delete from {target} t using {first} where {match};
-        insert into {target} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 'f.')} from {first}
-        where f.sg_audit_kind = 0""")
-    tracking.restart(plpy, tracked)

@@ -6,7 +6,6 @@ order rebuilds the table. Every data movement here is one set-based statement; P
 handles per-object metadata.
 """
 import json
-import secrets
 
 from . import db, errors, hashing
 from . import tables as tbl
@@ -33,10 +32,6 @@ def fragment_columns(cols):
 def fragment_column_list(cols):
     """The names of an object table's columns (fragment_columns), for an INSERT."""
     return tbl.select_list(tbl.column_list(cols), FLAG_COLUMN)
-
-
-def _temp_name():
-    return "sg_tmp_" + secrets.token_hex(6)
 
 
 def lock_objects_shared(plpy):
@@ -238,7 +233,7 @@ def _partition(plpy, source, cols, bounds, chunks=None, where=None):
     routes every row); returns the partition names in chunk order and the parent's name. `chunks` limits the
     copy to those chunk numbers (0-based), `where` filters the rows copied."""
     key = tbl.key_columns(cols)
-    parent = _temp_name()
+    parent = db.temp_name("sg_tmp")
     parent_sql = f"{META}.{ident(parent)}"
     ddl = [f"create table {parent_sql} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null default true)"
            f" partition by range ({', '.join(c.order_expr() for c in key)})"]
@@ -315,7 +310,7 @@ def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec):
 def _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec):
     """Tables without a primary key: number the rows in key order into a temporary table (whole rows, so no
     column name can clash), hash each chunk, and copy out the chunks that are new."""
-    stage = "pg_temp." + ident(_temp_name())
+    stage = "pg_temp." + ident(db.temp_name("sg_tmp"))
     plpy.execute(f"create table {stage} as select ((row_number() over (order by {tbl.ordering(cols, 't.')}) - 1) "
                  f"/ {int(chunk_size)})::int as chunk, t as r from {source} t")
     plpy.execute(f"create index on {stage} (chunk)")
@@ -446,85 +441,3 @@ def layered_view(plpy, schema, table, cols, object_ids):
 # Deltas: one fragment of a table's net changes since its last commit
 # ---------------------------------------------------------------------------------------------------------------
 
-def _delta_object(row, cols, namespace):
-    insertion = hashing.to_hex(row[f"hn{i}"] or 0 for i in range(hashing.LANES))
-    deletion = hashing.to_hex(row[f"ho{i}"] or 0 for i in range(hashing.LANES))
-    return {
-        "object_id": hashing.object_id(insertion, deletion, schema_spec(cols)), "namespace": namespace,
-        "rows_inserted": row["upserts"], "rows_deleted": row["removed"], "insertion_hash": insertion,
-        "deletion_hash": deletion, "index": {"range": json.loads(row["ranges"])}, "table_schema": schema_spec(cols),
-    }
-
-
-def _delta_summary(cols, relation):
-    """One pass over a delta's rows: upsert and delete counts, the old rows it removes (deleted or overwritten,
-    so that a table's length is the sum of its fragments' rows_inserted - rows_deleted), the rows' digests summed
-    lane by lane (hn: the new rows, ho: the old values overwritten or deleted), and a range index spanning new and
-    old values."""
-    lanes = ", ".join(f"sum((pg_catalog.get_byte(s.{h}, {2 * i}) << 8) | pg_catalog.get_byte(s.{h}, {2 * i + 1})) "
-                      f"as {h}{i}" for h in ("hn", "ho") for i in range(hashing.LANES))
-    ranges = []
-    for i, c in enumerate(cols):
-        if c.ranged:
-            new, old = (f"s.{v}{i}" + (' collate "C"' if c.collatable else "") for v in ("n", "o"))
-            low = f"least(min({new}) filter (where s.present), min({old}) filter (where s.existed))"
-            high = f"greatest(max({new}) filter (where s.present), max({old}) filter (where s.existed))"
-            ranges.append(f"pg_catalog.jsonb_build_object({literal(c.name)}, "
-                          f"pg_catalog.jsonb_build_array({low}, {high}))")
-    return (f"""select count(*) filter (where s.present) as upserts,
-                       count(*) filter (where s.existed and not s.present) as deletes,
-                       count(*) filter (where s.existed) as removed, {lanes},
-                       ({" || ".join(ranges) if ranges else "'{}'::jsonb"})::text as ranges
-                from {relation} s""")
-
-
-def _fragment_rows(cols, relation):
-    """The rows of a delta fragment: new values of present rows as upserts, keys of removed ones as deletes."""
-    key = {c.name for c in (tbl.key_columns(cols) or cols)}
-    keys_or_null = ", ".join(f"o{i}" if c.name in key else "null" for i, c in enumerate(cols))
-    news = ", ".join(f"n{i}" for i in range(len(cols)))
-    return (f"""select {tbl.select_list(news, "true")} from {relation} where present
-                union all
-                select {tbl.select_list(keys_or_null, "false")} from {relation} where existed and not present""")
-
-
-def _keep_staging(plpy, staging, obj):
-    """Rename a staged fragment to its object id, or drop it when that object is already stored."""
-    if obj["object_id"] in existing_objects(plpy, [obj["object_id"]]):
-        plpy.execute(f"drop table {staging}")
-    else:
-        plpy.execute(f"alter table {staging} rename to {ident(obj['object_id'])}")
-        register_objects(plpy, [obj])
-    return obj["object_id"]
-
-
-def store_delta(plpy, cols, delta, namespace):
-    """Store a Delta (tracking.delta) as one fragment: the new values of changed and added rows as upserts, the
-    keys of removed rows as deletions. Its insertion hash covers the upserted rows, its deletion hash the old
-    values of every row it overwrites or deletes, so content hashes keep summing to the table's hash."""
-    obj = _delta_object(db.one(plpy, _delta_summary(cols, delta.relation)), cols, namespace)
-    if obj["object_id"] in existing_objects(plpy, [obj["object_id"]]):
-        return obj["object_id"]
-    staging = f"{META}.{ident(_temp_name())}"
-    plpy.execute(f"""
-        create table {staging} ({fragment_columns(cols)});
-        insert into {staging} ({fragment_column_list(cols)})
-        {_fragment_rows(cols, delta.relation)}""")
-    return _keep_staging(plpy, staging, obj)
-
-
-def store_changes(plpy, cols, changes_sql, namespace):
-    """store_delta for a table with a primary key, in one statement: the net changes (changes_sql, the SELECT
-    of tracking.keyed_changes) are written to a staged fragment and summarized in the same pass. Returns the
-    object id, or None when nothing changed after all."""
-    staging = f"{META}.{ident(_temp_name())}"
-    plpy.execute(f"create table {staging} ({fragment_columns(cols)})")
-    row = db.one(plpy, f"""
-        with d as materialized ({changes_sql}),
-             written as (insert into {staging} ({fragment_column_list(cols)})
-                         {_fragment_rows(cols, "d")})
-        {_delta_summary(cols, "d")}""")
-    if row["upserts"] == 0 and row["deletes"] == 0:
-        plpy.execute(f"drop table {staging}")
-        return None
-    return _keep_staging(plpy, staging, _delta_object(row, cols, namespace))

@@ -1,7 +1,8 @@
 """Images: committing the checkout as a new image, and reading the history."""
+import enum
 import json
 
-from . import db, errors, fragments, meta, names, tracking
+from . import changes, db, errors, fragments, meta, names, tracking
 from . import tables as tbl
 from .declare import api
 
@@ -60,31 +61,35 @@ def _check_columns(plpy, table, cols, wanted, kind):
             errors.fail(plpy, "42703", f'index_options.{kind} names column "{name}", which table "{table}" lacks')
 
 
-def schema_key(spec):
-    """What a table's schema is compared by: (ordinal, name, type, is_pk) of each column; comments do not count."""
-    return [(int(c[0]), c[1], c[2], bool(c[3])) for c in spec]
+class Stored(enum.Enum):
+    """How a table was stored for a new image."""
+    UNCHANGED = "unchanged"  # HEAD's objects
+    DELTA = "delta"  # HEAD's objects and one fragment of the net changes
+    SNAPSHOT = "snapshot"  # the table's rows, chunked
 
 
 def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, namespace, bloom=None):
-    """The object list of a table for a new image, and how it was made: "unchanged" (HEAD's objects), "delta"
-    (HEAD's objects and one fragment of the net changes) or "snapshot" (the table's rows, chunked)."""
-    same_schema = head is not None and schema_key(head[0]) == schema_key([c.spec() for c in cols])
-    if not snapshot and same_schema and tracked is not None and tracked["state"] == "tracking":
+    """The object list of a table for a new image (head: HEAD's TableVersion of it, or None), and how it was
+    stored (Stored)."""
+    trusted = tracked is not None and tracked["state"] == "tracking"
+    if not snapshot and head is not None and tbl.same_schema(head.spec, cols) and trusted:
         if not tracking.logged(plpy, tracked):
-            return head[1], "unchanged"
+            return head.object_ids, Stored.UNCHANGED
         if tbl.key_columns(cols):
-            object_id = fragments.store_changes(plpy, cols, tracking.keyed_changes(tracked, schema, table, cols),
-                                                namespace)
-            return (head[1] + [object_id], "delta") if object_id else (head[1], "unchanged")
-        delta = tracking.delta(plpy, tracked, schema, table, cols)
-        if delta != tracking.SNAPSHOT:
+            object_id = changes.store_changes(plpy, cols, changes.keyed_changes(tracked, schema, table, cols),
+                                              namespace)
+            if object_id is None:
+                return head.object_ids, Stored.UNCHANGED
+            return head.object_ids + [object_id], Stored.DELTA
+        delta = changes.from_log(plpy, tracked, schema, table, cols)
+        if delta is not None:
             try:
                 if not delta.changed(plpy):
-                    return head[1], "unchanged"
-                return head[1] + [fragments.store_delta(plpy, cols, delta, namespace)], "delta"
+                    return head.object_ids, Stored.UNCHANGED
+                return head.object_ids + [changes.store_delta(plpy, cols, delta, namespace)], Stored.DELTA
             finally:
                 delta.drop(plpy)
-    return fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom), "snapshot"
+    return fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom), Stored.SNAPSHOT
 
 
 @api("commit(repository text, comment text default null, snapshot boolean default false, chunk_size integer "
@@ -126,12 +131,12 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
                                           snapshot, chunk_size, namespace, blooms.get(table))
             stored[table] = how
             meta.add_table(plpy, repo, image_hash, table, [c.spec() for c in cols], object_ids)
-            db.notice(plpy, f'committed table "{table}" ({n}/{len(table_names)}): {how}, '
+            db.notice(plpy, f'committed table "{table}" ({n}/{len(table_names)}): {how.value}, '
                             f"{len(object_ids)} object(s)")
         # The new image is the base of every log from now on.
         tracking.forget_schema_except(plpy, schema, table_names)
         for table, how in stored.items():
-            if how == "snapshot" or table not in tracked:
+            if how is Stored.SNAPSHOT or table not in tracked:
                 tracking.track(plpy, schema, table)
             else:
                 tracking.restart(plpy, tracked[table])
@@ -257,7 +262,7 @@ def store_fragment(plpy, schema, table_name, snapshot=False, chunk_size=None):
     """Store a table's current contents as objects without committing; returns the object list that rebuilds
     it: for a table of a checkout, HEAD's fragments plus one of the pending changes; otherwise a snapshot."""
     tbl.require(plpy, schema, table_name)
-    repo = tracking.repository_of_schema(plpy, schema)
+    repo = meta.repository_of_schema(plpy, schema)
     if repo is not None:
         meta.check_write(plpy, repo)
     elif not meta.caller_is_admin(plpy):

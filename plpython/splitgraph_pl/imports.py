@@ -8,9 +8,8 @@ read-only views of a source image, and store staged rows as a new image.
 """
 import json
 import re
-import secrets
 
-from . import db, errors, fragments, hashing, meta, names
+from . import checkout, db, errors, fragments, hashing, meta, names
 from . import tables as tbl
 from .declare import api, helper
 from .names import ident
@@ -107,10 +106,8 @@ def _source_image(plpy, repo, image):
 
 def _commit_tables(plpy, target, new_tables, comment):
     """One new image on top of the target's base with every table of the base plus `new_tables`
-    ({name: (spec, object_ids)}); the new tables are materialized in the checkout. Pending changes of the other
+    ({name: TableVersion}); the new tables are materialized in the checkout. Pending changes of the other
     tables stay pending: their logs still describe the same state."""
-    from .checkout import materialize_image
-
     state, base = _head_or_latest(plpy, target)
     existing = set(meta.image_tables(plpy, target, base))
     if state is not None and not state["layered"]:
@@ -120,11 +117,11 @@ def _commit_tables(plpy, target, new_tables, comment):
             errors.fail(plpy, "42P07", f'table "{name}" already exists in repository "{target}"',
                         hint="import it under another name (target_table), or drop it first")
     image_hash = meta.new_image(plpy, target, base, comment, with_parent_tables=True)
-    for name, (spec, object_ids) in new_tables.items():
-        meta.add_table(plpy, target, image_hash, name, spec, object_ids)
+    for name, version in new_tables.items():
+        meta.add_table(plpy, target, image_hash, name, version.spec, version.object_ids)
     if state is not None:
         meta.move_head(plpy, target, state, image_hash)
-        materialize_image(plpy, target, image_hash, layered=state["layered"], only=list(new_tables))
+        checkout.materialize_image(plpy, target, image_hash, layered=state["layered"], only=list(new_tables))
     return image_hash
 
 
@@ -133,7 +130,7 @@ def _commit_tables(plpy, target, new_tables, comment):
         volatility="stable", public=True)
 def source_kind(plpy, source):
     """"repository" or "schema" (a plain schema, e.g. a mountpoint), or an error naming the source."""
-    if source is not None and names._REPOSITORY.match(source) and meta.exists(plpy, source):
+    if source is not None and names.is_repository(source) and meta.exists(plpy, source):
         return "repository"
     if source is not None and db.schema_exists(plpy, source):
         return "schema"
@@ -190,8 +187,8 @@ def import_staged(plpy, source, source_image, source_tables, staged, target_repo
             """, source, table)
     reusable = {}
     if source_image is not None:
-        for spec, object_ids in meta.image_tables(plpy, source, source_image).values():
-            reusable.setdefault(tuple((c[1], c[2]) for c in spec), []).append((spec, object_ids))
+        for version in meta.image_tables(plpy, source, source_image).values():
+            reusable.setdefault(tuple((c[1], c[2]) for c in version.spec), []).append(version)
     fragments.lock_objects_shared(plpy)
     namespace = names.namespace_of(target)
     new = {}
@@ -209,24 +206,24 @@ def import_staged(plpy, source, source_image, source_tables, staged, target_repo
             continue
         object_ids = fragments.store_snapshot(plpy, temp_schema, stage, cols, fragments.DEFAULT_CHUNK_SIZE,
                                               namespace)
-        new[name] = ([c.spec() for c in cols], object_ids)
+        new[name] = meta.TableVersion([c.spec() for c in cols], object_ids)
     return _commit_tables(plpy, target, new, comment)
 
 
 def _same_rows(plpy, relation, cols, candidates):
-    """A stored table version (spec, object_ids) whose rows are exactly the staged ones, if any: same columns
-    and the same content hash (the sum of its fragments' content hashes)."""
+    """A stored TableVersion whose rows are exactly the staged ones, if any: same columns and the same content
+    hash (the sum of its fragments' content hashes)."""
     if not candidates:
         return None
     staged = fragments.hash_groups(plpy, relation, cols).get(None)
     if staged is None:
         return None
-    for spec, object_ids in candidates:
+    for version in candidates:
         rows = db.run(plpy, """select o.insertion_hash, o.deletion_hash from pg_catalog.unnest($1::text[]) u(id)
-                               join splitgraph_meta.objects o on o.object_id = u.id""", object_ids)
+                               join splitgraph_meta.objects o on o.object_id = u.id""", version.object_ids)
         content = hashing.total(hashing.content_hash(r["insertion_hash"], r["deletion_hash"]) for r in rows)
         if content == staged["insertion_hash"]:
-            return spec, object_ids
+            return version
     return None
 
 
@@ -394,10 +391,10 @@ def query_sandbox(plpy, source, source_image):
         return [source, None]
     image = _source_image(plpy, source, source_image)
     tables = meta.image_tables(plpy, source, image)
-    sandbox = "sg_query_" + secrets.token_hex(8)
+    sandbox = db.temp_name("sg_query")
     plpy.execute(f"create schema {ident(sandbox)}; grant usage on schema {ident(sandbox)} to public")
-    for table, (spec, object_ids) in tables.items():
-        fragments.layered_view(plpy, sandbox, table, tbl.from_spec(plpy, spec), object_ids)
+    for table, version in tables.items():
+        fragments.layered_view(plpy, sandbox, table, tbl.from_spec(plpy, version.spec), version.object_ids)
         plpy.execute(f"grant select on {names.qualified(sandbox, table)} to public")
     return [sandbox, image]
 

@@ -2,6 +2,7 @@
 import json
 import re
 import secrets
+from typing import NamedTuple
 
 from . import db, errors, names
 
@@ -61,6 +62,11 @@ def checkout_state(plpy, repo):
                   repo)
 
 
+def repository_of_schema(plpy, schema):
+    """The checked-out repository whose checkout is this schema, if any."""
+    return db.scalar(plpy, "select repository from splitgraph_meta.checkouts where left(repository, 63) = $1", schema)
+
+
 def require_checkout(plpy, repo):
     state = checkout_state(plpy, repo)
     if state is None:
@@ -101,12 +107,19 @@ def resolve(plpy, repo, ref):
                 hint="give a hash (or a prefix of 4+ digits), a tag, a branch, latest or HEAD")
 
 
+class TableVersion(NamedTuple):
+    """A table of an image: its stored schema (a list of [ordinal, name, type, is_pk, comment, collation?]) and
+    the object ids that build it, in apply order."""
+    spec: list
+    object_ids: list
+
+
 def image_tables(plpy, repo, image_hash):
-    """Tables of an image: name -> (table_schema list, object_ids list)."""
+    """Tables of an image: name -> TableVersion."""
     rows = db.run(plpy, """select table_name, table_schema::text as table_schema, object_ids
                            from splitgraph_meta.tables where repository = $1 and image_hash = $2
                            order by table_name""", repo, image_hash)
-    return {r["table_name"]: (json.loads(r["table_schema"]), list(r["object_ids"])) for r in rows}
+    return {r["table_name"]: TableVersion(json.loads(r["table_schema"]), list(r["object_ids"])) for r in rows}
 
 
 def new_image(plpy, repo, parent, comment, with_parent_tables=False):

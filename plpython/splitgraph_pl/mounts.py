@@ -12,7 +12,7 @@ import json
 import os
 import re
 
-from . import db, errors, meta, names
+from . import db, errors, meta, names, repositories
 from .declare import api, helper
 from .names import ident, literal
 
@@ -311,9 +311,8 @@ def mount_postgres(plpy, mountpoint, server, port, username, password, dbname, r
      "delete it like rm (objects stay until cleanup())")
 def unmount(plpy, mountpoint):
     """Drop a mountpoint (its foreign tables, servers and user mappings), or delete a repository."""
-    if names._REPOSITORY.match(mountpoint or "") and meta.exists(plpy, mountpoint):
-        from .repositories import rm
-        return rm(plpy, mountpoint)
+    if names.is_repository(mountpoint or "") and meta.exists(plpy, mountpoint):
+        return repositories.rm(plpy, mountpoint)
     if _mounted(plpy, mountpoint) is None:
         if not db.schema_exists(plpy, mountpoint):
             errors.fail(plpy, errors.UNDEFINED_OBJECT, f'mountpoint "{mountpoint}" does not exist')

@@ -25,6 +25,11 @@ def qualified(schema, table):
     return ident(schema) + "." + ident(table)
 
 
+def is_repository(name):
+    """Whether a name has the form of a repository name."""
+    return bool(_REPOSITORY.match(name))
+
+
 def repository(plpy, name):
     """A valid repository name, or an error explaining the rule."""
     if name is None or not _REPOSITORY.match(name):

@@ -138,7 +138,7 @@ def load_object(plpy, object_id, data):
     cols = tbl.from_spec(plpy, header["table_schema"])
     if not meta.caller_is_admin(plpy):
         tbl.check_trusted_types(plpy, object_id, cols)
-    staging = fragments._temp_name()
+    staging = db.temp_name("sg_tmp")
     staging_sql = f"{META}.{ident(staging)}"
     plpy.execute(f"create table {staging_sql} ({fragments.fragment_columns(cols)})")
     try:

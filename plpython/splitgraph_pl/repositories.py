@@ -1,29 +1,6 @@
 """Repositories: creating, listing and deleting them."""
-from . import db, errors, meta, names, tracking
+from . import checkout, db, errors, meta, names, tracking
 from .declare import api
-
-
-def create_schema(plpy, repo):
-    """The checkout schema (returned), owned by the caller when the caller is not an administrator. Every role
-    may read a repository, so everyone may use the schema and read its tables, including those made later."""
-    name = names.schema_of(repo)
-    other = db.scalar(plpy, """select c.repository from splitgraph_meta.checkouts c
-                               where c.repository <> $1 and left(c.repository, 63) = $2""", repo, name)
-    if other is not None:
-        errors.fail(plpy, errors.DUPLICATE_OBJECT,
-                    f'repositories "{repo}" and "{other}" would share the checkout schema "{name}" '
-                    "(identifiers are cut to 63 bytes)", hint=f'uncheckout "{other}" first')
-    schema = names.ident(name)
-    if not db.schema_exists(plpy, name):
-        plpy.execute(f"create schema {schema}")
-    if not meta.caller_is_admin(plpy):
-        plpy.execute(f"alter schema {schema} owner to session_user")
-    owner = db.scalar(plpy, "select pg_catalog.pg_get_userbyid(nspowner)::text from pg_catalog.pg_namespace "
-                            "where nspname = $1", name)
-    plpy.execute(f"grant usage on schema {schema} to public; "
-                 f"alter default privileges for role {names.ident(owner)} in schema {schema} "
-                 f"grant select on tables to public")
-    return name
 
 
 @api("init(repository text) returns void",
@@ -40,7 +17,7 @@ def init(plpy, repository):
            repo, meta.ROOT)
     db.run(plpy, "insert into splitgraph_meta.checkouts (repository, image_hash, branch) values ($1, $2, 'main')",
            repo, meta.ROOT)
-    create_schema(plpy, repo)
+    checkout.create_schema(plpy, repo)
 
 
 @api("repositories() returns table (repository text, head text, branch text, checked_out boolean, images "

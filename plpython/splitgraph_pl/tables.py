@@ -113,6 +113,17 @@ def check_trusted_types(plpy, table, cols):
                     hint="use the domain's base type, or have a superuser run this call")
 
 
+def schema_key(spec):
+    """What a table's stored schema is compared by: (ordinal, name, type, is_pk) of each column; comments and
+    collations do not count."""
+    return [(int(c[0]), c[1], c[2], bool(c[3])) for c in spec]
+
+
+def same_schema(spec, cols):
+    """Whether a stored schema describes these live columns."""
+    return schema_key(spec) == schema_key([c.spec() for c in cols])
+
+
 def key_columns(cols):
     """The primary key columns, or none: then the whole row is the key."""
     return [c for c in cols if c.is_pk]

@@ -1,0 +1,319 @@
+"""Net changes of a table: the Delta, a temporary table whose layout this module owns, and what is made of it.
+
+A Delta holds, per changed key (or, without a primary key, per changed row): existed (the row existed before),
+present (it exists now), ho / hn (sha256 of the old and new row texts), o0.. (old values) and n0.. (new values),
+the columns in the table's order. It comes from a table's change log (from_log), or from comparing the table
+with a stored version of it (compared, head_comparison); it becomes a delta fragment (store_delta,
+store_changes) or rows of a diff or of the pending-change listing (json_object over its value columns).
+"""
+import json
+
+from . import db, fragments, hashing, meta, names
+from . import tables as tbl
+from .fragments import META, existing_objects, fragment_column_list, fragment_columns, register_objects, schema_spec
+from .names import ident, literal
+from .tracking import SENTINEL
+
+
+class Delta:
+    """The net changes of a tracked table, in a temporary table with, per changed key or row: existed (before
+    tracking), present (now), ho / hn (sha256 of the old and new row texts), o0.. (old values) and n0.. (new
+    values)."""
+
+    def __init__(self, name, cols, key):
+        self.name, self.cols, self.key = name, cols, key
+        self.relation = f"pg_temp.{ident(name)}"
+
+    def counts(self, plpy):
+        """(added, removed, updated) rows."""
+        row = db.one(plpy, f"""select count(*) filter (where present and not existed) as added,
+                                      count(*) filter (where existed and not present) as removed,
+                                      count(*) filter (where existed and present) as updated
+                               from {self.relation}""")
+        return row["added"], row["removed"], row["updated"]
+
+    def changed(self, plpy):
+        """Whether there is any change at all."""
+        return db.scalar(plpy, f"select exists (select from {self.relation})")
+
+    def drop(self, plpy):
+        plpy.execute(f"drop table if exists {self.relation}")
+
+
+def digest(text_sql):
+    """sha256 of the UTF-8 bytes of a row text: a row's hash."""
+    return f"pg_catalog.sha256(pg_catalog.convert_to({text_sql}, 'UTF8'))"
+
+
+def _values(cols, alias, side, when=None):
+    """The columns of `alias` as a Delta's old (side "o") or new ("n") values, null unless `when` holds."""
+    return ", ".join((f"case when {when} then {alias}.{ident(c.name)} end" if when else f"{alias}.{ident(c.name)}")
+                     + f" as {side}{i}" for i, c in enumerate(cols))
+
+
+def _net_logged_rows(tracked, cols):
+    """FROM items over the log of a table without a primary key: x (row_text, n: copies of that row added less
+    copies removed, never 0) joined with f, one logged row of that text (its values)."""
+    rows = tbl.row_text(cols, "a.")
+    log = f"{tracked['audit_table']} a where a.sg_audit_kind < {SENTINEL}"
+    return f"""(select {rows} as row_text, sum(case a.sg_audit_kind when 1 then 1 else -1 end) as n
+              from {log} group by 1 having sum(case a.sg_audit_kind when 1 then 1 else -1 end) <> 0) x
+        join (select distinct on (r.row_text) r.* from (select {rows} as row_text, a.* from {log}) r
+              order by r.row_text) f on f.row_text = x.row_text"""
+
+
+def keyed_changes(tracked, schema, table, cols):
+    """The SELECT of the net changes of a tracked table with a primary key (the rows of a Delta): each touched
+    key's first logged record (its state before tracking) joined with the live row of that key."""
+    key = tbl.key_columns(cols)
+    old, new = _values(cols, "f", "o"), _values(cols, "t", "n")
+    key_list = tbl.column_list(key, "a.")
+    join = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
+    present = f"t.{ident(key[0].name)} is not null"
+    return f"""
+        select * from (
+            select f.sg_audit_kind = 0 as existed, {present} as present,
+                   case when f.sg_audit_kind = 0 then {digest(tbl.row_text(cols, 'f.'))} end as ho,
+                   case when {present} then {digest(tbl.row_text(cols, 't.'))} end as hn,
+                   {old}, {new}
+            from (select distinct on ({key_list}) a.* from {tracked['audit_table']} a
+                  where a.sg_audit_kind < {SENTINEL}
+                  order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f
+            left join {names.qualified(schema, table)} t on {join}
+            offset 0  -- each row is hashed once, not again for the filter below
+        ) d
+        where existed <> present or ho is distinct from hn"""
+
+
+def from_log(plpy, tracked, schema, table, cols):
+    """The net changes logged for a table still tracked with the same columns: a Delta, or None when only a
+    snapshot can record them (a table without a primary key whose changed rows have duplicates)."""
+    name = db.temp_name("sg_delta")
+    relation = f"pg_temp.{ident(name)}"
+    target = names.qualified(schema, table)
+    key = tbl.key_columns(cols)
+    if key:
+        plpy.execute(f"create temp table {ident(name)} as {keyed_changes(tracked, schema, table, cols)}")
+        return Delta(name, cols, key)
+    # Without a primary key the whole row is the key: count each row text in and out of the table.
+    plpy.execute(f"""
+        create temp table {ident(name)} as
+        select x.n = -1 as existed, x.n = 1 as present,
+               case when x.n < 0 then {digest('x.row_text')} end as ho,
+               case when x.n > 0 then {digest('x.row_text')} end as hn,
+               x.row_text, x.n as net, null::bigint as live,
+               {_values(cols, "f", "o")}, {_values(cols, "f", "n")}
+        from {_net_logged_rows(tracked, cols)}""")
+    result = Delta(name, cols, key)
+    if not result.changed(plpy):
+        return result
+    # A row may be recorded as a change only if it is unique before and after: otherwise only a snapshot can say
+    # how many copies there are.
+    plpy.execute(f"""update {relation} d set live = c.n from (
+                         select {tbl.row_text(cols, 't.')} as row_text, count(*) as n from {target} t
+                         where {tbl.row_text(cols, 't.')} in (select row_text from {relation})
+                         group by 1) c
+                     where c.row_text = d.row_text""")
+    unique = db.scalar(plpy, f"""select bool_and((net = 1 and coalesce(live, 0) = 1) or (net = -1 and live is null))
+                                 from {relation}""")
+    if not unique:
+        plpy.execute(f"drop table {relation}")
+        return None
+    plpy.execute(f"update {relation} set {', '.join(f'o{i} = null' for i in range(len(cols)))} where not existed")
+    plpy.execute(f"update {relation} set {', '.join(f'n{i} = null' for i in range(len(cols)))} where not present")
+    return result
+
+
+def compared(plpy, base, schema, table, cols):
+    """A Delta of a table's differences from `base` (a relation with the same columns, e.g. HEAD's version
+    materialized), found by comparing every row: for tables whose log cannot be trusted."""
+    name = db.temp_name("sg_delta")
+    target = names.qualified(schema, table)
+    key = tbl.key_columns(cols)
+    if key:
+        old, new = _values(cols, "b", "o"), _values(cols, "t", "n")
+        join = " and ".join(f"t.{ident(c.name)} = b.{ident(c.name)}" for c in key)
+        plpy.execute(f"""
+            create temp table {ident(name)} as
+            select * from (
+                select b.{ident(key[0].name)} is not null as existed, t.{ident(key[0].name)} is not null as present,
+                       case when b.{ident(key[0].name)} is not null then {digest(tbl.row_text(cols, 'b.'))} end as ho,
+                       case when t.{ident(key[0].name)} is not null then {digest(tbl.row_text(cols, 't.'))} end as hn,
+                       {tbl.select_list(old, new)}
+                from {base} b full join {target} t on {join}
+                offset 0
+            ) d where existed <> present or ho is distinct from hn""")
+        return Delta(name, cols, key)
+    # without a key, each row that is in one side more often than in the other is a change, once per copy
+    rows = lambda alias: tbl.row_text(cols, alias + ".")  # noqa: E731
+    plpy.execute(f"""
+        create temp table {ident(name)} as
+        select x.existed, not x.existed as present,
+               case when x.existed then {digest('x.row_text')} end as ho,
+               case when not x.existed then {digest('x.row_text')} end as hn,
+               {tbl.select_list(_values(cols, "f", "o", "x.existed"), _values(cols, "f", "n", "not x.existed"))}
+        from (select true as existed, row_text from (select {rows('b')} as row_text from {base} b
+                                                     except all select {rows('t')} from {target} t) e
+              union all
+              select false, row_text from (select {rows('t')} as row_text from {target} t
+                                           except all select {rows('b')} from {base} b) e) x
+        join (select distinct on (r.row_text) r.* from (
+                  select {rows('u')} as row_text, u.* from (select * from {base} union all select * from {target}) u) r
+              order by r.row_text) f on f.row_text = x.row_text""")
+    return Delta(name, cols, key)
+
+
+def keyless_listing(plpy, tracked, cols):
+    """The logged net changes of a table without a primary key, one row per copy added or removed (as
+    get_pending_changes lists them even when rows have duplicates)."""
+    name = db.temp_name("sg_delta")
+    plpy.execute(f"""
+        create temp table {ident(name)} as
+        select x.n < 0 as existed, x.n > 0 as present,
+               {tbl.select_list(_values(cols, "f", "o", "x.n < 0"), _values(cols, "f", "n", "x.n > 0"))}
+        from {_net_logged_rows(tracked, cols)}
+        cross join lateral pg_catalog.generate_series(1, abs(x.n)) copies""")
+    return Delta(name, cols, [])
+
+
+def has_changes(plpy, tracked, schema, table, cols):
+    """Whether the log of a tracked table holds any net change."""
+    d = from_log(plpy, tracked, schema, table, cols)
+    if d is None:
+        return True
+    try:
+        return d.changed(plpy)
+    finally:
+        d.drop(plpy)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compared with a stored version, and shown as JSON
+# ---------------------------------------------------------------------------------------------------------------
+
+def json_object(cols, alias, prefix):
+    """jsonb object of the columns `prefix`0.. of `alias`, keyed by the column names (in parts of 50 pairs, as
+    jsonb_build_object takes at most 100 arguments)."""
+    pairs = [f"{literal(c.name)}, {alias}.{prefix}{i}" for i, c in enumerate(cols)]
+    parts = [f"pg_catalog.jsonb_build_object({', '.join(pairs[i:i + 50])})" for i in range(0, len(pairs), 50)]
+    return " || ".join(parts) if parts else "'{}'::jsonb"
+
+
+def materialized(plpy, version, made):
+    """A temporary table holding a stored TableVersion, or None for a missing table; its name is added to
+    `made`, for the caller to drop (drop_all)."""
+    if version is None:
+        return None
+    name = db.temp_name("sg_side")
+    fragments.materialize(plpy, "pg_temp", name, tbl.from_spec(plpy, version.spec), version.object_ids)
+    made.append(f"pg_temp.{ident(name)}")
+    return made[-1]
+
+
+def drop_all(plpy, made):
+    if made:
+        plpy.execute("drop table if exists " + ", ".join(made))
+
+
+def head_comparison(plpy, repo, table, cols):
+    """For a table of a checkout whose log is not trusted: a Delta of its differences from HEAD, found by
+    comparing every row; None when HEAD lacks the table or had other columns."""
+    state = meta.checkout_state(plpy, repo) if repo is not None else None
+    if state is None:
+        return None
+    head = meta.image_tables(plpy, repo, state["image_hash"]).get(table)
+    if head is None or not tbl.same_schema(head.spec, cols):
+        return None
+    made = []
+    try:
+        return compared(plpy, materialized(plpy, head, made), names.schema_of(repo), table, cols)
+    finally:
+        drop_all(plpy, made)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A Delta as one fragment of the table's net changes since its last commit
+# ---------------------------------------------------------------------------------------------------------------
+
+def _delta_object(row, cols, namespace):
+    insertion = hashing.to_hex(row[f"hn{i}"] or 0 for i in range(hashing.LANES))
+    deletion = hashing.to_hex(row[f"ho{i}"] or 0 for i in range(hashing.LANES))
+    return {
+        "object_id": hashing.object_id(insertion, deletion, schema_spec(cols)), "namespace": namespace,
+        "rows_inserted": row["upserts"], "rows_deleted": row["removed"], "insertion_hash": insertion,
+        "deletion_hash": deletion, "index": {"range": json.loads(row["ranges"])}, "table_schema": schema_spec(cols),
+    }
+
+
+def _delta_summary(cols, relation):
+    """One pass over a delta's rows: upsert and delete counts, the old rows it removes (deleted or overwritten,
+    so that a table's length is the sum of its fragments' rows_inserted - rows_deleted), the rows' digests summed
+    lane by lane (hn: the new rows, ho: the old values overwritten or deleted), and a range index spanning new and
+    old values."""
+    lanes = ", ".join(f"sum((pg_catalog.get_byte(s.{h}, {2 * i}) << 8) | pg_catalog.get_byte(s.{h}, {2 * i + 1})) "
+                      f"as {h}{i}" for h in ("hn", "ho") for i in range(hashing.LANES))
+    ranges = []
+    for i, c in enumerate(cols):
+        if c.ranged:
+            new, old = (f"s.{v}{i}" + (' collate "C"' if c.collatable else "") for v in ("n", "o"))
+            low = f"least(min({new}) filter (where s.present), min({old}) filter (where s.existed))"
+            high = f"greatest(max({new}) filter (where s.present), max({old}) filter (where s.existed))"
+            ranges.append(f"pg_catalog.jsonb_build_object({literal(c.name)}, "
+                          f"pg_catalog.jsonb_build_array({low}, {high}))")
+    return (f"""select count(*) filter (where s.present) as upserts,
+                       count(*) filter (where s.existed and not s.present) as deletes,
+                       count(*) filter (where s.existed) as removed, {lanes},
+                       ({" || ".join(ranges) if ranges else "'{}'::jsonb"})::text as ranges
+                from {relation} s""")
+
+
+def _fragment_rows(cols, relation):
+    """The rows of a delta fragment: new values of present rows as upserts, keys of removed ones as deletes."""
+    key = {c.name for c in (tbl.key_columns(cols) or cols)}
+    keys_or_null = ", ".join(f"o{i}" if c.name in key else "null" for i, c in enumerate(cols))
+    news = ", ".join(f"n{i}" for i in range(len(cols)))
+    return (f"""select {tbl.select_list(news, "true")} from {relation} where present
+                union all
+                select {tbl.select_list(keys_or_null, "false")} from {relation} where existed and not present""")
+
+
+def _keep_staging(plpy, staging, obj):
+    """Rename a staged fragment to its object id, or drop it when that object is already stored."""
+    if obj["object_id"] in existing_objects(plpy, [obj["object_id"]]):
+        plpy.execute(f"drop table {staging}")
+    else:
+        plpy.execute(f"alter table {staging} rename to {ident(obj['object_id'])}")
+        register_objects(plpy, [obj])
+    return obj["object_id"]
+
+
+def store_delta(plpy, cols, delta, namespace):
+    """Store a Delta as one fragment: the new values of changed and added rows as upserts, the
+    keys of removed rows as deletions. Its insertion hash covers the upserted rows, its deletion hash the old
+    values of every row it overwrites or deletes, so content hashes keep summing to the table's hash."""
+    obj = _delta_object(db.one(plpy, _delta_summary(cols, delta.relation)), cols, namespace)
+    if obj["object_id"] in existing_objects(plpy, [obj["object_id"]]):
+        return obj["object_id"]
+    staging = f"{META}.{ident(db.temp_name('sg_tmp'))}"
+    plpy.execute(f"""
+        create table {staging} ({fragment_columns(cols)});
+        insert into {staging} ({fragment_column_list(cols)})
+        {_fragment_rows(cols, delta.relation)}""")
+    return _keep_staging(plpy, staging, obj)
+
+
+def store_changes(plpy, cols, changes_sql, namespace):
+    """store_delta for a table with a primary key, in one statement: the net changes (changes_sql, the SELECT
+    of keyed_changes) are written to a staged fragment and summarized in the same pass. Returns the
+    object id, or None when nothing changed after all."""
+    staging = f"{META}.{ident(db.temp_name('sg_tmp'))}"
+    plpy.execute(f"create table {staging} ({fragment_columns(cols)})")
+    row = db.one(plpy, f"""
+        with d as materialized ({changes_sql}),
+             written as (insert into {staging} ({fragment_column_list(cols)})
+                         {_fragment_rows(cols, "d")})
+        {_delta_summary(cols, "d")}""")
+    if row["upserts"] == 0 and row["deletes"] == 0:
+        plpy.execute(f"drop table {staging}")
+        return None
+    return _keep_staging(plpy, staging, _delta_object(row, cols, namespace))
