@@ -29,10 +29,10 @@ PY_LIB_DIR = $(PY_LIB_ROOT)/$(EXTVERSION)
 .DEFAULT_GOAL := all
 all: $(EXTENSION_SQL)
 
-.PHONY: help deps setup install-python engine engine-stop demo test pgtap bench lint updatecheck
+.PHONY: help deps setup install-python install-if-changed engine engine-stop demo test bench readme lint updatecheck
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | sort
 
 # The install script: the numbered sql/ folders concatenated in order, the functions declared in plpython/
 # generated in place, and the version filled in.
@@ -53,11 +53,21 @@ install-python: ## install plpython/ and the server's Python packages into the v
 	@if grep -qv '^\s*\(#\|$$\)' plpython/requirements.txt; then \
 	  $(PYTHON_SERVER) -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
 	    --target $(DESTDIR)$(PY_LIB_DIR) -r plpython/requirements.txt; fi
+	cp plpython/requirements.txt $(DESTDIR)$(PY_LIB_DIR)/requirements.txt
 
-# Targets that need PGXS run `install` in a second make, after deps may have just installed it.
+# Targets that need PGXS run `install` in a second make, after deps may have just installed it. The extension
+# is installed again only when the installed script, package or server requirements differ from this tree's.
 SUDO = $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-setup: deps ## deps, then build and install the extension
-	@$(SUDO) $(MAKE) --no-print-directory install >/dev/null
+setup: deps ## deps, then build and install the extension (when what is installed differs)
+	@$(MAKE) --no-print-directory install-if-changed
+
+install-if-changed: $(EXTENSION_SQL)
+	@if cmp -s $(EXTENSION_SQL) $(DESTDIR)$(datadir)/extension/$(notdir $(EXTENSION_SQL)) \
+	    && cmp -s $(EXTENSION).control $(DESTDIR)$(datadir)/extension/$(EXTENSION).control \
+	    && cmp -s plpython/requirements.txt $(DESTDIR)$(PY_LIB_DIR)/requirements.txt \
+	    && diff -rq -x __pycache__ plpython/splitgraph_pl $(DESTDIR)$(PY_LIB_DIR)/splitgraph_pl >/dev/null 2>&1; \
+	then echo "setup: the installed extension is up to date"; \
+	else $(SUDO) $(MAKE) --no-print-directory install >/dev/null; fi
 
 engine: setup ## start the local engine (a cluster under .engine/) with the extension in database splitgraph
 	@$(VENV)/bin/python tests/support/cluster.py start --dir $(ENGINE_DIR) --port $(ENGINE_PORT) --db $(ENGINE_DB)
@@ -73,6 +83,9 @@ test: setup ## run every test: pgTAP files and pytest, on throwaway clusters
 
 bench: setup ## measure performance ratios against the physical limits, in one run
 	$(VENV)/bin/python tests/bench.py
+
+readme: ## rewrite README.md's function table from the declarations
+	@$(PYTHON_SERVER) scripts/build_sql.py --readme README.md
 
 lint: deps ## sqlfluff on sql/, ruff on Python
 	$(VENV)/bin/ruff check plpython tests scripts

@@ -11,5 +11,6 @@ create table splitgraph_meta.repositories (
 );
 comment on table splitgraph_meta.repositories is 'Local repositories';
 comment on column splitgraph_meta.repositories.repository is 'Full name: namespace/name or name';
-comment on column splitgraph_meta.repositories.namespace is 'The part before the slash (empty when none); owner of write rights';
+comment on column splitgraph_meta.repositories.namespace is
+'The part before the slash (empty when none); owner of write rights';
 comment on column splitgraph_meta.repositories.created is 'When the repository was created here';

@@ -16,7 +16,8 @@ create table splitgraph_meta.objects (
     constraint hashes_valid check (insertion_hash ~ '^[0-9a-f]{64}$' and deletion_hash ~ '^[0-9a-f]{64}$'),
     constraint rows_nonnegative check (rows_inserted >= 0 and rows_deleted >= 0 and size >= 0)
 );
-comment on table splitgraph_meta.objects is 'Fragments: content hashes, sizes and indexes of the tables in splitgraph_meta named by object id';
+comment on table splitgraph_meta.objects is
+'Fragments: content hashes, sizes and indexes of the tables in splitgraph_meta named by object id';
 comment on column splitgraph_meta.objects.object_id is 'o + 62 hex digits of sha256(content hash + schema hash)';
 comment on column splitgraph_meta.objects.format is 'Storage format (FRAG: a table of the columns plus sg_ud_flag)';
 comment on column splitgraph_meta.objects.namespace is 'Namespace of the repository that first stored it';
@@ -24,9 +25,11 @@ comment on column splitgraph_meta.objects.size is 'Bytes on disk';
 comment on column splitgraph_meta.objects.rows_inserted is 'Rows upserted by the fragment';
 comment on column splitgraph_meta.objects.rows_deleted is 'Rows deleted by the fragment';
 comment on column splitgraph_meta.objects.insertion_hash is 'Lane-wise sum of the sha256 of the upserted rows';
-comment on column splitgraph_meta.objects.deletion_hash is 'Lane-wise sum of the sha256 of the old values of deleted or overwritten rows';
+comment on column splitgraph_meta.objects.deletion_hash is
+'Lane-wise sum of the sha256 of the old values of deleted or overwritten rows';
 comment on column splitgraph_meta.objects.index is '{range: {column: [min, max]}, bloom: {column: [k, base64]}}';
-comment on column splitgraph_meta.objects.table_schema is 'List of [ordinal, name, type, is_pk] the object id was computed with';
+comment on column splitgraph_meta.objects.table_schema is
+'List of [ordinal, name, type, is_pk] the object id was computed with';
 comment on column splitgraph_meta.objects.created is 'When the object was first stored here';
 
 create table splitgraph_meta.object_locations (

@@ -8,7 +8,8 @@ create table splitgraph_meta.mount_handlers (
 );
 comment on table splitgraph_meta.mount_handlers is 'How mount() makes foreign tables, by handler name';
 comment on column splitgraph_meta.mount_handlers.name is 'Name given to mount()';
-comment on column splitgraph_meta.mount_handlers.handler is 'Function (mountpoint text, options jsonb, tables jsonb) returns void';
+comment on column splitgraph_meta.mount_handlers.handler is
+'Function (mountpoint text, options jsonb, tables jsonb) returns void';
 comment on column splitgraph_meta.mount_handlers.description is 'What the handler mounts';
 comment on column splitgraph_meta.mount_handlers.builtin is 'True for the handlers the extension comes with';
 

@@ -2,9 +2,9 @@
 -- Each audit row is (the table's columns, sg_audit_stmt, sg_audit_kind): kind 0 holds a row's old values
 -- (UPDATE, DELETE); kind 1 holds only a key that was written (INSERT, the new keys of an UPDATE; for a table
 -- without a primary key, the whole new row). Old and new records of one UPDATE share its statement number; the
--- old sorts first (kind 0), so a key's first record always tells its state before tracking. The triggers run as the extension's owner so that no role can
--- write audit rows directly, and they take their audit table from splitgraph_audit.tracked by the table's oid,
--- never from trigger arguments a table owner could forge.
+-- old sorts first (kind 0), so a key's first record always tells its state before tracking. The triggers run as
+-- the extension's owner so that no role can write audit rows directly, and they take their audit table from
+-- splitgraph_audit.tracked by the table's oid, never from trigger arguments a table owner could forge.
 
 -- log_statement(relid, source, whole_rows): the INSERT that appends the rows of `source` (a transition table, or
 -- the table itself before a TRUNCATE) to the table's audit table, or null when the table is not being tracked.
