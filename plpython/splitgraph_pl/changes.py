@@ -10,7 +10,7 @@ import json
 
 from . import db, fragments, hashing, meta, names
 from . import tables as tbl
-from .fragments import META, existing_objects, fragment_column_list, fragment_columns, register_objects, schema_spec
+from .fragments import META, claim_objects, fragment_column_list, fragment_columns, record_sizes, schema_spec
 from .names import ident, literal
 from .tracking import SENTINEL
 
@@ -279,11 +279,11 @@ def _fragment_rows(cols, relation):
 
 def _keep_staging(plpy, staging, obj):
     """Rename a staged fragment to its object id, or drop it when that object is already stored."""
-    if obj["object_id"] in existing_objects(plpy, [obj["object_id"]]):
-        plpy.execute(f"drop table {staging}")
-    else:
+    if claim_objects(plpy, [obj]):
         plpy.execute(f"alter table {staging} rename to {ident(obj['object_id'])}")
-        register_objects(plpy, [obj])
+        record_sizes(plpy, [obj["object_id"]])
+    else:
+        plpy.execute(f"drop table {staging}")
     return obj["object_id"]
 
 
@@ -292,14 +292,14 @@ def store_delta(plpy, cols, delta, namespace):
     keys of removed rows as deletions. Its insertion hash covers the upserted rows, its deletion hash the old
     values of every row it overwrites or deletes, so content hashes keep summing to the table's hash."""
     obj = _delta_object(db.one(plpy, _delta_summary(cols, delta.relation)), cols, namespace)
-    if obj["object_id"] in existing_objects(plpy, [obj["object_id"]]):
-        return obj["object_id"]
-    staging = f"{META}.{ident(db.temp_name('sg_tmp'))}"
-    plpy.execute(f"""
-        create table {staging} ({fragment_columns(cols)});
-        insert into {staging} ({fragment_column_list(cols)})
-        {_fragment_rows(cols, delta.relation)}""")
-    return _keep_staging(plpy, staging, obj)
+    if claim_objects(plpy, [obj]):
+        target = f"{META}.{ident(obj['object_id'])}"
+        plpy.execute(f"""
+            create table {target} ({fragment_columns(cols)});
+            insert into {target} ({fragment_column_list(cols)})
+            {_fragment_rows(cols, delta.relation)}""")
+        record_sizes(plpy, [obj["object_id"]])
+    return obj["object_id"]
 
 
 def store_changes(plpy, cols, changes_sql, namespace):

@@ -46,12 +46,12 @@ def materialize_image(plpy, repo, image_hash, layered=False, only=None):
         if not admin:
             tbl.check_trusted_types(plpy, table, cols)
         if layered:
+            # the view stays the extension's: it reads object tables, which only the extension may read
             fragments.layered_view(plpy, schema, table, cols, object_ids)
         else:
             fragments.materialize(plpy, schema, table, cols, object_ids)
-        kind = "view" if layered else "table"
-        if not admin:
-            plpy.execute(f"alter {kind} {names.qualified(schema, table)} owner to session_user")
+            if not admin:
+                plpy.execute(f"alter table {names.qualified(schema, table)} owner to session_user")
         plpy.execute(f"grant select on {names.qualified(schema, table)} to public")
         if not layered:
             tracking.track(plpy, schema, table)

@@ -13,15 +13,21 @@ from .names import FLAG_COLUMN, ident, literal
 
 META = "splitgraph_meta"
 DEFAULT_CHUNK_SIZE = 10000
-# Held shared by anything that may reuse an object, exclusively by cleanup(), so an object is never
-# garbage-collected while a concurrent transaction is about to reference it.
-OBJECTS_LOCK = (1936287602, 0)
 # Hashing a large table is CPU-bound: let every core take part even though fresh tables have no statistics.
 PARALLEL = {"parallel_setup_cost": "0", "parallel_tuple_cost": "0", "min_parallel_table_scan_size": "0"}
 
 
 def object_table(object_id):
     return f"{META}.{ident(object_id)}"
+
+
+def object_source(object_id, cols, alias, as_caller=False):
+    """A FROM item reading an object: its table, or, for code running with its caller's rights (who may not
+    read object tables), splitgraph_internal.fragment_rows with the object's column definitions."""
+    if not as_caller:
+        return f"{object_table(object_id)} {alias}"
+    return (f"splitgraph_internal.fragment_rows({literal(object_id)}) as {alias} ("
+            f"{fragment_columns(cols).replace(' not null', '')})")
 
 
 def fragment_columns(cols):
@@ -32,10 +38,6 @@ def fragment_columns(cols):
 def fragment_column_list(cols):
     """The names of an object table's columns (fragment_columns), for an INSERT."""
     return tbl.select_list(tbl.column_list(cols), FLAG_COLUMN)
-
-
-def lock_objects_shared(plpy):
-    db.run(plpy, "select pg_catalog.pg_advisory_xact_lock_shared($1::int, $2::int)", *OBJECTS_LOCK)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -138,35 +140,45 @@ def _indexes(plpy, hashed, relation, cols, group, bloom_spec, prefix="t."):
 # Registering objects
 # ---------------------------------------------------------------------------------------------------------------
 
-def existing_objects(plpy, object_ids):
-    """The ids among `object_ids` already registered here. Locks each id so concurrent writers of the same
-    content serialize instead of colliding."""
-    ids = sorted(set(object_ids))
+def claim_objects(plpy, objects):
+    """Of `objects` (dicts with object_id, namespace, rows_inserted, rows_deleted, insertion_hash, deletion_hash,
+    index, table_schema), register those not registered yet and return their ids: the caller stores their tables
+    in this transaction, then calls record_sizes. The others are locked against cleanup() until the transaction
+    ends. Row locks on the extension's own table order this work: no other role can take them, and two writers of
+    the same new object serialize on its row (the second waits, then finds it registered)."""
+    ids = sorted({o["object_id"] for o in objects})
     if not ids:
         return set()
-    db.run(plpy, "select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(x, 0)) "
-                 "from pg_catalog.unnest($1::text[]) as x order by x", ids)
-    return set(db.column(plpy, f"select object_id from {META}.objects where object_id = any($1::text[])", ids))
-
-
-def register_objects(plpy, objects):
-    """Add metadata rows for new objects: dicts with object_id, namespace, rows_inserted, rows_deleted,
-    insertion_hash, deletion_hash, index, table_schema. Sizes are read from the stored tables."""
-    if not objects:
-        return
-    # Every role may read every repository, so every role may read the fragments (layered views need it).
-    plpy.execute("grant select on " + ", ".join(object_table(o["object_id"]) for o in objects) + " to public")
-    db.run(plpy, f"""
-        insert into {META}.objects (object_id, namespace, size, rows_inserted, rows_deleted,
-                                    insertion_hash, deletion_hash, index, table_schema)
-        select u.id, u.ns, pg_catalog.pg_total_relation_size(pg_catalog.format('%I.%I', '{META}', u.id)::regclass),
-               u.ins::bigint, u.del::bigint, u.ih, u.dh, u.idx::jsonb, u.sch::jsonb
+    kept = set(db.column(plpy, f"""select object_id from {META}.objects where object_id = any($1::text[])
+                                   order by object_id for key share""", ids))
+    new = list({o["object_id"]: o for o in objects if o["object_id"] not in kept}.values())
+    claimed = set(db.column(plpy, f"""
+        insert into {META}.objects (object_id, namespace, rows_inserted, rows_deleted, insertion_hash, deletion_hash,
+                                    index, table_schema)
+        select u.id, u.ns, u.ins::bigint, u.del::bigint, u.ih, u.dh, u.idx::jsonb, u.sch::jsonb
         from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                               $8::text[]) as u(id, ns, ins, del, ih, dh, idx, sch)""",
-           [o["object_id"] for o in objects], [o["namespace"] for o in objects],
-           [str(o["rows_inserted"]) for o in objects], [str(o["rows_deleted"]) for o in objects],
-           [o["insertion_hash"] for o in objects], [o["deletion_hash"] for o in objects],
-           [json.dumps(o["index"]) for o in objects], [json.dumps(o["table_schema"]) for o in objects])
+                    $8::text[]) as u(id, ns, ins, del, ih, dh, idx, sch)
+        order by u.id
+        on conflict (object_id) do nothing
+        returning object_id""",
+        [o["object_id"] for o in new], [o["namespace"] for o in new], [str(o["rows_inserted"]) for o in new],
+        [str(o["rows_deleted"]) for o in new], [o["insertion_hash"] for o in new], [o["deletion_hash"] for o in new],
+        [json.dumps(o["index"]) for o in new], [json.dumps(o["table_schema"]) for o in new]))
+    lost = sorted({o["object_id"] for o in new} - claimed)
+    if lost:
+        # registered by a concurrent transaction that committed while this one waited
+        db.run(plpy, f"select from {META}.objects where object_id = any($1::text[]) order by object_id "
+                     "for key share", lost)
+    return claimed
+
+
+def record_sizes(plpy, object_ids):
+    """Read the sizes of freshly stored object tables into their metadata."""
+    if object_ids:
+        db.run(plpy, f"""update {META}.objects
+                         set size = pg_catalog.pg_total_relation_size(pg_catalog.format('%I.%I', '{META}',
+                                                                                         object_id)::regclass)
+                         where object_id = any($1::text[])""", sorted(object_ids))
 
 
 def schema_spec(cols):
@@ -209,10 +221,10 @@ def _store_single(plpy, source, cols, namespace, bloom_spec):
     hashed = hash_groups(plpy, source, cols)
     index = _indexes(plpy, hashed, source, cols, None, bloom_spec)
     obj = _new_object(None, hashed, index, cols, namespace)
-    if obj["object_id"] not in existing_objects(plpy, [obj["object_id"]]):
+    if claim_objects(plpy, [obj]):
         plpy.execute(f"create table {object_table(obj['object_id'])} as "
                      f"select {tbl.select_list(tbl.column_list(cols, 't.'), f'true as {FLAG_COLUMN}')} from {source} t")
-        register_objects(plpy, [obj])
+        record_sizes(plpy, [obj["object_id"]])
     return [obj["object_id"]]
 
 
@@ -262,12 +274,12 @@ def _keep_partitions(plpy, parent_sql, parts, objects, keep):
 
 
 def _new_chunks(plpy, objects):
-    """Chunk numbers whose object is not stored yet (the first of identical chunks only)."""
-    seen = existing_objects(plpy, [o["object_id"] for o in objects])
+    """Chunk numbers whose object this transaction stores (the first of identical chunks only)."""
+    claimed = claim_objects(plpy, objects)
     new = []
     for i, obj in enumerate(objects):
-        if obj["object_id"] not in seen:
-            seen.add(obj["object_id"])
+        if obj["object_id"] in claimed:
+            claimed.discard(obj["object_id"])
             new.append(i)
     return new
 
@@ -303,7 +315,7 @@ def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec):
         objects = [_new_object(i, hashed, index, cols, namespace) for i in range(len(parts))]
         new = _new_chunks(plpy, objects)
         _keep_partitions(plpy, parent_sql, parts, objects, new)
-    register_objects(plpy, [objects[i] for i in new])
+    record_sizes(plpy, [objects[i]["object_id"] for i in new])
     return [o["object_id"] for o in objects]
 
 
@@ -318,17 +330,17 @@ def _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec):
     index = _indexes(plpy, hashed, stage, cols, "t.chunk", bloom_spec, prefix="(t.r).")
     chunks = sorted(hashed)
     objects = [_new_object(g, hashed, index, cols, namespace) for g in chunks]
-    seen = existing_objects(plpy, [o["object_id"] for o in objects])
-    new = []
+    claimed = claim_objects(plpy, objects)
+    stored = []
     for g, obj in zip(chunks, objects, strict=True):
-        if obj["object_id"] not in seen:
-            seen.add(obj["object_id"])
-            new.append(obj)
+        if obj["object_id"] in claimed:
+            claimed.discard(obj["object_id"])
+            stored.append(obj["object_id"])
             plpy.execute(f"create table {object_table(obj['object_id'])} as select "
                          f"{tbl.select_list(tbl.column_list(cols, '(s.r).'), f'true as {FLAG_COLUMN}')} from {stage} s "
                          f"where s.chunk = {int(g)}")
     plpy.execute(f"drop table {stage}")
-    register_objects(plpy, new)
+    record_sizes(plpy, stored)
     return [o["object_id"] for o in objects]
 
 
@@ -366,10 +378,10 @@ def _runs(objects):
     return runs
 
 
-def _union(object_ids, cols, quals=None, flag=False):
-    select = tbl.column_list(cols, "f.") + (f", f.{FLAG_COLUMN}" if flag else "")
+def _union(object_ids, cols, quals=None, as_caller=False):
     where = f" where ({quals})" if quals else ""
-    return " union all ".join(f"select {select} from {object_table(o)} f{where}" for o in object_ids)
+    return " union all ".join(f"select {tbl.column_list(cols, 'f.')} from {object_source(o, cols, 'f', as_caller)}"
+                              f"{where}" for o in object_ids)
 
 
 def _key_match(cols, target="t", fragment="f"):
@@ -379,16 +391,18 @@ def _key_match(cols, target="t", fragment="f"):
     return f"{tbl.row_text(cols, target + '.')} = {tbl.row_text(cols, fragment + '.')}"
 
 
-def apply_to_table(plpy, target, cols, objects, quals=None):
-    """Apply objects (rows of object_rows) in order to an existing table `target` (qualified SQL name)."""
+def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False):
+    """Apply objects (rows of object_rows) in order to an existing table `target` (qualified SQL name);
+    as_caller: the code runs with its caller's rights and reads the objects through fragment_rows."""
     for inserts_only, ids in _runs(objects):
         if not inserts_only:
-            plpy.execute(f"delete from {target} t using {object_table(ids[0])} f where {_key_match(cols)}")
+            source = object_source(ids[0], cols, "f", as_caller)
+            plpy.execute(f"delete from {target} t using {source} where {_key_match(cols)}")
             where = f"f.{FLAG_COLUMN}" + (f" and ({quals})" if quals else "")
             plpy.execute(f"insert into {target} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 'f.')} "
-                         f"from {object_table(ids[0])} f where {where}")
+                         f"from {source} where {where}")
         else:
-            plpy.execute(f"insert into {target} ({tbl.column_list(cols)}) {_union(ids, cols, quals)}")
+            plpy.execute(f"insert into {target} ({tbl.column_list(cols)}) {_union(ids, cols, quals, as_caller)}")
 
 
 def materialize(plpy, schema, table, cols, object_ids):

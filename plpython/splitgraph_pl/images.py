@@ -103,7 +103,6 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
     chunk_size = _chunk_size(plpy, chunk_size)
     if comment is not None and len(comment) > 4096:
         errors.fail(plpy, "22001", "commit comment is longer than 4096 characters")
-    fragments.lock_objects_shared(plpy)
     parent = state["image_hash"]
     # A layered checkout is read-only views over the fragments of HEAD: nothing can have changed.
     image_hash = meta.new_image(plpy, repo, parent, comment, with_parent_tables=state["layered"])
@@ -270,7 +269,6 @@ def store_fragment(plpy, schema, table_name, snapshot=False, chunk_size=None):
     cols = tbl.columns(plpy, schema, table_name)
     if not meta.caller_is_admin(plpy):
         tbl.check_trusted_types(plpy, table_name, cols)
-    fragments.lock_objects_shared(plpy)
     plpy.execute(f"lock table {names.qualified(schema, table_name)} in share mode")
     head = None
     if repo is not None:

@@ -152,7 +152,6 @@ def import_from_image(plpy, source_repository, source_tables, target_repository,
             errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{source}" not found in image {image[:12]} of '
                                                       f'repository "{source_repository}"')
         new[name] = available[source]
-    fragments.lock_objects_shared(plpy)
     return _commit_tables(plpy, target, new, f"import {', '.join(source_tables)} from {source_repository}:{image[:12]}")
 
 
@@ -189,7 +188,6 @@ def import_staged(plpy, source, source_image, source_tables, staged, target_repo
     if source_image is not None:
         for version in meta.image_tables(plpy, source, source_image).values():
             reusable.setdefault(tuple((c[1], c[2]) for c in version.spec), []).append(version)
-    fragments.lock_objects_shared(plpy)
     namespace = names.namespace_of(target)
     new = {}
     for stage, name in zip(staged, target_tables, strict=True):

@@ -6,14 +6,16 @@ from typing import NamedTuple
 
 from . import db, errors, names
 
-REPOSITORY_LOCK = 1936287603
 ROOT = "0" * 64
 _PREFIX = re.compile(r"^[0-9a-f]{4,63}$")
 
 
 def lock(plpy, repo):
-    """Serialize calls that change one repository (held until the transaction ends)."""
-    db.run(plpy, "select pg_catalog.pg_advisory_xact_lock($1::int, pg_catalog.hashtext($2))", REPOSITORY_LOCK, repo)
+    """Serialize calls that change one repository: a lock on its row, held until the transaction ends (a row
+    lock needs UPDATE on the extension's table, so no other role can take it and stall the repository).
+    Returns whether the repository (still) exists."""
+    return bool(db.column(plpy, "select repository from splitgraph_meta.repositories where repository = $1 "
+                                "for update", repo))
 
 
 def exists(plpy, repo):
@@ -52,7 +54,9 @@ def writable(plpy, repository, must_exist=True):
     """Validate, check rights and lock: the start of every call that changes a repository."""
     repo = require(plpy, repository) if must_exist else names.repository(plpy, repository)
     check_write(plpy, repo)
-    lock(plpy, repo)
+    if must_exist and not lock(plpy, repo):
+        errors.fail(plpy, errors.UNDEFINED_OBJECT, f'repository "{repo}" does not exist',
+                    hint="it was deleted by a concurrent call")
     return repo
 
 

@@ -58,22 +58,54 @@ def object_info(plpy, object_id):
 @api("cleanup() returns integer",
      "cleanup(): delete every object that no table of any image references; returns how many were deleted")
 def cleanup(plpy):
-    """Delete every object no table of any image references; returns how many were deleted."""
+    """Delete every object no table of any image references; returns how many were deleted. Nothing another
+    session does stops it: an object being reused right now (its row locked by the writer), or whose table is
+    locked or depended on, is skipped and reported, and the rest go."""
     if not meta.caller_is_admin(plpy):
         errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "only superusers and the extension's owner may run cleanup")
-    db.run(plpy, "select pg_catalog.pg_advisory_xact_lock($1::int, $2::int)", *fragments.OBJECTS_LOCK)
     unused = db.column(plpy, f"""
         select o.object_id from {META}.objects o
         where not exists (select from {META}.tables t where t.object_ids @> array[o.object_id])
         union
         select c.relname::text from pg_catalog.pg_class c
         where c.relnamespace = '{META}'::regnamespace and c.relkind = 'r' and c.relname ~ '^o[0-9a-f]{{62}}$'
-          and not exists (select from {META}.objects o where o.object_id = c.relname::text)""")
-    if unused:
-        plpy.execute(";\n".join(f"drop table if exists {object_table(o)}" for o in unused))
-        db.run(plpy, f"delete from {META}.objects where object_id = any($1::text[])", unused)
-        db.notice(plpy, f"deleted {len(unused)} unused object(s)")
-    return len(unused)
+          and not exists (select from {META}.objects o where o.object_id = c.relname::text)
+        order by 1""")
+    deleted, skipped = 0, []
+    for object_id in unused:
+        try:
+            with plpy.subtransaction(), db.settings(plpy, {"lock_timeout": CLEANUP_LOCK_TIMEOUT}):
+                if _drop_unused(plpy, object_id):
+                    deleted += 1
+                else:
+                    skipped.append(f"{object_id} (in use by a concurrent transaction)")
+        except plpy.SPIError as error:
+            skipped.append(f"{object_id} ({str(error).splitlines()[0]})")
+    if deleted:
+        db.notice(plpy, f"deleted {deleted} unused object(s)")
+    if skipped:
+        db.notice(plpy, f"kept {len(skipped)} unused object(s) it could not delete now: " + "; ".join(skipped[:10])
+                  + ("; ..." if len(skipped) > 10 else ""))
+    return deleted
+
+
+# How long cleanup() waits for a lock on one object's table before it skips that object.
+CLEANUP_LOCK_TIMEOUT = "200ms"
+
+
+def _drop_unused(plpy, object_id):
+    """Drop one object that looked unused, unless a writer holds its row (it is about to reference it) or a
+    table version references it by now."""
+    registered = db.scalar(plpy, f"select exists (select from {META}.objects where object_id = $1)", object_id)
+    if registered and not db.column(plpy, f"""select object_id from {META}.objects where object_id = $1
+                                              for update skip locked""", object_id):
+        return False
+    if db.scalar(plpy, f"select exists (select from {META}.tables t where t.object_ids @> array[$1::text])",
+                 object_id):
+        return False
+    plpy.execute(f"drop table if exists {object_table(object_id)}")
+    db.run(plpy, f"delete from {META}.objects where object_id = $1", object_id)
+    return True
 
 
 def _registered(plpy, object_id):
@@ -131,10 +163,11 @@ def load_object(plpy, object_id, data):
         _corrupt(plpy, object_id, "it is not an object dump")
     if header.get("dump_format") != DUMP_FORMAT or header.get("object_id") != object_id:
         _corrupt(plpy, object_id, "the dump is of another object or format")
+    # Loaders of one object serialize on its metadata row (a row lock no other role can take).
+    db.run(plpy, f"select from {META}.objects where object_id = $1 for no key update", object_id)
     registered = _registered(plpy, object_id)
     if registered is not None and registered["stored"]:
         return
-    fragments.lock_objects_shared(plpy)
     cols = tbl.from_spec(plpy, header["table_schema"])
     if not meta.caller_is_admin(plpy):
         tbl.check_trusted_types(plpy, object_id, cols)
@@ -160,19 +193,16 @@ def load_object(plpy, object_id, data):
             or not deleted <= removed <= deleted + hashed["rows"]
             or (removed == 0) != (deletion == hashing.ZERO)):
         _corrupt(plpy, object_id, "its row counts do not match its rows")
-    plpy.execute(f"alter table {staging_sql} rename to {ident(object_id)}")
-    if registered is None:
-        fragments.register_objects(plpy, [{
+    if registered is None and not fragments.claim_objects(plpy, [{
             "object_id": object_id, "namespace": header.get("namespace", ""),
             "rows_inserted": hashed["rows"], "rows_deleted": removed,
             "insertion_hash": hashed["insertion_hash"], "deletion_hash": deletion,
             "index": header.get("index") or {"range": hashed["range"]},
-            "table_schema": fragments.schema_spec(cols),
-        }])
-    else:
-        db.run(plpy, f"""update {META}.objects set size = pg_catalog.pg_total_relation_size(
-                             pg_catalog.format('%I.%I', '{META}', object_id)::regclass) where object_id = $1""",
-               object_id)
+            "table_schema": fragments.schema_spec(cols)}]) and _registered(plpy, object_id)["stored"]:
+        plpy.execute(f"drop table {staging_sql}")  # a concurrent load stored it first
+        return
+    plpy.execute(f"alter table {staging_sql} rename to {ident(object_id)}")
+    fragments.record_sizes(plpy, [object_id])
 
 
 @api("apply_fragments(object_ids text[], target_schema text, target_table text, extra_quals text default null) "
@@ -191,4 +221,5 @@ def apply_fragments(plpy, object_ids, target_schema, target_table, extra_quals=N
     objects = fragments.object_rows(plpy, object_ids or [])
     for o in objects:
         o["inserts_only"] = False
-    fragments.apply_to_table(plpy, names.qualified(target_schema, target_table), cols, objects, extra_quals)
+    fragments.apply_to_table(plpy, names.qualified(target_schema, target_table), cols, objects, extra_quals,
+                             as_caller=True)

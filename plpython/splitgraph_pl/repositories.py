@@ -8,10 +8,11 @@ from .declare import api
      "schema of the same name")
 def init(plpy, repository):
     repo = meta.writable(plpy, repository, must_exist=False)
-    if meta.exists(plpy, repo):
+    # a concurrent init of the same name waits here for this one, then finds it taken
+    if not db.column(plpy, """insert into splitgraph_meta.repositories (repository) values ($1)
+                              on conflict (repository) do nothing returning repository""", repo):
         errors.fail(plpy, errors.DUPLICATE_OBJECT, f'repository "{repo}" already exists',
                     hint="check it out with splitgraph.checkout, or delete it with splitgraph.rm")
-    db.run(plpy, "insert into splitgraph_meta.repositories (repository) values ($1)", repo)
     db.run(plpy, "insert into splitgraph_meta.images (repository, image_hash) values ($1, $2)", repo, meta.ROOT)
     db.run(plpy, "insert into splitgraph_meta.branches (repository, branch, image_hash) values ($1, 'main', $2)",
            repo, meta.ROOT)

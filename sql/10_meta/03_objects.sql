@@ -57,7 +57,7 @@ comment on table splitgraph_meta.tables is 'Versions of tables: each image lists
 comment on column splitgraph_meta.tables.table_schema is 'List of [ordinal, name, type, is_pk, comment]';
 comment on column splitgraph_meta.tables.object_ids is 'Fragments, applied in this order';
 
--- Every fragment a table version names must be registered.
+-- Every fragment a table version names must be registered, and stays so while the version is being written.
 create function splitgraph_internal.check_object_ids() returns trigger
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -65,6 +65,9 @@ as $$
 declare
     missing text;
 begin
+    -- held until the transaction ends: cleanup() skips an object a table version is about to reference
+    perform from splitgraph_meta.objects m where m.object_id = any(new.object_ids) order by m.object_id
+    for key share;
     select o into missing
     from pg_catalog.unnest(new.object_ids) as o
     where not exists (select from splitgraph_meta.objects m where m.object_id = o)
