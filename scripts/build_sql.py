@@ -194,7 +194,8 @@ $$;
 
 def door(d):
     """The public function: pins the settings, checks required arguments, calls the body, and raises its
-    errors again without PL/Python's prefixes (and with the traceback of an internal error)."""
+    errors again without PL/Python's prefixes (and with the traceback of an internal error). A cancelled call is
+    caught too (OTHERS does not include query_canceled) so that it also reads cleanly; it stays 57014."""
     call_args = ", ".join(a.name for a in d.arguments)
     body = f"splitgraph_internal.{d.name}({call_args})"
     declare = ["sg_state text;", "sg_message text;", "sg_detail text;", "sg_hint text;", "sg_context text;"]
@@ -226,7 +227,7 @@ declare
 {variables}
 begin
 {checks}    {call}
-exception when others then
+exception when others or query_canceled then
     get stacked diagnostics sg_state = returned_sqlstate, sg_message = message_text,
         sg_detail = pg_exception_detail, sg_hint = pg_exception_hint, sg_context = pg_exception_context;
     select e.message, e.detail, e.hint into sg_message, sg_detail, sg_hint
