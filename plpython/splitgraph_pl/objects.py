@@ -215,11 +215,10 @@ def apply_fragments(plpy, object_ids, target_schema, target_table, extra_quals=N
     its upserted rows (those passing `extra_quals`, an SQL condition over the fragment's columns, f).
 
     It runs with the caller's rights (SECURITY INVOKER): the caller's privileges on the target table, its
-    triggers and extra_quals are the caller's business, never the extension's."""
+    triggers and extra_quals are the caller's business, never the extension's. The objects are read through
+    fragment_rows, which refuses an id that is not stored here."""
     tbl.require(plpy, target_schema, target_table)
     cols = tbl.columns(plpy, target_schema, target_table)
-    objects = fragments.object_rows(plpy, object_ids or [])
-    for o in objects:
-        o["inserts_only"] = False
+    objects = [{"object_id": o, "inserts_only": False} for o in object_ids]
     fragments.apply_to_table(plpy, names.qualified(target_schema, target_table), cols, objects, extra_quals,
                              as_caller=True)

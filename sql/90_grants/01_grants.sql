@@ -1,8 +1,8 @@
--- Everyone may call the API (each function checks write rights itself) and read the metadata;
--- nobody but the owner touches the helpers or writes the metadata directly.
+-- Everyone may call the API (each function checks write rights itself, and every role may read every repository
+-- through it). Nobody but the owner reaches splitgraph_meta or splitgraph_audit directly: without USAGE on the
+-- schema no other role can even name an object table, so nothing outside the extension can depend on one
+-- (a view over it, however unreadable, would stop cleanup() for good).
 grant usage on schema splitgraph to public;
-grant usage on schema splitgraph_meta to public;
-grant select on all tables in schema splitgraph_meta to public;
 revoke all on all functions in schema splitgraph_internal from public;
 grant usage on schema splitgraph_internal to public;
 -- Safe on their own, and needed by code that runs with its caller's rights (SECURITY.md says why).
