@@ -62,13 +62,22 @@ def import_query(plpy, source_repository, query, target_repository, target_table
         source = json.loads(db.scalar(plpy, "select splitgraph_internal.import_image_tables($1, $2)::text",
                                       source_repository, source_image))
         image, tables = source["image"], source["tables"]
-        text, read = queries.check(plpy, query, tables)
-        reads = {name: fragments.layered_select(tbl.from_spec(plpy, tables[name]["spec"]), tables[name]["objects"],
-                                                as_caller=True) for name in sorted(read)}
+        text, read, _ = queries.check(plpy, query, tables)
+        columns = {name: tbl.from_spec(plpy, tables[name]["spec"]) for name in sorted(read)}
+        reads = {name: fragments.layered_select(cols, tables[name]["objects"], as_caller=True)
+                 for name, cols in columns.items()}
+        types = [c.type for cols in columns.values() for c in cols]
     else:
         image, tables = None, _relations(plpy, source_repository)
-        text, read = queries.check(plpy, query, tables, schema=source_repository)
+        text, read, direct = queries.check(plpy, query, tables, schema=source_repository)
         reads = {name: f"select * from {names.qualified(source_repository, name)}" for name in sorted(read)}
+        types = db.column(plpy, """
+            select pg_catalog.format_type(a.atttypid, null) from pg_catalog.pg_attribute a
+            where a.attrelid in (select c.oid from pg_catalog.pg_class c
+                                 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                                 where n.nspname = $1 and c.relname = any($2::text[]))
+              and a.attnum > 0 and not a.attisdropped""", source_repository, sorted(read | direct))
+    queries.check_types(plpy, types)
     ctes = ", ".join(f"{ident(name)} as ({body})" for name, body in reads.items())
     select = (f"with {ctes} " if ctes else "") + f"select * from (\n{text}\n) as sg_query"
     try:

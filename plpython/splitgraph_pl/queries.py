@@ -7,10 +7,13 @@ built-in functions that change nothing and look nothing up by name (else 42501):
   schema's tables may also be qualified with the schema's name); nothing else, not even a catalog;
 - functions: those of pg_catalog only (the query runs with search_path = pg_catalog, pg_temp, where no
   function of a role can be found, and a name qualified with another schema is refused), and of those none that
-  is volatile (random() and clock_timestamp() excepted), none named pg_*, none that takes or returns a reg* type,
-  none that reads relations, settings or the server by name (query_to_xml, has_table_privilege, ...);
+  is volatile (random(), clock_timestamp(), timeofday() and gen_random_uuid() excepted), none named pg_*, none
+  that takes or returns a reg* type, none that reads relations, settings or the server by name (query_to_xml,
+  has_table_privilege, ...);
 - types, operators and collations: only of pg_catalog when qualified, never a reg* type (a cast to regclass or
-  regrole lists relation or role names).
+  regrole lists relation or role names);
+- the columns it reads: of no type that a role's function casts to another (check_types), the one way left for
+  a function of a role to run without being named.
 What passes runs as the caller, with the caller's rights, and the text that runs is the parse tree printed back
 (pglast), so what was checked is what runs.
 """
@@ -67,7 +70,7 @@ class _Check:
     def __init__(self, tables, schema):
         self.tables, self.schema = tables, schema
         self.refused, self.not_select = [], []
-        self.read, self.functions = set(), set()
+        self.read, self.direct, self.functions = set(), set(), set()
 
     def walk(self, node, scope):
         if isinstance(node, tuple | list):
@@ -121,7 +124,7 @@ class _Check:
                 return
             self.refused.append(f'it reads "{name}", which is not a table of the source')
         elif node.catalogname is None and self.schema is not None and node.schemaname == self.schema:
-            return
+            self.direct.add(name)
         else:
             qualified = ".".join(f'"{n}"' for n in (node.catalogname, node.schemaname, name) if n is not None)
             self.refused.append(f"it reads {qualified}, which is not a table of the source")
@@ -177,7 +180,7 @@ def _function_problems(plpy, functions):
 def check(plpy, query, tables, schema=None):
     """Check an import query (see the module's doc) over a source whose tables are `tables` (names) and, for a
     plain schema, whose schema is `schema`. Returns (the query's text as printed back from its parse tree, the
-    source tables it reads)."""
+    source tables it reads unqualified, those of a plain schema it reads qualified with the schema's name)."""
     if _PLAIN_LOAD:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "this session loaded pglast without RTLD_DEEPBIND, so its parser cannot be used in this process",
@@ -205,4 +208,45 @@ def check(plpy, query, tables, schema=None):
         errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "the import query reaches outside its source: " + problems[0],
                     hint="refer only to the tables of the source, unqualified, and call only built-in functions "
                          "that change nothing")
-    return RawStream()(statements[0].stmt), found.read
+    try:
+        text = RawStream()(statements[0].stmt)
+    except RecursionError:
+        errors.fail(plpy, "54001", "the import query is nested too deeply to be checked",
+                    hint="write it with fewer levels of nesting")
+    except Exception as error:  # noqa: BLE001 - pglast cannot print every tree back: say so rather than fail inside
+        errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED, "the import query uses syntax that cannot be checked",
+                    detail=f"{type(error).__name__}: {error}", hint="write it with more common syntax")
+    return text, found.read, found.direct
+
+
+def check_types(plpy, types):
+    """Refuse (42501) the column types of the tables a query reads when a cast from one of them (or from a type
+    they are made of: a domain's base, an array's element, a composite's fields) is a function outside
+    pg_catalog: an import query would run that role's function, with the caller's rights, without naming it."""
+    found = db.one(plpy, """
+        with recursive reach (oid) as (
+            select pg_catalog.to_regtype(x)::oid from pg_catalog.unnest($1::text[]) as x
+            union
+            select n.oid from reach r
+            join pg_catalog.pg_type ty on ty.oid = r.oid
+            cross join lateral (
+                select ty.typbasetype where ty.typtype = 'd'
+                union all
+                select ty.typelem where ty.typelem <> 0 and ty.typtype <> 'd'
+                union all
+                select a.atttypid from pg_catalog.pg_attribute a
+                where ty.typtype = 'c' and a.attrelid = ty.typrelid and a.attnum > 0 and not a.attisdropped
+            ) as n (oid)
+        )
+        select pg_catalog.format_type(c.castsource, null) as source,
+               pg_catalog.format_type(c.casttarget, null) as target, c.castfunc::regprocedure::text as function
+        from pg_catalog.pg_cast c
+        join pg_catalog.pg_proc p on p.oid = c.castfunc
+        where c.castsource in (select r.oid from reach r where r.oid is not null)
+          and p.pronamespace <> 'pg_catalog'::regnamespace
+        order by 1, 2 limit 1""", sorted(set(types)))
+    if found is not None:
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE,
+                    f"the import query reads values of type {found['source']}, whose cast to {found['target']} is "
+                    f"function {found['function']}: an import query runs no function of a role",
+                    hint="import the table itself (import_table), or drop the cast")

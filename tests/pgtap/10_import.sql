@@ -3,7 +3,7 @@
 -- schemas into content-addressed objects, and refuse what they must refuse without leaving an image behind.
 begin;
 set client_min_messages = warning;
-select plan(164);
+select plan(167);
 
 -- object ids of a table version, in apply order
 create function pg_temp.objs(repo text, image text, tbl text) returns text[] language sql as $f$
@@ -450,6 +450,19 @@ select results_eq($$select id from "imp/dst".q_qual order by id$$, $$values (1),
                   'a plain schema''s tables may be qualified with its name');
 select is((select count(*)::int from pg_class where relnamespace = pg_my_temp_schema()
            and relname ~ '^sg_(stage|template)_'), 0, 'no staging table is left in the session');
+
+-- a role's function that a cast of a source column's type would run: refused, named or not
+create type imp_plain.mood as enum ('low', 'high');
+create function imp_plain.mood_text(imp_plain.mood) returns text language sql immutable as $f$ select 'cast' $f$;
+create cast (imp_plain.mood as text) with function imp_plain.mood_text(imp_plain.mood);
+create table imp_plain.moods (id int, m imp_plain.mood);
+insert into imp_plain.moods values (1, 'low');
+select throws_ok($$select splitgraph.import_query('imp_plain', 'select m::text as m from moods', 'imp/dst', 'chk7')$$,
+                 '42501', null, 'a column whose type a role''s function casts is refused');
+select throws_ok($$select splitgraph.import_query('imp_plain', 'select id from imp_plain.moods', 'imp/dst', 'chk8')$$,
+                 '42501', null, 'also when the table is qualified with the schema''s name');
+select splitgraph.import_query('imp_plain', 'select id from p', 'imp/dst', 'q_other') as q12 \gset
+select ok(splitgraph.show('imp/dst', :'q12') -> 'tables' ? 'q_other', 'a query not reading that table is not');
 
 -- the staging helpers read only the tables they made themselves
 create temp table imp_own_stage as select 1 as x;
