@@ -433,22 +433,27 @@ def layered_view(plpy, schema, table, cols, object_ids):
     """A read-only view of the table over its fragments, with no copy: the latest fragment row of each key
     wins, and deletions hide the key."""
     target = f"{ident(schema)}.{ident(table)}"
-    objects = object_rows(plpy, object_ids)
+    plpy.execute(f"create view {target} as {layered_select(cols, object_rows(plpy, object_ids))}")
+    comment_columns(plpy, target, cols)
+
+
+def layered_select(cols, objects, as_caller=False):
+    """A SELECT of the table's rows from its fragments (rows of object_rows, in order): the latest fragment row
+    of each key wins, and deletions hide the key. as_caller: for code running with its caller's rights, which
+    reads the objects through fragment_rows."""
+    ids = [o["object_id"] for o in objects]
     if not objects:
         nulls = ", ".join(f"null::{c.type} as {ident(c.name)}" for c in cols)
-        body = f"select {nulls} where false"
-    elif all(o["inserts_only"] for o in objects):
-        body = _union(object_ids, cols)
-    else:
-        numbered = " union all ".join(
-            f"select {n} as sg_fragment_no, {tbl.column_list(cols, 'f.')}, f.{FLAG_COLUMN} "
-            f"from {object_table(o)} f" for n, o in enumerate(object_ids))
-        key = tbl.key_columns(cols)
-        distinct = tbl.column_list(key, "u.") if key else tbl.row_text(cols, "u.")
-        body = (f"select {tbl.column_list(cols, 'v.')} from (select distinct on ({distinct}) u.* from ({numbered}) u "
-                f"order by {distinct}, u.sg_fragment_no desc) v where v.{FLAG_COLUMN}")
-    plpy.execute(f"create view {target} as {body}")
-    comment_columns(plpy, target, cols)
+        return f"select {nulls} where false"
+    if all(o["inserts_only"] for o in objects):
+        return _union(ids, cols, as_caller=as_caller)
+    numbered = " union all ".join(
+        f"select {n} as sg_fragment_no, {tbl.column_list(cols, 'f.')}, f.{FLAG_COLUMN} "
+        f"from {object_source(o, cols, 'f', as_caller)}" for n, o in enumerate(ids))
+    key = tbl.key_columns(cols)
+    distinct = tbl.column_list(key, "u.") if key else tbl.row_text(cols, "u.")
+    return (f"select {tbl.column_list(cols, 'v.')} from (select distinct on ({distinct}) u.* from ({numbered}) u "
+            f"order by {distinct}, u.sg_fragment_no desc) v where v.{FLAG_COLUMN}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,41 +2,41 @@
 from a plain schema such as a mountpoint (its rows snapshotted into objects), or from a query's result.
 
 The public functions run with the caller's own rights (SECURITY INVOKER): a plain schema is read and a query
-evaluated as the caller, into temporary staging tables. Only the helpers below that are SECURITY DEFINER run
-with the extension's rights, each checking what the caller may do: they graft an image's tables, prepare
-read-only views of a source image, and store staged rows as a new image.
+evaluated as the caller. Their rows go into staging tables that import_stage makes for the caller (owned by the
+extension, so that the caller can put nothing on them that would run when they are read: it may only insert
+into them), and import_staged stores those rows as a new image. An import query reads a source image through
+splitgraph_internal.fragment_rows, inside the query's own text (WITH queries named like the source's tables):
+nothing is created for it, so nothing is left behind and nothing comes to depend on an object table.
 """
 import json
-import re
 
-from . import checkout, db, errors, fragments, hashing, meta, names
+from . import checkout, db, errors, fragments, hashing, meta, names, queries
 from . import tables as tbl
 from .declare import api, helper
 from .names import ident
+
+# The longest comment an image can have (splitgraph_meta.images).
+COMMENT_LENGTH = 4096
 
 
 @api("import_tables(source_repository text, source_tables text[], target_repository text, "
      "target_tables text[] default null, source_image text default null) returns text",
      "import_tables(source_repository, source_tables, target_repository, target_tables, source_image): graft "
      "tables of an image (default: the source's HEAD, else latest) into the target as one new commit on its HEAD "
-     "without copying data; a plain schema (e.g. a mountpoint) as source has its current rows snapshotted; "
-     "pending changes of the target stay pending; returns the new image",
+     "(on branch main, which moves, when the target is not checked out) without copying data; a plain schema "
+     "(e.g. a mountpoint) as source has its current rows snapshotted; pending changes of the target stay pending; "
+     "returns the new image",
      security="invoker")
 def import_tables(plpy, source_repository, source_tables, target_repository, target_tables=None, source_image=None):
     if db.scalar(plpy, "select splitgraph_internal.import_source_kind($1)", source_repository) == "repository":
         return db.scalar(plpy, "select splitgraph_internal.import_from_image($1, $2::text[], $3, $4::text[], $5)",
                          source_repository, source_tables, target_repository, target_tables, source_image)
     check_schema_source(plpy, source_repository, source_tables)
-    staged = []
-    for table in source_tables or []:
-        staged.append(db.temp_name("sg_stage"))
-        plpy.execute(f"create temp table {ident(staged[-1])} as select * from "
-                     f"{names.qualified(source_repository, table)}")
-    result = db.scalar(plpy, "select splitgraph_internal.import_staged($1, null, $2::text[], $3::text[], $4, "
-                             "$5::text[], $6)", source_repository, source_tables, staged, target_repository,
-                       target_tables, f"import {', '.join(source_tables or [])} from schema {source_repository}")
-    _drop_staged(plpy, staged)
-    return result
+    staged = _stage(plpy, [f"select * from {names.qualified(source_repository, table)}"
+                           for table in source_tables or []])
+    return db.scalar(plpy, "select splitgraph_internal.import_staged($1, null, $2::text[], $3::text[], $4, "
+                           "$5::text[], $6)", source_repository, source_tables, staged, target_repository,
+                     target_tables, f"import {', '.join(source_tables or [])} from schema {source_repository}")
 
 
 @api("import_table(source_repository text, source_table text, target_repository text, "
@@ -52,23 +52,64 @@ def import_table(plpy, source_repository, source_table, target_repository, targe
 @api("import_query(source_repository text, query text, target_repository text, target_table text, "
      "source_image text default null) returns text",
      "import_query(source_repository, query, target_repository, target_table, source_image): import the result "
-     "of one SELECT over the tables of the source image (unqualified; nothing outside the source) as a new "
-     "table, in one new commit; a result equal to a source table reuses its objects; returns the new image",
+     "of one SELECT over the tables of the source image (unqualified; nothing outside the source; built-in "
+     "functions only, none that changes anything) as a new table, in one new commit; a result equal to a source "
+     "table reuses its objects; returns the new image",
      security="invoker")
 def import_query(plpy, source_repository, query, target_repository, target_table, source_image=None):
-    sandbox, image = db.scalar(plpy, "select splitgraph_internal.import_sandbox($1, $2)", source_repository,
-                               source_image)
-    check_query_plan(plpy, source_repository, image, sandbox, explain_query(plpy, query, sandbox), query)
-    stage = db.temp_name("sg_stage")
-    with db.settings(plpy, {"search_path": f"{ident(sandbox)}, pg_temp"}):
-        # the same text explain_query proved to be one SELECT
-        plpy.execute(f"create temp table {ident(stage)} as select * from ({query}\n) sg_query")
-    result = db.scalar(plpy, "select splitgraph_internal.import_staged($1, $2, null, $3::text[], $4, $5::text[], $6)",
-                       source_repository, image, [stage], target_repository, [target_table],
-                       f"import query {query} from {source_repository}")
-    _drop_staged(plpy, [stage])
-    db.run(plpy, "select splitgraph_internal.import_drop_sandbox($1)", sandbox)
-    return result
+    kind = db.scalar(plpy, "select splitgraph_internal.import_source_kind($1)", source_repository)
+    if kind == "repository":
+        source = json.loads(db.scalar(plpy, "select splitgraph_internal.import_image_tables($1, $2)::text",
+                                      source_repository, source_image))
+        image, tables = source["image"], source["tables"]
+        text, read, _ = queries.check(plpy, query, tables)
+        columns = {name: tbl.from_spec(plpy, tables[name]["spec"]) for name in sorted(read)}
+        reads = {name: fragments.layered_select(cols, tables[name]["objects"], as_caller=True)
+                 for name, cols in columns.items()}
+        types = [c.type for cols in columns.values() for c in cols]
+    else:
+        image, tables = None, _relations(plpy, source_repository)
+        text, read, direct = queries.check(plpy, query, tables, schema=source_repository)
+        reads = {name: f"select * from {names.qualified(source_repository, name)}" for name in sorted(read)}
+        types = db.column(plpy, """
+            select pg_catalog.format_type(a.atttypid, null) from pg_catalog.pg_attribute a
+            where a.attrelid in (select c.oid from pg_catalog.pg_class c
+                                 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                                 where n.nspname = $1 and c.relname = any($2::text[]))
+              and a.attnum > 0 and not a.attisdropped""", source_repository, sorted(read | direct))
+    queries.check_types(plpy, types)
+    ctes = ", ".join(f"{ident(name)} as ({body})" for name, body in reads.items())
+    select = (f"with {ctes} " if ctes else "") + f"select * from (\n{text}\n) as sg_query"
+    try:
+        # functions resolve in pg_catalog only; relations are the WITH queries above (queries.check saw to it)
+        with db.settings(plpy, {"search_path": "pg_catalog, pg_temp"}):
+            staged = _stage(plpy, [select])
+    except plpy.SPIError as error:
+        errors.fail(plpy, getattr(error, "sqlstate", None) or "42000",
+                    f"the import query fails: {str(error).splitlines()[0]}")
+    return db.scalar(plpy, "select splitgraph_internal.import_staged($1, $2, null, $3::text[], $4, $5::text[], $6)",
+                     source_repository, image, staged, target_repository, [target_table],
+                     f"import query {query} from {source_repository}")
+
+
+def _relations(plpy, schema):
+    """What a query over a plain schema may read: the names of the schema's tables, views and foreign tables."""
+    return db.column(plpy, """select c.relname::text from pg_catalog.pg_class c
+                              join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                              where n.nspname = $1 and c.relkind in ('r', 'p', 'f', 'v', 'm')""", schema)
+
+
+def _stage(plpy, selects):
+    """Run each SELECT once, as the caller, into a staging table that import_stage makes; returns their names.
+    The result's columns are learnt from an empty table of the caller's (the SELECT planned, not run)."""
+    templates = [db.temp_name("sg_template") for _ in selects]
+    for template, select in zip(templates, selects, strict=True):
+        plpy.execute(f"create temp table {ident(template)} as {select} with no data")
+    staged = db.scalar(plpy, "select splitgraph_internal.import_stage($1::text[])", templates) if templates else []
+    for stage, select in zip(staged, selects, strict=True):
+        plpy.execute(f"insert into pg_temp.{ident(stage)} {select}")
+    _drop_staged(plpy, templates)
+    return staged
 
 
 def _drop_staged(plpy, staged):
@@ -92,23 +133,39 @@ def _target_names(plpy, source_tables, target_tables):
     return list(target_tables)
 
 
-def _head_or_latest(plpy, repo):
-    """(checkout state or None, image): HEAD of the repository, or its newest image when it is not checked out.
-    An import builds on this image of its target, and reads this image of its source unless told otherwise."""
-    state = meta.checkout_state(plpy, repo)
-    return state, (state["image_hash"] if state is not None else meta.resolve(plpy, repo, "latest")[0])
-
-
 def _source_image(plpy, repo, image):
     """The image to import from: the one named, else the source's HEAD, else its newest."""
-    return meta.resolve(plpy, repo, image)[0] if image is not None else _head_or_latest(plpy, repo)[1]
+    if image is not None:
+        return meta.resolve(plpy, repo, image)[0]
+    state = meta.checkout_state(plpy, repo)
+    return state["image_hash"] if state is not None else meta.resolve(plpy, repo, "latest")[0]
+
+
+def _target_base(plpy, target):
+    """(checkout state or None, image): what an import into the target builds on. A checkout's HEAD; else the
+    head of branch main, which the import then moves (an image no branch reaches would be lost to prune)."""
+    state = meta.checkout_state(plpy, target)
+    if state is not None:
+        return state, state["image_hash"]
+    main = db.scalar(plpy, "select image_hash from splitgraph_meta.branches where repository = $1 and branch = 'main'",
+                     target)
+    if main is None:
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    f'repository "{target}" is not checked out and has no branch main for the import to move',
+                    hint="check out the branch (or image) to import onto first, or create branch main")
+    return None, main
+
+
+def _comment(text):
+    """A generated commit comment, cut to the length an image's comment may have."""
+    return text if len(text) <= COMMENT_LENGTH else text[:COMMENT_LENGTH - 3] + "..."
 
 
 def _commit_tables(plpy, target, new_tables, comment):
-    """One new image on top of the target's base with every table of the base plus `new_tables`
+    """One new image on top of the target's base (_target_base) with every table of the base plus `new_tables`
     ({name: TableVersion}); the new tables are materialized in the checkout. Pending changes of the other
     tables stay pending: their logs still describe the same state."""
-    state, base = _head_or_latest(plpy, target)
+    state, base = _target_base(plpy, target)
     existing = set(meta.image_tables(plpy, target, base))
     if state is not None and not state["layered"]:
         existing |= set(tbl.list_tables(plpy, names.schema_of(target)))
@@ -116,12 +173,15 @@ def _commit_tables(plpy, target, new_tables, comment):
         if name in existing:
             errors.fail(plpy, "42P07", f'table "{name}" already exists in repository "{target}"',
                         hint="import it under another name (target_table), or drop it first")
-    image_hash = meta.new_image(plpy, target, base, comment, with_parent_tables=True)
+    image_hash = meta.new_image(plpy, target, base, _comment(comment), with_parent_tables=True)
     for name, version in new_tables.items():
         meta.add_table(plpy, target, image_hash, name, version.spec, version.object_ids)
     if state is not None:
         meta.move_head(plpy, target, state, image_hash)
         checkout.materialize_image(plpy, target, image_hash, layered=state["layered"], only=list(new_tables))
+    else:
+        db.run(plpy, "update splitgraph_meta.branches set image_hash = $2 where repository = $1 and branch = 'main'",
+               target, image_hash)
     return image_hash
 
 
@@ -165,17 +225,86 @@ def check_schema_source(plpy, source_schema, source_tables):
             errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{source_schema}"."{table}" does not exist')
 
 
+@helper("import_image_tables(source text, source_image text) returns jsonb",
+        "import_image_tables(source, source_image): {image, tables: {name: {spec, objects: [{object_id, "
+        "inserts_only}]}}} of a source image, for an import query to read it through fragment_rows",
+        volatility="stable", public=True)
+def image_tables(plpy, source, source_image):
+    """What invoker code needs to read an image's tables through fragment_rows (every role may read every
+    repository): the image (source_image, else the source's HEAD, else its newest) and for each table its stored
+    schema and its objects in order, each saying whether it only inserts rows."""
+    repo = meta.require(plpy, source)
+    image = _source_image(plpy, repo, source_image)
+    versions = meta.image_tables(plpy, repo, image)
+    inserts_only = {r["object_id"]: r["inserts_only"] for r in db.run(plpy, """
+        select o.object_id, o.rows_deleted = 0 and o.deletion_hash = $2 as inserts_only
+        from splitgraph_meta.objects o where o.object_id = any($1::text[])""",
+        sorted({i for v in versions.values() for i in v.object_ids}), hashing.ZERO)}
+    return json.dumps({"image": image, "tables": {
+        name: {"spec": v.spec, "objects": [{"object_id": i, "inserts_only": inserts_only.get(i, False)}
+                                           for i in v.object_ids]}
+        for name, v in versions.items()}})
+
+
+@helper("import_stage(templates text[]) returns text[]",
+        "import_stage(templates): for each of the caller's temporary tables named, an empty staging table with "
+        "its columns that the caller may insert into and import_staged reads; returns their names",
+        public=True)
+def stage(plpy, templates):
+    """Staging tables for rows the caller computes: temporary (this session only), owned by the extension, so
+    the caller can only insert into them (no trigger, rule, policy or index of the caller's can be put on
+    them), and dropped when the transaction ends. Only the column definitions of each template are read, from
+    the catalog: its rows never are."""
+    staged = []
+    for template in templates or []:
+        found = db.one(plpy, """select n.nspname::text as schema from pg_catalog.pg_class c
+                                join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                                where c.relnamespace = pg_catalog.pg_my_temp_schema() and c.relname = $1
+                                  and c.relkind = 'r'""", template)
+        if found is None:
+            errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE,
+                        f'"{template}" is not a table in this session\'s temporary schema',
+                        hint="import_stage takes the columns of the caller's own temporary tables only")
+        cols = tbl.columns(plpy, found["schema"], template)
+        name = db.temp_name("sg_stage")
+        plpy.execute(f"create temporary table {ident(name)} ({tbl.column_definitions(cols)}) on commit drop;\n"
+                     f"grant insert on table pg_temp.{ident(name)} to public")
+        staged.append(name)
+    return staged
+
+
+def _check_staged(plpy, staged):
+    """The schema of the staging tables: each must be one import_stage made in this session (a plain table of
+    this session's temporary schema that the extension owns and nothing inherits from), else 42501."""
+    for stage in staged:
+        ok = db.scalar(plpy, """
+            select c.relkind = 'r' and c.relowner = (select r.oid from pg_catalog.pg_roles r
+                                                     where r.rolname = current_user)
+                   and not c.relhassubclass and not c.relispartition and not c.relrowsecurity
+            from pg_catalog.pg_class c
+            where c.relnamespace = pg_catalog.pg_my_temp_schema() and c.relname = $1""", stage)
+        if not ok or not stage.startswith("sg_stage_"):
+            errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'"{stage}" is not a staging table of this session',
+                        hint="import_staged reads only the tables splitgraph_internal.import_stage made")
+    return db.scalar(plpy, "select pg_catalog.pg_my_temp_schema()::regnamespace::text")
+
+
 @helper("import_staged(source text, source_image text, source_tables text[], staged text[], "
         "target_repository text, target_tables text[], comment text) returns text",
-        "import_staged(...): store rows the caller staged in temporary tables as one new image of the target",
+        "import_staged(...): store the rows of staging tables (made by import_stage, filled by the caller) as one "
+        "new image of the target, and drop them",
         public=True)
 def import_staged(plpy, source, source_image, source_tables, staged, target_repository, target_tables, comment):
-    """Store staged rows (temporary tables the caller filled, one per target table) as snapshots and commit them
+    """Store staged rows (staging tables the caller filled, one per target table) as snapshots and commit them
     into the target as one new image. A staged table holding exactly the rows and columns of a table of the
     source image reuses that table's objects (and its primary key)."""
     target = meta.writable(plpy, target_repository)
+    staged = list(staged or [])
     target_tables = _target_names(plpy, source_tables or staged, target_tables)
-    temp_schema = db.scalar(plpy, "select pg_catalog.pg_my_temp_schema()::regnamespace::text")
+    if len(staged) != len(target_tables):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"{len(staged)} staging tables for {len(target_tables)} "
+                                                          "target tables")
+    temp_schema = _check_staged(plpy, staged)
     keys = {}
     for stage, table in zip(staged, source_tables or [], strict=False):
         # a staged copy of a table keeps that table's primary key
@@ -185,7 +314,7 @@ def import_staged(plpy, source, source_image, source_tables, staged, target_repo
             where i.indisprimary and i.indrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))
             """, source, table)
     reusable = {}
-    if source_image is not None:
+    if source_image is not None and source is not None:
         for version in meta.image_tables(plpy, source, source_image).values():
             reusable.setdefault(tuple((c[1], c[2]) for c in version.spec), []).append(version)
     namespace = names.namespace_of(target)
@@ -205,7 +334,8 @@ def import_staged(plpy, source, source_image, source_tables, staged, target_repo
         object_ids = fragments.store_snapshot(plpy, temp_schema, stage, cols, fragments.DEFAULT_CHUNK_SIZE,
                                               namespace)
         new[name] = meta.TableVersion([c.spec() for c in cols], object_ids)
-    return _commit_tables(plpy, target, new, comment)
+    _drop_staged(plpy, staged)
+    return _commit_tables(plpy, target, new, comment or "import")
 
 
 def _same_rows(plpy, relation, cols, candidates):
@@ -223,183 +353,3 @@ def _same_rows(plpy, relation, cols, candidates):
         if content == staged["insertion_hash"]:
             return version
     return None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Queries against an image
-# ---------------------------------------------------------------------------------------------------------------
-
-# A query that is not exactly one SELECT fails to open as a cursor of a subquery with one of these.
-_NOT_ONE_SELECT = ("42601", "42P11", "0A000")
-
-
-def explain_query(plpy, query, schema):
-    """The plan (JSON) of an import query, planned with the caller's rights with `schema` first on the search
-    path. Wrapped as a subquery and opened as a cursor it can only be one SELECT: a second statement makes a
-    multi-query plan (refused before anything runs), a data-changing statement or an INTO a syntax error."""
-    try:
-        with plpy.subtransaction(), db.settings(plpy, {"search_path": f"{ident(schema)}, pg_temp"}):
-            cursor = plpy.cursor(f"explain (verbose, format json) select * from ({query}\n) sg_query")
-            return cursor.fetch(1)[0]["QUERY PLAN"]
-    except plpy.SPIError as error:
-        state = getattr(error, "sqlstate", None)
-        message = str(error).split("\n")[0]
-        if state in _NOT_ONE_SELECT:
-            errors.fail(plpy, "42601", "an import query must be exactly one SELECT over the source's tables",
-                        detail=message)
-        errors.fail(plpy, state or "42000", f"the import query fails: {message}")
-
-
-# Built-in functions (of pg_catalog, not named pg_*) that read relations or server state by name or run a query
-# given as text: with them a query could read any table or catalog whatever its plan shows.
-_READS_BY_NAME = frozenset("""
-    query_to_xml query_to_xmlschema query_to_xml_and_xmlschema table_to_xml table_to_xmlschema
-    table_to_xml_and_xmlschema cursor_to_xml cursor_to_xmlschema schema_to_xml schema_to_xmlschema
-    schema_to_xml_and_xmlschema database_to_xml database_to_xmlschema database_to_xml_and_xmlschema ts_stat
-    ts_rewrite nextval currval setval lastval lo_get lo_export lo_import lo_open lo_from_bytea loread
-    obj_description col_description shobj_description has_table_privilege has_column_privilege
-    has_any_column_privilege has_schema_privilege has_database_privilege has_function_privilege
-    has_sequence_privilege has_foreign_data_wrapper_privilege has_server_privilege has_language_privilege
-    has_tablespace_privilege has_type_privilege has_parameter_privilege to_regclass to_regproc to_regprocedure
-    to_regoper to_regoperator to_regtype to_regnamespace to_regrole to_regcollation current_setting set_config
-    inet_server_addr inet_server_port inet_client_addr inet_client_port version dblink
-""".split())
-# Lexical pieces of SQL text that are not code: comments, string literals (plain, E'', dollar-quoted) and
-# quoted identifiers (kept, since a schema can be named by one).
-_SQL_TOKENS = re.compile(r"--[^\n]*|/\*|\$([A-Za-z_]\w*)?\$|(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'"
-                         r'|"(?:[^"]|"")+"')
-_NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
-# A function call, perhaps schema-qualified: (schema or "", function).
-_CALL = re.compile(rf'(?<![\w$."])(?:({_NAME})\s*\.\s*)?({_NAME})\s*\(')
-_OPERATOR = re.compile(rf"\bOPERATOR\s*\(\s*({_NAME})\s*\.", re.IGNORECASE)
-
-
-def _code_of(query):
-    """The query with comments and string literals blanked out (quoted identifiers kept)."""
-    out, pos = [], 0
-    while True:
-        match = _SQL_TOKENS.search(query, pos)
-        if match is None:
-            out.append(query[pos:])
-            return "".join(out)
-        out.append(query[pos:match.start()])
-        token = match.group(0)
-        if token.startswith('"'):
-            out.append(token)
-            pos = match.end()
-        elif token == "/*":
-            depth, end = 1, match.end()
-            while depth and end < len(query):
-                if query.startswith("/*", end):
-                    depth, end = depth + 1, end + 2
-                elif query.startswith("*/", end):
-                    depth, end = depth - 1, end + 2
-                else:
-                    end += 1
-            out.append(" ")
-            pos = end
-        elif token.startswith("$"):
-            end = query.find(token, match.end())
-            out.append(" ''")
-            pos = len(query) if end < 0 else end + len(token)
-        else:
-            out.append(" '' ")
-            pos = match.end()
-
-
-def _unquote(name):
-    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
-
-
-def _reaches_out(text, schemas):
-    """Problems with SQL text (an import query, or an expression of its plan): a call of a function, or use of an
-    operator, of a schema not in `schemas`; a call of a catalog function (pg_*) or of one that reads relations or
-    server state by name."""
-    code = _code_of(text)
-    problems = []
-    for schema, function in _CALL.findall(code):
-        schema, function = _unquote(schema) if schema else None, _unquote(function)
-        if schema is not None and schema not in schemas:
-            problems.append(f"it calls {schema}.{function} from another schema")
-        elif function.startswith("pg_"):
-            problems.append(f"it calls {function}, which reaches into the server's catalogs")
-        elif function in _READS_BY_NAME:
-            problems.append(f"it calls {function}, which reads relations or server state by name")
-    for schema in _OPERATOR.findall(code):
-        if _unquote(schema) not in schemas:
-            problems.append(f"it uses an operator of schema {_unquote(schema)}")
-    return problems
-
-
-def allowed_relations(plpy, source, image, sandbox):
-    """What an import query may read: the fragments of the source image's tables (which the sandbox's views
-    read), or for a plain schema its tables and what its views read."""
-    if image is not None:
-        ids = db.column(plpy, """select distinct unnest(object_ids) from splitgraph_meta.tables
-                                 where repository = $1 and image_hash = $2""", source, image)
-        return {(fragments.META, i) for i in ids}
-    rows = db.run(plpy, """
-        select n.nspname::text as schema, c.relname::text as name
-        from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace where n.nspname = $1
-        union
-        select rn.nspname::text, rc.relname::text
-        from pg_catalog.pg_class v join pg_catalog.pg_namespace vn on vn.oid = v.relnamespace
-        join pg_catalog.pg_rewrite r on r.ev_class = v.oid
-        join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_rewrite'::regclass and d.objid = r.oid
-        join pg_catalog.pg_class rc on rc.oid = d.refobjid
-        join pg_catalog.pg_namespace rn on rn.oid = rc.relnamespace
-        where vn.nspname = $1""", source)
-    return {(r["schema"], r["name"]) for r in rows}
-
-
-def check_query_plan(plpy, source, image, sandbox, plan, query):
-    """Refuse an import query whose plan reads relations other than the source's (allowed_relations) or whose
-    plan or text reaches outside the source (_reaches_out). The plan names a function with its schema only when
-    it is not on the search path; the text is checked too because the planner inlines simple SQL functions,
-    which leaves no trace of them in the plan."""
-    allowed = allowed_relations(plpy, source, image, sandbox)
-    problems = _reaches_out(query, {"pg_catalog", source, sandbox})
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "Relation Name" in node and (node.get("Schema"), node["Relation Name"]) not in allowed:
-                problems.append(f'it reads "{node.get("Schema")}"."{node["Relation Name"]}", which is not '
-                                "a table of the source")
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-        elif isinstance(node, str):
-            problems.extend(_reaches_out(node, {"pg_catalog"}))
-
-    walk(json.loads(plan) if isinstance(plan, str) else plan)
-    if problems:
-        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "the import query reaches outside its source: " + problems[0],
-                    hint="refer only to the tables of the source, unqualified")
-
-
-@helper("import_sandbox(source text, source_image text) returns text[]",
-        "import_sandbox(source, source_image): a schema of read-only views of the source image to evaluate an "
-        "import query in (a plain schema is its own): {schema, image hash}", public=True)
-def query_sandbox(plpy, source, source_image):
-    """A scratch schema of read-only views of a source image's tables (or the plain schema itself) to evaluate
-    an import query in; returns [schema, image hash or None]."""
-    if source_kind(plpy, source) == "schema":
-        return [source, None]
-    image = _source_image(plpy, source, source_image)
-    tables = meta.image_tables(plpy, source, image)
-    sandbox = db.temp_name("sg_query")
-    plpy.execute(f"create schema {ident(sandbox)}; grant usage on schema {ident(sandbox)} to public")
-    for table, version in tables.items():
-        fragments.layered_view(plpy, sandbox, table, tbl.from_spec(plpy, version.spec), version.object_ids)
-        plpy.execute(f"grant select on {names.qualified(sandbox, table)} to public")
-    return [sandbox, image]
-
-
-@helper("import_drop_sandbox(sandbox text) returns void",
-        "import_drop_sandbox(schema): drop a scratch schema made by import_sandbox", public=True)
-def drop_sandbox(plpy, sandbox):
-    if sandbox.startswith("sg_query_"):
-        with db.settings(plpy, {"client_min_messages": "warning"}):
-            plpy.execute(f"drop schema if exists {ident(sandbox)} cascade")

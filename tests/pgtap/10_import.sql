@@ -3,7 +3,7 @@
 -- schemas into content-addressed objects, and refuse what they must refuse without leaving an image behind.
 begin;
 set client_min_messages = warning;
-select plan(149);
+select plan(167);
 
 -- object ids of a table version, in apply order
 create function pg_temp.objs(repo text, image text, tbl text) returns text[] language sql as $f$
@@ -420,6 +420,70 @@ select throws_ok($$select splitgraph.import_query('imp/src', 'select public.imp_
 select throws_ok($$select splitgraph.import_query('imp/src', 'select "public" . imp_inlined_fn /* c */ () as x', 'imp/dst', 'leak4')$$,
                  '42501', null, 'however it is spelled');
 select is(pg_temp.image_count('imp/dst'), :'images_before'::bigint, 'none of these left an image');
+
+-- The check reads the query as the server does (pglast): WITH queries in scope, built-in functions only
+create sequence public.imp_seq;
+select throws_ok($$select splitgraph.import_query('imp/src', 'select nextval(''public.imp_seq'') as x from t', 'imp/dst', 'chk1')$$,
+                 '42501', null, 'a volatile built-in that changes something (nextval) is refused');
+select throws_ok($$select splitgraph.import_query('imp/src', 'select ''t''::pg_catalog.regclass as x', 'imp/dst', 'chk2')$$,
+                 '42501', null, 'a cast to a reg* type is refused, however qualified');
+select throws_ok($$select splitgraph.import_query('imp/src', 'select to_regclass(''t'') as x', 'imp/dst', 'chk3')$$,
+                 '42501', null, 'a built-in that looks a name up in the catalogs is refused');
+select throws_ok($$select splitgraph.import_query('imp/src', 'select * from (with x as (select 1 as a) select * from x) s, x', 'imp/dst', 'chk4')$$,
+                 '42501', null, 'a WITH query''s name out of its scope is not a table of the source');
+select throws_ok($$select splitgraph.import_query('imp/src', 'with a as (select * from b), b as (select 1 as x) select * from a', 'imp/dst', 'chk5')$$,
+                 '42501', null, 'nor is a later WITH query of a non-recursive WITH');
+select throws_ok($$select splitgraph.import_query('imp/src', 'select id from t for update', 'imp/dst', 'chk6')$$,
+                 '42601', null, 'FOR UPDATE is refused');
+select is(pg_temp.image_count('imp/dst'), :'images_before'::bigint, 'none of these left an image either');
+select splitgraph.import_query('imp/src', $q$with recursive r(n) as (select 1 union all select n + 1 from r where n < 3)
+                                           select n, random() < 2 as yes from r$q$, 'imp/dst', 'q_rec') as q9 \gset
+select results_eq($$select n, yes from "imp/dst".q_rec order by n$$, $$values (1, true), (2, true), (3, true)$$,
+                  'a recursive WITH query and random() work');
+select splitgraph.import_query('imp/src', 'with pg_class as (select id from t where id <= 2) select id from pg_class',
+                               'imp/dst', 'q_shadow') as q10 \gset
+select results_eq($$select id from "imp/dst".q_shadow order by id$$, $$values (1), (2)$$,
+                  'a WITH query named like a catalog is the query''s own');
+select splitgraph.import_query('imp_plain', 'select p.id from imp_plain.p join nk on nk.x = p.id', 'imp/dst', 'q_qual')
+    as q11 \gset
+select results_eq($$select id from "imp/dst".q_qual order by id$$, $$values (1), (1), (2)$$,
+                  'a plain schema''s tables may be qualified with its name');
+select is((select count(*)::int from pg_class where relnamespace = pg_my_temp_schema()
+           and relname ~ '^sg_(stage|template)_'), 0, 'no staging table is left in the session');
+
+-- a role's function that a cast of a source column's type would run: refused, named or not
+create type imp_plain.mood as enum ('low', 'high');
+create function imp_plain.mood_text(imp_plain.mood) returns text language sql immutable as $f$ select 'cast' $f$;
+create cast (imp_plain.mood as text) with function imp_plain.mood_text(imp_plain.mood);
+create table imp_plain.moods (id int, m imp_plain.mood);
+insert into imp_plain.moods values (1, 'low');
+select throws_ok($$select splitgraph.import_query('imp_plain', 'select m::text as m from moods', 'imp/dst', 'chk7')$$,
+                 '42501', null, 'a column whose type a role''s function casts is refused');
+select throws_ok($$select splitgraph.import_query('imp_plain', 'select id from imp_plain.moods', 'imp/dst', 'chk8')$$,
+                 '42501', null, 'also when the table is qualified with the schema''s name');
+select splitgraph.import_query('imp_plain', 'select id from p', 'imp/dst', 'q_other') as q12 \gset
+select ok(splitgraph.show('imp/dst', :'q12') -> 'tables' ? 'q_other', 'a query not reading that table is not');
+
+-- the staging helpers read only the tables they made themselves
+create temp table imp_own_stage as select 1 as x;
+select throws_ok($$select splitgraph_internal.import_staged('imp/src', null, null, array['imp_own_stage'], 'imp/dst',
+                                                             array['own'], 'c')$$,
+                 '42501', null, 'import_staged refuses a temporary table it did not make');
+create table public.imp_not_temp (x int);
+select throws_ok($$select splitgraph_internal.import_stage(array['imp_not_temp'])$$, '42501', null,
+                 'import_stage takes only temporary tables of the session');
+
+-- into a repository that is not checked out and has no branch main: refused
+select splitgraph.init('imp/nomain');
+create table "imp/nomain".k (x int);
+select splitgraph.commit('imp/nomain');
+select splitgraph.branch('imp/nomain', 'dev', 'HEAD');
+select splitgraph.checkout('imp/nomain', 'dev');
+select splitgraph.delete_branch('imp/nomain', 'main');
+select splitgraph.uncheckout('imp/nomain');
+select throws_ok($$select splitgraph.import_table('imp/src', 't', 'imp/nomain')$$, '55000', null,
+                 'an import into a repository not checked out and without branch main is refused');
+select is(pg_temp.image_count('imp/nomain'), 2::bigint, 'and makes no image');
 
 select * from finish();
 rollback;
