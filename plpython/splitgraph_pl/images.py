@@ -206,11 +206,12 @@ def _delete_images(plpy, repo, hashes):
                               select count(*) from gone""", repo, hashes)
 
 
-@api("delete_image(repository text, image text) returns integer",
-     "delete_image(repository, image): delete the image, its descendants and their tags and branches; refused "
-     "when HEAD is among them; returns how many images went")
-def delete_image(plpy, repository, image):
-    """Delete an image and its descendants (with their tags and branches); objects stay until cleanup()."""
+@api("delete_image(repository text, image text, force boolean default false) returns integer",
+     "delete_image(repository, image, force): delete the image and its descendants; refused when HEAD is among "
+     "them, and, unless force, when a branch head or a tagged image is (force deletes those branches and tags "
+     "too); returns how many images went")
+def delete_image(plpy, repository, image, force=False):
+    """Delete an image and its descendants; objects stay until cleanup()."""
     repo = meta.writable(plpy, repository)
     image_hash, _ = meta.resolve(plpy, repo, image)
     if image_hash == meta.ROOT:
@@ -227,12 +228,28 @@ def delete_image(plpy, repository, image):
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                     f'image {image_hash[:12]} is the checked-out HEAD of repository "{repo}" or an ancestor of it',
                     hint="check out another image first")
+    if not force:
+        needed = db.column(plpy, """
+            select pg_catalog.format('%s "%s" (%s)', kind, name, pg_catalog.left(image_hash, 12)) from (
+                select 'branch' as kind, branch as name, image_hash from splitgraph_meta.branches
+                where repository = $1 and image_hash = any($2::text[])
+                union all
+                select 'tag', tag, image_hash from splitgraph_meta.tags
+                where repository = $1 and image_hash = any($2::text[])
+            ) n order by kind, name""", repo, doomed)
+        if needed:
+            errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        f"deleting image {image_hash[:12]} (and its {len(doomed) - 1} descendant(s)) would also "
+                        "delete " + ", ".join(needed[:5]) + (f" and {len(needed) - 5} more" if len(needed) > 5
+                                                             else ""),
+                        hint="pass force => true to delete them with the images, or move them to other images "
+                             "first")
     return _delete_images(plpy, repo, doomed)
 
 
 @api("prune(repository text) returns integer",
      "prune(repository): delete the images that are neither tagged, a branch head, HEAD, nor an ancestor of one; "
-     "returns how many")
+     "returns how many, and lists them in a NOTICE")
 def prune(plpy, repository):
     """Delete the images that are neither tagged, a branch head, HEAD, nor an ancestor of one of those."""
     repo = meta.writable(plpy, repository)
@@ -248,8 +265,14 @@ def prune(plpy, repository):
             where i.parent_id is not null
         )
         select i.image_hash from splitgraph_meta.images i
-        where i.repository = $1 and i.image_hash not in (select image_hash from kept)""", repo, meta.ROOT)
-    return _delete_images(plpy, repo, doomed) if doomed else 0
+        where i.repository = $1 and i.image_hash not in (select image_hash from kept)
+        order by i.created, i.seq""", repo, meta.ROOT)
+    if not doomed:
+        return 0
+    deleted = _delete_images(plpy, repo, doomed)
+    db.notice(plpy, f'pruned {deleted} image(s) of repository "{repo}" that no branch, tag or HEAD reached: '
+                    + ", ".join(doomed[:20]) + (f" and {len(doomed) - 20} more" if len(doomed) > 20 else ""))
+    return deleted
 
 
 @api("store_fragment(schema text, table_name text, snapshot boolean default false, chunk_size integer default "
