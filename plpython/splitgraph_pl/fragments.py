@@ -431,7 +431,7 @@ def comment_columns(plpy, target, cols):
 
 def layered_view(plpy, schema, table, cols, object_ids):
     """A read-only view of the table over its fragments, with no copy: the latest fragment row of each key
-    wins, and deletions hide the key."""
+    wins, and deletions hide the key. Every write through it fails (55000), whoever writes."""
     target = f"{ident(schema)}.{ident(table)}"
     objects = object_rows(plpy, object_ids)
     if not objects:
@@ -447,7 +447,11 @@ def layered_view(plpy, schema, table, cols, object_ids):
         distinct = tbl.column_list(key, "u.") if key else tbl.row_text(cols, "u.")
         body = (f"select {tbl.column_list(cols, 'v.')} from (select distinct on ({distinct}) u.* from ({numbered}) u "
                 f"order by {distinct}, u.sg_fragment_no desc) v where v.{FLAG_COLUMN}")
-    plpy.execute(f"create view {target} as {body}")
+    # Objects never change: the WITH keeps PostgreSQL from making the view updatable by itself (the planner
+    # inlines it all the same), and the trigger refuses every write with a message that says what to do.
+    plpy.execute(f"create view {target} as with sg_layers as ({body}) select * from sg_layers;\n"
+                 f"create trigger sg_read_only instead of insert or update or delete on {target} "
+                 "for each row execute function splitgraph_internal.refuse_layered_write()")
     comment_columns(plpy, target, cols)
 
 
