@@ -535,7 +535,7 @@ def test_mount_over_a_checkout_is_refused(conn, remote):
     sql(conn, "create table mnt_checkout.t (x int); insert into mnt_checkout.t values (1)")
     fails(conn, "select splitgraph.mount('mnt_checkout', 'postgres_fdw', %s)", Jsonb(remote.options()))
     assert value(conn, "select x from mnt_checkout.t") == 1
-    sql(conn, "select splitgraph.rm('mnt_checkout')")
+    sql(conn, "select splitgraph.rm('mnt_checkout', force => true)")  # t is a pending change
 
 
 def test_overwrite(conn, remote):

@@ -53,6 +53,9 @@ def materialize_image(plpy, repo, image_hash, layered=False, only=None):
             if not admin:
                 plpy.execute(f"alter table {names.qualified(schema, table)} owner to session_user")
         plpy.execute(f"grant select on {names.qualified(schema, table)} to public")
+        if layered and not admin:
+            # the repository's writer is told why a write fails (by the view's trigger), not just refused
+            plpy.execute(f"grant insert, update, delete on {names.qualified(schema, table)} to session_user")
         if not layered:
             tracking.track(plpy, schema, table)
         db.notice(plpy, f'checked out table "{table}" ({n}/{len(tables)}): {len(object_ids)} object(s)')
@@ -67,6 +70,7 @@ def checkout(plpy, repository, image, force=False, layered=False):
     repo = meta.writable(plpy, repository)
     image_hash, branch = meta.resolve(plpy, repo, image)
     state = meta.checkout_state(plpy, repo)
+    create_schema(plpy, repo)  # first: a schema the extension did not make is refused before anything is touched
     if state is not None:
         refuse_pending(plpy, repo, force)
     _clear(plpy, repo, state)
@@ -80,22 +84,70 @@ def checkout(plpy, repository, image, force=False, layered=False):
 
 
 @api("uncheckout(repository text, force boolean default false) returns void",
-     "uncheckout(repository, force): drop the checkout schema and forget HEAD; every image stays")
+     "uncheckout(repository, force): drop the checkout schema and forget HEAD; every image stays; refused with "
+     "pending changes unless force, and when objects outside the schema depend on it")
 def uncheckout(plpy, repository, force=False):
     repo = meta.writable(plpy, repository)
     if meta.checkout_state(plpy, repo) is None:
         db.notice(plpy, f'repository "{repo}" is not checked out')
         return
-    refuse_pending(plpy, repo, force)
-    tracking.forget_schema(plpy, names.schema_of(repo))
-    plpy.execute(f"drop schema if exists {names.ident(names.schema_of(repo))} cascade")
+    drop_schema(plpy, repo, force)
     db.run(plpy, "delete from splitgraph_meta.checkouts where repository = $1", repo)
+
+
+def _made_here(plpy, repo, name, oid):
+    """Whether the existing schema `name` (its oid) is the one the extension made for repo's checkout: the one
+    it recorded, or, when no oid is recorded (a restored dump gives schemas new oids, and the record is not
+    dumped), the schema of a checkout the dump restored, owned by the repository's role or an administrator."""
+    recorded = db.scalar(plpy, "select schema_oid::bigint from splitgraph_meta.checkout_schemas where repository = $1",
+                         repo)
+    if recorded is not None:
+        return recorded == oid
+    if meta.checkout_state(plpy, repo) is None:
+        return False
+    return db.scalar(plpy, """
+        select r.rolsuper or r.rolname = $2
+               or pg_catalog.pg_has_role(n.nspowner, e.extowner, 'MEMBER')
+        from pg_catalog.pg_namespace n join pg_catalog.pg_roles r on r.oid = n.nspowner,
+             pg_catalog.pg_extension e
+        where n.oid = $1::bigint::oid and e.extname = 'splitgraph'""", oid, names.namespace_of(repo))
+
+
+def drop_schema(plpy, repo, force):
+    """Drop the checkout schema with everything in it, and forget it. Refused when it has pending changes,
+    unless force (55000), and when objects outside it depend on it (2BP01: another role's view over a checkout
+    table...), as those are never dropped. A schema of that name that the extension did not make for this
+    checkout is left alone, unread."""
+    name = names.schema_of(repo)
+    oid = db.schema_oid(plpy, name)
+    ours = oid is not None and _made_here(plpy, repo, name, oid)
+    if ours:
+        refuse_pending(plpy, repo, force)
+    tracking.forget_schema(plpy, name)
+    if ours:
+        outside = db.dependents_outside(plpy, name)
+        if outside:
+            errors.fail(plpy, errors.DEPENDENT_OBJECTS_STILL_EXIST,
+                        f'cannot drop the checkout of repository "{repo}": objects outside schema "{name}" depend '
+                        f"on it: {', '.join(outside[:5])}" + (f" and {len(outside) - 5} more" if len(outside) > 5
+                                                                else ""),
+                        hint="drop those objects (or ask their owners to) first; nothing was dropped")
+        with db.settings(plpy, {"client_min_messages": "warning"}):
+            plpy.execute(f"drop schema {names.ident(name)} cascade")
+    db.run(plpy, "delete from splitgraph_meta.checkout_schemas where repository = $1", repo)
 
 
 def create_schema(plpy, repo):
     """The checkout schema (returned), owned by the caller when the caller is not an administrator. Every role
-    may read a repository, so everyone may use the schema and read its tables, including those made later."""
+    may read a repository, so everyone may use the schema and read its tables, including those made later.
+    A schema of that name that the extension did not make for this checkout is never adopted (42P06): it may
+    be a system schema, someone's own, or planted by another role under a repository's name."""
     name = names.schema_of(repo)
+    if names.reserved_schema(name):
+        errors.fail(plpy, errors.INVALID_NAME,
+                    f'repository "{repo}" cannot be checked out: schema "{name}" is the system\'s or the extension\'s',
+                    hint="choose a repository name that is not public, information_schema, pg_*, splitgraph* or "
+                         "sg_query_*")
     other = db.scalar(plpy, """select c.repository from splitgraph_meta.checkouts c
                                where c.repository <> $1 and left(c.repository, 63) = $2""", repo, name)
     if other is not None:
@@ -103,8 +155,17 @@ def create_schema(plpy, repo):
                     f'repositories "{repo}" and "{other}" would share the checkout schema "{name}" '
                     "(identifiers are cut to 63 bytes)", hint=f'uncheckout "{other}" first')
     schema = names.ident(name)
-    if not db.schema_exists(plpy, name):
+    oid = db.schema_oid(plpy, name)
+    if oid is None:
         plpy.execute(f"create schema {schema}")
+        oid = db.schema_oid(plpy, name)
+    elif not _made_here(plpy, repo, name, oid):
+        errors.fail(plpy, errors.DUPLICATE_SCHEMA,
+                    f'schema "{name}" already exists and was not made by splitgraph for repository "{repo}"',
+                    hint="splitgraph never adopts a schema: drop or rename it (or ask its owner to), "
+                         "or use another repository name")
+    db.run(plpy, """insert into splitgraph_meta.checkout_schemas (repository, schema_oid) values ($1, $2::bigint::oid)
+                    on conflict (repository) do update set schema_oid = excluded.schema_oid""", repo, oid)
     if not meta.caller_is_admin(plpy):
         plpy.execute(f"alter schema {schema} owner to session_user")
     owner = db.scalar(plpy, "select pg_catalog.pg_get_userbyid(nspowner)::text from pg_catalog.pg_namespace "

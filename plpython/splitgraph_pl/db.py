@@ -78,6 +78,58 @@ def schema_exists(plpy, name):
     return scalar(plpy, "select exists (select from pg_catalog.pg_namespace where nspname = $1)", name)
 
 
+def schema_oid(plpy, name):
+    """The oid of the schema named `name` (an int), or None."""
+    return scalar(plpy, "select oid::bigint from pg_catalog.pg_namespace where nspname = $1", name)
+
+
+def dependents_outside(plpy, schema):
+    """What DROP SCHEMA schema CASCADE would drop or change outside the schema (another schema's view, foreign
+    key, column of one of its types, function...), as descriptions such as 'view "bob".mirror'. Everything
+    that depends on the schema's objects, transitively (pg_depend), is placed by the object it belongs to (a
+    rule, trigger, policy or default by its table); toast tables go with their tables. Whatever cannot be
+    placed counts as outside."""
+    return column(plpy, """
+        with recursive target as (select oid from pg_catalog.pg_namespace where nspname = $1),
+        closure (classid, objid, objsubid) as (
+            select 'pg_catalog.pg_namespace'::pg_catalog.regclass::oid, t.oid, 0 from target t
+            union
+            select d.classid, d.objid, d.objsubid from pg_catalog.pg_depend d
+            join closure c on d.refclassid = c.classid and d.refobjid = c.objid
+                          and (c.objsubid = 0 or d.refobjsubid = c.objsubid)
+            where d.deptype in ('n', 'a', 'i')
+        ),
+        placed as (
+            select coalesce(r.ev_class, g.tgrelid, p.polrelid, a.adrelid, pr.prrelid) as relid, c.*
+            from closure c
+            left join pg_catalog.pg_rewrite r on c.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                                             and r.oid = c.objid
+            left join pg_catalog.pg_trigger g on c.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+                                             and g.oid = c.objid
+            left join pg_catalog.pg_policy p on c.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+                                            and p.oid = c.objid
+            left join pg_catalog.pg_attrdef a on c.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                                             and a.oid = c.objid
+            left join pg_catalog.pg_publication_rel pr
+                   on c.classid = 'pg_catalog.pg_publication_rel'::pg_catalog.regclass and pr.oid = c.objid
+        ),
+        owners as (
+            select distinct case when relid is null then classid else 'pg_catalog.pg_class'::pg_catalog.regclass::oid
+                            end as classid,
+                   coalesce(relid, objid) as objid, case when relid is null then objsubid else 0 end as objsubid
+            from placed
+        )
+        select pg_catalog.format('%s %s', i.type, i.identity)
+        from owners o cross join target t
+        cross join lateral pg_catalog.pg_identify_object(o.classid, o.objid, o.objsubid) i
+        where not (o.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass and o.objid = t.oid)
+          and not (o.classid = 'pg_catalog.pg_default_acl'::pg_catalog.regclass
+                   and exists (select from pg_catalog.pg_default_acl a
+                               where a.oid = o.objid and a.defaclnamespace = t.oid))
+          and i.schema is distinct from pg_catalog.quote_ident($1) and i.schema is distinct from 'pg_toast'
+        order by 1""", schema)
+
+
 def notice(plpy, message):
     plpy.notice("splitgraph: " + message)
 

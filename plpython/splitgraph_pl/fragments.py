@@ -189,16 +189,47 @@ def schema_spec(cols):
 # Snapshots: a table's rows as base fragments of at most chunk_size rows, by key range
 # ---------------------------------------------------------------------------------------------------------------
 
-def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None):
+# Every object stored is a new table, which with its TOAST table and index and the locks of filling it holds
+# about five locks until the transaction ends, in the lock table that all sessions share. PostgreSQL sizes that
+# table for max_locks_per_transaction x (max_connections + max_prepared_transactions) locks and lets it grow
+# into spare shared memory; measured with the defaults, a commit of 3,000 objects took 41 s and one of 8,000
+# exhausted shared memory and broke another session. One call may create objects holding at most twice the
+# table's nominal size (1,280 objects at max_connections 50, 2,560 at 100): enough for a 10M-row table in
+# chunks of 10,000 rows.
+LOCKS_PER_OBJECT = 5
+
+
+def object_limit(plpy):
+    """How many objects one call (a commit) may create: see LOCKS_PER_OBJECT."""
+    slots = db.scalar(plpy, """select pg_catalog.current_setting('max_locks_per_transaction')::bigint
+                                      * (pg_catalog.current_setting('max_connections')::bigint
+                                         + pg_catalog.current_setting('max_prepared_transactions')::bigint)""")
+    return max(1, 2 * slots // LOCKS_PER_OBJECT)
+
+
+def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None, max_objects=None):
     """Store the rows of schema.table as base fragments; returns their object ids in key order.
 
-    Identical rows give identical objects, so storing the same data twice (anywhere) adds no object.
+    Identical rows give identical objects, so storing the same data twice (anywhere) adds no object. More than
+    max_objects chunks (when given) is refused (54000) before anything is stored.
     """
     tbl.check_storable(plpy, table, cols)
     source = f"{ident(schema)}.{ident(table)}"
     count = db.scalar(plpy, f"select count(*) from {source}")
     if count == 0:
         return []
+    chunks = -(-count // chunk_size)
+    if max_objects is not None and chunks > max_objects:
+        limit = object_limit(plpy)
+        errors.fail(plpy, errors.PROGRAM_LIMIT_EXCEEDED,
+                    f'table "{table}" would be stored as {chunks} objects ({count} rows in chunks of chunk_size '
+                    f"{chunk_size}), and this call may create only {max(max_objects, 0)} more objects (at most {limit} "
+                    "in all)",
+                    hint=f"use a larger chunk_size (at least {-(-count // max(max_objects, 1))} rows for this table)"
+                         + ("" if max_objects == limit else ", or commit fewer tables at a time"),
+                    detail=f"each object is a table holding about {LOCKS_PER_OBJECT} locks until the commit ends; "
+                           "the limit is 2/5 of max_locks_per_transaction x (max_connections + "
+                           "max_prepared_transactions), the lock table all sessions share")
     if count <= chunk_size:
         return _store_single(plpy, source, cols, namespace, bloom_spec)
     if tbl.key_columns(cols):
@@ -431,9 +462,14 @@ def comment_columns(plpy, target, cols):
 
 def layered_view(plpy, schema, table, cols, object_ids):
     """A read-only view of the table over its fragments, with no copy: the latest fragment row of each key
-    wins, and deletions hide the key."""
+    wins, and deletions hide the key. Every write through it fails (55000), whoever writes."""
     target = f"{ident(schema)}.{ident(table)}"
-    plpy.execute(f"create view {target} as {layered_select(cols, object_rows(plpy, object_ids))}")
+    # Objects never change: the WITH keeps PostgreSQL from making the view updatable by itself (the planner
+    # inlines it all the same), and the trigger refuses every write with a message that says what to do.
+    plpy.execute(f"create view {target} as with sg_layers as ({layered_select(cols, object_rows(plpy, object_ids))}) "
+                 "select * from sg_layers;\n"
+                 f"create trigger sg_read_only instead of insert or update or delete on {target} "
+                 "for each row execute function splitgraph_internal.refuse_layered_write()")
     comment_columns(plpy, target, cols)
 
 

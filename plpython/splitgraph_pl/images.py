@@ -7,6 +7,10 @@ from . import tables as tbl
 from .declare import api
 
 _INDEX_TYPES = ("range", "bloom")
+# Bounds of a bloom filter: a size in bytes (the filter of every fragment has it, however few its values: 64 KiB
+# take about 0.4 s per fragment), and a false-positive probability (1e-9 needs 30 hash functions per value).
+BLOOM_MAX_SIZE = 65536
+BLOOM_MIN_PROBABILITY = 1e-9
 
 
 def _chunk_size(plpy, chunk_size):
@@ -44,13 +48,18 @@ def _index_options(plpy, index_options, table_names):
             errors.fail(plpy, errors.INVALID_PARAMETER_VALUE,
                         f'index_options.bloom.{table} must map columns to {{"probability": p}} or {{"size": bytes}}')
         for column, opts in columns.items():
+            probability, size = (opts.get("probability"), opts.get("size")) if isinstance(opts, dict) else (None, None)
             ok = isinstance(opts, dict) and len(opts) == 1 and (
-                (isinstance(opts.get("probability"), (int, float)) and 0 < opts["probability"] < 1)
-                or (isinstance(opts.get("size"), int) and not isinstance(opts.get("size"), bool) and opts["size"] > 0))
+                (isinstance(probability, (int, float)) and not isinstance(probability, bool)
+                 and BLOOM_MIN_PROBABILITY <= probability < 1)
+                or (isinstance(size, int) and not isinstance(size, bool) and 0 < size <= BLOOM_MAX_SIZE))
             if not ok:
                 errors.fail(plpy, errors.INVALID_PARAMETER_VALUE,
-                            f'bloom index of "{table}"."{column}" needs exactly one of probability (0 < p < 1) '
-                            "or size (bytes > 0)")
+                            f'bloom index of "{table}"."{column}" needs exactly one of probability '
+                            f"({BLOOM_MIN_PROBABILITY:g} <= p < 1) or size (bytes, 1 to {BLOOM_MAX_SIZE})",
+                            hint="a filter's work grows with its size in bits (and, for a probability, with the "
+                                 "number of hash functions it needs): these bounds keep one commit's work in "
+                                 "proportion to its data")
     return ranges, blooms
 
 
@@ -68,9 +77,10 @@ class Stored(enum.Enum):
     SNAPSHOT = "snapshot"  # the table's rows, chunked
 
 
-def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, namespace, bloom=None):
+def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, namespace, bloom=None,
+                max_objects=None):
     """The object list of a table for a new image (head: HEAD's TableVersion of it, or None), and how it was
-    stored (Stored)."""
+    stored (Stored). A snapshot of more than max_objects chunks is refused (54000)."""
     trusted = tracked is not None and tracked["state"] == "tracking"
     if not snapshot and head is not None and tbl.same_schema(head.spec, cols) and trusted:
         if not tracking.logged(plpy, tracked):
@@ -89,7 +99,8 @@ def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, 
                 return head.object_ids + [changes.store_delta(plpy, cols, delta, namespace)], Stored.DELTA
             finally:
                 delta.drop(plpy)
-    return fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom), Stored.SNAPSHOT
+    return (fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom, max_objects),
+            Stored.SNAPSHOT)
 
 
 @api("commit(repository text, comment text default null, snapshot boolean default false, chunk_size integer "
@@ -115,6 +126,7 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
         head_tables = meta.image_tables(plpy, repo, parent)
         tracked = tracking.schema_tracking(plpy, schema)
         stored = {}
+        budget = fragments.object_limit(plpy)  # objects this commit may still create
         for n, table in enumerate(table_names, 1):
             cols = tbl.columns(plpy, schema, table)
             if not admin:
@@ -126,8 +138,10 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
                     c.ranged = c.ranged and (c.is_pk or c.name in ranges[table])
             # A consistent view of the table (and its log) for the whole commit: writers wait until it is done.
             plpy.execute(f"lock table {names.qualified(schema, table)} in share mode")
-            object_ids, how = store_table(plpy, schema, table, cols, head_tables.get(table), tracked.get(table),
-                                          snapshot, chunk_size, namespace, blooms.get(table))
+            head = head_tables.get(table)
+            object_ids, how = store_table(plpy, schema, table, cols, head, tracked.get(table),
+                                          snapshot, chunk_size, namespace, blooms.get(table), budget)
+            budget -= len(set(object_ids) - set(head.object_ids if head is not None else []))
             stored[table] = how
             meta.add_table(plpy, repo, image_hash, table, [c.spec() for c in cols], object_ids)
             db.notice(plpy, f'committed table "{table}" ({n}/{len(table_names)}): {how.value}, '
@@ -206,11 +220,12 @@ def _delete_images(plpy, repo, hashes):
                               select count(*) from gone""", repo, hashes)
 
 
-@api("delete_image(repository text, image text) returns integer",
-     "delete_image(repository, image): delete the image, its descendants and their tags and branches; refused "
-     "when HEAD is among them; returns how many images went")
-def delete_image(plpy, repository, image):
-    """Delete an image and its descendants (with their tags and branches); objects stay until cleanup()."""
+@api("delete_image(repository text, image text, force boolean default false) returns integer",
+     "delete_image(repository, image, force): delete the image and its descendants; refused when HEAD is among "
+     "them, and, unless force, when a branch head or a tagged image is (force deletes those branches and tags "
+     "too); returns how many images went")
+def delete_image(plpy, repository, image, force=False):
+    """Delete an image and its descendants; objects stay until cleanup()."""
     repo = meta.writable(plpy, repository)
     image_hash, _ = meta.resolve(plpy, repo, image)
     if image_hash == meta.ROOT:
@@ -227,12 +242,28 @@ def delete_image(plpy, repository, image):
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                     f'image {image_hash[:12]} is the checked-out HEAD of repository "{repo}" or an ancestor of it',
                     hint="check out another image first")
+    if not force:
+        needed = db.column(plpy, """
+            select pg_catalog.format('%s "%s" (%s)', kind, name, pg_catalog.left(image_hash, 12)) from (
+                select 'branch' as kind, branch as name, image_hash from splitgraph_meta.branches
+                where repository = $1 and image_hash = any($2::text[])
+                union all
+                select 'tag', tag, image_hash from splitgraph_meta.tags
+                where repository = $1 and image_hash = any($2::text[])
+            ) n order by kind, name""", repo, doomed)
+        if needed:
+            errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        f"deleting image {image_hash[:12]} (and its {len(doomed) - 1} descendant(s)) would also "
+                        "delete " + ", ".join(needed[:5]) + (f" and {len(needed) - 5} more" if len(needed) > 5
+                                                             else ""),
+                        hint="pass force => true to delete them with the images, or move them to other images "
+                             "first")
     return _delete_images(plpy, repo, doomed)
 
 
 @api("prune(repository text) returns integer",
      "prune(repository): delete the images that are neither tagged, a branch head, HEAD, nor an ancestor of one; "
-     "returns how many")
+     "returns how many, and lists them in a NOTICE")
 def prune(plpy, repository):
     """Delete the images that are neither tagged, a branch head, HEAD, nor an ancestor of one of those."""
     repo = meta.writable(plpy, repository)
@@ -248,8 +279,14 @@ def prune(plpy, repository):
             where i.parent_id is not null
         )
         select i.image_hash from splitgraph_meta.images i
-        where i.repository = $1 and i.image_hash not in (select image_hash from kept)""", repo, meta.ROOT)
-    return _delete_images(plpy, repo, doomed) if doomed else 0
+        where i.repository = $1 and i.image_hash not in (select image_hash from kept)
+        order by i.created, i.seq""", repo, meta.ROOT)
+    if not doomed:
+        return 0
+    deleted = _delete_images(plpy, repo, doomed)
+    db.notice(plpy, f'pruned {deleted} image(s) of repository "{repo}" that no branch, tag or HEAD reached: '
+                    + ", ".join(doomed[:20]) + (f" and {len(doomed) - 20} more" if len(doomed) > 20 else ""))
+    return deleted
 
 
 @api("store_fragment(schema text, table_name text, snapshot boolean default false, chunk_size integer default "
@@ -275,5 +312,6 @@ def store_fragment(plpy, schema, table_name, snapshot=False, chunk_size=None):
         state = meta.checkout_state(plpy, repo)
         head = meta.image_tables(plpy, repo, state["image_hash"]).get(table_name)
     ids, _ = store_table(plpy, schema, table_name, cols, head, tracking.registry(plpy, schema, table_name),
-                         snapshot, _chunk_size(plpy, chunk_size), names.namespace_of(repo or ""))
+                         snapshot, _chunk_size(plpy, chunk_size), names.namespace_of(repo or ""),
+                         max_objects=fragments.object_limit(plpy))
     return ids

@@ -7,7 +7,7 @@ from typing import NamedTuple
 from . import db, errors, names
 
 ROOT = "0" * 64
-_PREFIX = re.compile(r"^[0-9a-f]{4,63}$")
+_PREFIX = re.compile(r"[0-9a-f]{4,64}")
 
 
 def lock(plpy, repo):
@@ -81,7 +81,8 @@ def require_checkout(plpy, repo):
 
 def resolve(plpy, repo, ref):
     """(image hash, branch name or None) of an image reference: a 64-digit hash, HEAD, latest, a tag, a branch
-    or a unique hash prefix of at least 4 digits."""
+    or a unique hash prefix of at least 4 digits. A name that is both a tag (or branch) and a prefix of the hash
+    of another image is ambiguous (21000): a tag never silently shadows a hash."""
     if ref is None:
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "image reference must not be null")
     if ref == "HEAD":
@@ -89,24 +90,32 @@ def resolve(plpy, repo, ref):
     if ref == "latest":
         return db.scalar(plpy, """select image_hash from splitgraph_meta.images where repository = $1
                                   order by created desc, seq desc limit 1""", repo), None
-    row = db.one(plpy, """
+    named = db.one(plpy, """
         select image_hash, null::text as branch from splitgraph_meta.tags where repository = $1 and tag = $2
         union all
         select image_hash, branch from splitgraph_meta.branches where repository = $1 and branch = $2""", repo, ref)
-    if row is not None:
-        return row["image_hash"], row["branch"]
+    found = []
     candidate = ref.lower()
-    if names.HASH.match(candidate) or _PREFIX.match(candidate):
+    if _PREFIX.fullmatch(candidate):
         found = db.column(plpy, """select image_hash from splitgraph_meta.images
                                    where repository = $1 and image_hash like $2 || '%' order by image_hash limit 3""",
                           repo, candidate)
-        if len(found) == 1:
-            return found[0], None
-        if len(found) > 1:
+    if named is not None:
+        if any(h != named["image_hash"] for h in found):
+            kind = "tag" if named["branch"] is None else "branch"
             errors.fail(plpy, errors.CARDINALITY_VIOLATION,
-                        f'image reference "{ref}" is ambiguous in repository "{repo}"',
-                        detail="it matches " + ", ".join(found) + (" and more" if len(found) > 2 else ""),
-                        hint="give more digits of the hash")
+                        f'image reference "{ref}" is ambiguous in repository "{repo}": it is a {kind} and a hash '
+                        "prefix", detail=f"the {kind} points at {named['image_hash']}; the prefix matches "
+                        + ", ".join(found) + (" and more" if len(found) > 2 else ""),
+                        hint="give the full hash of the image you mean")
+        return named["image_hash"], named["branch"]
+    if len(found) == 1:
+        return found[0], None
+    if len(found) > 1:
+        errors.fail(plpy, errors.CARDINALITY_VIOLATION,
+                    f'image reference "{ref}" is ambiguous in repository "{repo}"',
+                    detail="it matches " + ", ".join(found) + (" and more" if len(found) > 2 else ""),
+                    hint="give more digits of the hash")
     errors.fail(plpy, errors.UNDEFINED_OBJECT, f'image "{ref}" not found in repository "{repo}"',
                 hint="give a hash (or a prefix of 4+ digits), a tag, a branch, latest or HEAD")
 

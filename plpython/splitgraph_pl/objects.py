@@ -205,6 +205,37 @@ def load_object(plpy, object_id, data):
     fragments.record_sizes(plpy, [object_id])
 
 
+_EXTENSION_SCHEMAS = ["splitgraph", "splitgraph_meta", "splitgraph_audit", "splitgraph_internal"]
+
+
+def _refuse_extension_target(plpy, schema, table):
+    """No public path writes into the extension's own tables (objects never change), whoever calls, superusers
+    included: apply_fragments refuses a target in the extension's schemas, or whose partitions or inheritance
+    children are there, and any target that is not a table (a view could write through to an object)."""
+    found = db.one(plpy, """
+        with recursive target as (
+            select c.oid, c.relkind from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = $1 and c.relname = $2
+        ), tree (relid) as (
+            select oid from target
+            union
+            select i.inhrelid from pg_catalog.pg_inherits i join tree t on i.inhparent = t.relid
+        )
+        select (select relkind::text from target) as relkind,
+               (select pg_catalog.format('%I.%I', n.nspname, c.relname) from tree t
+                join pg_catalog.pg_class c on c.oid = t.relid join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                where n.nspname = any($3::text[]) limit 1) as inside""", schema, table, _EXTENSION_SCHEMAS)
+    if found["inside"] is not None:
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE,
+                    f"apply_fragments may not write into {found['inside']}: the extension's own tables (objects "
+                    "above all) never change through it",
+                    hint="apply the fragments to a table of your own schema")
+    if found["relkind"] not in ("r", "p"):
+        errors.fail(plpy, errors.WRONG_OBJECT_TYPE,
+                    f'apply_fragments writes into tables only, and "{schema}"."{table}" is not one',
+                    hint="apply the fragments to a table")
+
+
 @api("apply_fragments(object_ids text[], target_schema text, target_table text, extra_quals text default null) "
      "returns void",
      "apply_fragments(object_ids, target_schema, target_table, extra_quals): apply fragments in order to an "
@@ -218,6 +249,7 @@ def apply_fragments(plpy, object_ids, target_schema, target_table, extra_quals=N
     triggers and extra_quals are the caller's business, never the extension's. The objects are read through
     fragment_rows, which refuses an id that is not stored here."""
     tbl.require(plpy, target_schema, target_table)
+    _refuse_extension_target(plpy, target_schema, target_table)
     cols = tbl.columns(plpy, target_schema, target_table)
     objects = [{"object_id": o, "inserts_only": False} for o in object_ids]
     fragments.apply_to_table(plpy, names.qualified(target_schema, target_table), cols, objects, extra_quals,

@@ -1,5 +1,5 @@
 """Repositories: creating, listing and deleting them."""
-from . import checkout, db, errors, meta, names, tracking
+from . import checkout, db, errors, meta
 from .declare import api
 
 
@@ -16,9 +16,10 @@ def init(plpy, repository):
     db.run(plpy, "insert into splitgraph_meta.images (repository, image_hash) values ($1, $2)", repo, meta.ROOT)
     db.run(plpy, "insert into splitgraph_meta.branches (repository, branch, image_hash) values ($1, 'main', $2)",
            repo, meta.ROOT)
+    # before the checkout row: a new repository adopts no existing schema, whoever made it
+    checkout.create_schema(plpy, repo)
     db.run(plpy, "insert into splitgraph_meta.checkouts (repository, image_hash, branch) values ($1, $2, 'main')",
            repo, meta.ROOT)
-    checkout.create_schema(plpy, repo)
 
 
 @api("repositories() returns table (repository text, head text, branch text, checked_out boolean, images "
@@ -37,11 +38,11 @@ def repositories(plpy):
         order by r.repository""")
 
 
-@api("rm(repository text) returns void",
-     "rm(repository): delete a repository: its images, tags, branches and checkout; objects stay until cleanup()")
-def rm(plpy, repository):
+@api("rm(repository text, force boolean default false) returns void",
+     "rm(repository, force): delete a repository: its images, tags, branches and checkout; objects stay until "
+     "cleanup(); refused with pending changes unless force, and when objects outside the checkout depend on it")
+def rm(plpy, repository, force=False):
     repo = meta.writable(plpy, repository)
     if meta.checkout_state(plpy, repo) is not None:
-        tracking.forget_schema(plpy, names.schema_of(repo))
-        plpy.execute(f"drop schema if exists {names.ident(names.schema_of(repo))} cascade")
+        checkout.drop_schema(plpy, repo, force)
     db.run(plpy, "delete from splitgraph_meta.repositories where repository = $1", repo)

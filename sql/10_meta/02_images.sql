@@ -61,3 +61,15 @@ comment on table splitgraph_meta.checkouts is 'Checked-out repositories: HEAD an
 comment on column splitgraph_meta.checkouts.image_hash is 'HEAD: the image the checkout is based on';
 comment on column splitgraph_meta.checkouts.branch is 'The branch that commits move forward; null when detached';
 comment on column splitgraph_meta.checkouts.layered is 'True when the tables are read-only views over fragments';
+
+-- The schema the extension made for each checkout, by oid: init and checkout never adopt a schema someone else
+-- made (a system schema, one's own, or one planted under a repository's name), and rm drops only this one.
+-- Not dumped: a restore gives schemas new oids, so the first checkout after it takes the restored checkout
+-- schema again (see checkout.create_schema).
+create table splitgraph_meta.checkout_schemas (
+    repository text primary key references splitgraph_meta.repositories on delete cascade,
+    schema_oid oid not null
+);
+comment on table splitgraph_meta.checkout_schemas is 'The schema splitgraph made for each checkout';
+comment on column splitgraph_meta.checkout_schemas.schema_oid is
+'Its oid: a schema of the same name made by anyone else is not the checkout';

@@ -2,7 +2,7 @@
 -- uncheckout with pending changes, delete_image and prune, store_fragment, and diff / diff_summary.
 begin;
 set client_min_messages = warning;
-select plan(158);
+select plan(160);
 
 -- object ids of a table version, in apply order
 create function pg_temp.objs(repo text, image text, tbl text) returns text[] language sql as $f$
@@ -501,10 +501,15 @@ select throws_ok(format($$select splitgraph.delete_image('dc/hist', %L)$$, repea
                  'and the root image');
 select throws_ok($$select splitgraph.delete_image('dc/hist', 'nope')$$, '42704', null, 'an unknown image: 42704');
 select is((select count(*)::int from splitgraph.images('dc/hist')), 6, 'refusals delete nothing');
-select is(splitgraph.delete_image('dc/hist', :'d'), 2, 'delete_image deletes an image and its descendants');
+select throws_ok(format($$select splitgraph.delete_image('dc/hist', %L)$$, :'d'), '55000', null,
+                 'and, without force, an image whose deletion would delete a branch');
+select is(splitgraph.delete_image('dc/hist', :'d', force => true), 2,
+          'delete_image deletes an image and its descendants');
 select is((select count(*)::int from splitgraph.images('dc/hist') where image_hash in (:'d', :'e')), 0, 'both gone');
 select is((select count(*)::int from splitgraph.branches('dc/hist') where branch = 'side'), 0, 'a branch on them too');
-select is(splitgraph.delete_image('dc/hist', 'on-c'), 1, 'delete_image by tag');
+select throws_ok($$select splitgraph.delete_image('dc/hist', 'on-c')$$, '55000', null,
+                 'or a tag, or a branch head');
+select is(splitgraph.delete_image('dc/hist', 'on-c', force => true), 1, 'delete_image by tag');
 select is((select count(*)::int from splitgraph_meta.tags where repository = 'dc/hist'), 0, 'its tag is gone');
 select is((select count(*)::int from splitgraph_meta.tables where repository = 'dc/hist' and image_hash = :'c'), 0,
           'and its tables');
