@@ -69,6 +69,20 @@ def test_uncheckout_never_drops_another_roles_objects(conn, roles):
     assert value(conn, "select count(*) from pg_namespace where nspname = %s", repo) == 0
 
 
+def test_rm_with_force_drops_what_depends_on_the_checkout(conn, roles):
+    """No role can keep a repository from being removed: with force, rm drops another role's view over a
+    checkout table, as the table owner's own DROP ... CASCADE would; without force it is refused."""
+    alice = roles.new("safealice")
+    bob = roles.new("safebob")
+    repo = f"{alice.name}/pinned"
+    make_repo(alice.conn, repo)
+    sql(bob.conn, f'create view "{bob.schema}".mirror as select * from "{repo}".t')
+    fails(alice.conn, "select splitgraph.rm(%s)", repo, sqlstate="2BP01")
+    sql(alice.conn, "select splitgraph.rm(%s, force => true)", repo)
+    assert value(conn, "select count(*) from splitgraph_meta.repositories where repository = %s", repo) == 0
+    assert value(conn, "select to_regclass(format('%%I.mirror', %s::text))", bob.schema) is None
+
+
 @pytest.mark.parametrize("name", ["pg_mine", "splitgraph_x", "sg_query_x", "information_schema"])
 def test_reserved_schema_names_are_not_repositories(conn, name):
     fails(conn, "select splitgraph.init(%s)", name, sqlstate="42602")

@@ -84,8 +84,8 @@ def checkout(plpy, repository, image, force=False, layered=False):
 
 
 @api("uncheckout(repository text, force boolean default false) returns void",
-     "uncheckout(repository, force): drop the checkout schema and forget HEAD; every image stays; refused with "
-     "pending changes unless force, and when objects outside the schema depend on it")
+     "uncheckout(repository, force): drop the checkout schema and forget HEAD; every image stays; unless force, "
+     "refused with pending changes or when objects outside the schema depend on it (force drops them too)")
 def uncheckout(plpy, repository, force=False):
     repo = meta.writable(plpy, repository)
     if meta.checkout_state(plpy, repo) is None:
@@ -114,10 +114,11 @@ def _made_here(plpy, repo, name, oid):
 
 
 def drop_schema(plpy, repo, force):
-    """Drop the checkout schema with everything in it, and forget it. Refused when it has pending changes,
-    unless force (55000), and when objects outside it depend on it (2BP01: another role's view over a checkout
-    table...), as those are never dropped. A schema of that name that the extension did not make for this
-    checkout is left alone, unread."""
+    """Drop the checkout schema with everything in it, and forget it. Refused, unless force, when it has pending
+    changes (55000) and when objects outside it depend on it (2BP01: another role's view over a checkout
+    table...). With force those go too, as they would with the table owner's own DROP ... CASCADE, so that no
+    other role can keep a repository from being removed. A schema of that name that the extension did not make
+    for this checkout is left alone, unread."""
     name = names.schema_of(repo)
     oid = db.schema_oid(plpy, name)
     ours = oid is not None and _made_here(plpy, repo, name, oid)
@@ -125,13 +126,14 @@ def drop_schema(plpy, repo, force):
         refuse_pending(plpy, repo, force)
     tracking.forget_schema(plpy, name)
     if ours:
-        outside = db.dependents_outside(plpy, name)
+        outside = [] if force else db.dependents_outside(plpy, name)
         if outside:
             errors.fail(plpy, errors.DEPENDENT_OBJECTS_STILL_EXIST,
                         f'cannot drop the checkout of repository "{repo}": objects outside schema "{name}" depend '
                         f"on it: {', '.join(outside[:5])}" + (f" and {len(outside) - 5} more" if len(outside) > 5
                                                                 else ""),
-                        hint="drop those objects (or ask their owners to) first; nothing was dropped")
+                        hint="drop those objects (or ask their owners to) first, or pass force => true to drop "
+                             "them too; nothing was dropped")
         with db.settings(plpy, {"client_min_messages": "warning"}):
             plpy.execute(f"drop schema {names.ident(name)} cascade")
     db.run(plpy, "delete from splitgraph_meta.checkout_schemas where repository = $1", repo)

@@ -40,7 +40,8 @@ def repositories(plpy):
 
 @api("rm(repository text, force boolean default false) returns void",
      "rm(repository, force): delete a repository: its images, tags, branches and checkout; objects stay until "
-     "cleanup(); refused with pending changes unless force, and when objects outside the checkout depend on it")
+     "cleanup(); unless force, refused with pending changes or when objects outside the checkout depend on it "
+     "(force drops them too)")
 def rm(plpy, repository, force=False):
     repo = meta.writable(plpy, repository)
     if meta.checkout_state(plpy, repo) is not None:
