@@ -221,7 +221,7 @@ def test_non_superusers_cannot_run_cleanup(conn, alice, bob, alice_repo):
     "truncate splitgraph_meta.tags",
     "create table splitgraph_meta.bobs (x int)",
     "select splitgraph_internal.commit('alice/repo', null, false, null, null)",
-    "select splitgraph_internal.rm('alice/repo')",
+    "select splitgraph_internal.rm('alice/repo', false)",
 ])
 def test_bob_cannot_touch_metadata_or_helpers_directly(alice, bob, alice_repo, statement):
     before = metadata(alice, "alice/repo")

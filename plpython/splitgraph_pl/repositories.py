@@ -37,9 +37,10 @@ def repositories(plpy):
         order by r.repository""")
 
 
-@api("rm(repository text) returns void",
-     "rm(repository): delete a repository: its images, tags, branches and checkout; objects stay until cleanup()")
-def rm(plpy, repository):
+@api("rm(repository text, force boolean default false) returns void",
+     "rm(repository, force): delete a repository: its images, tags, branches and checkout (force: even with "
+     "pending changes); objects stay until cleanup()")
+def rm(plpy, repository, force=False):
     repo = meta.writable(plpy, repository)
     if meta.checkout_state(plpy, repo) is not None:
         tracking.forget_schema(plpy, names.schema_of(repo))
