@@ -579,12 +579,23 @@ def mount_begin(plpy, mountpoint, handler, overwrite, role):
     elif db.schema_exists(plpy, mountpoint):
         errors.fail(plpy, "42P06", f'schema "{mountpoint}" exists and is not a mountpoint',
                     hint="choose another mountpoint; a mount never replaces a schema it did not make")
-    # a server of this name that no foreign table uses is left over from a mountpoint dropped by hand
-    stale = server_name(mountpoint)
-    if db.scalar(plpy, """select not exists (select from pg_catalog.pg_foreign_table f where f.ftserver = s.oid)
-                          from pg_catalog.pg_foreign_server s where s.srvname = $1""", stale):
+    # a server of this name that no foreign table uses is left over from a mountpoint dropped by hand: the
+    # role's own, the extension's (CSV) or, for an administrator, anyone's goes
+    stale = db.one(plpy, """
+        select s.srvname::text as name, o.rolname::text as owner,
+               not exists (select from pg_catalog.pg_foreign_table f where f.ftserver = s.oid) as unused,
+               $3 or o.rolname = $2 or o.oid = e.extowner as ours
+        from pg_catalog.pg_foreign_server s
+        join pg_catalog.pg_roles o on o.oid = s.srvowner
+        cross join pg_catalog.pg_extension e
+        where s.srvname = $1 and e.extname = 'splitgraph'""", server_name(mountpoint), role, admin)
+    if stale is not None:
+        if not stale["unused"] or not stale["ours"]:
+            errors.fail(plpy, errors.DUPLICATE_OBJECT, f'foreign server "{stale["name"]}", which a mount of '
+                        f'"{mountpoint}" makes, exists (owned by {stale["owner"]})',
+                        hint="its owner or an administrator may drop it (DROP SERVER ... CASCADE)")
         with db.settings(plpy, {"client_min_messages": "warning"}):
-            plpy.execute(f"drop server {ident(stale)} cascade")
+            plpy.execute(f"drop server {ident(stale['name'])} cascade")
     plpy.execute(f"create schema {ident(mountpoint)} authorization {ident(role)}")
     db.run(plpy, "insert into splitgraph_meta.mounts (mountpoint, handler, owner) values ($1, $2, $3)",
            mountpoint, handler, role)
