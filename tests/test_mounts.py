@@ -152,6 +152,7 @@ def roles(cluster):
                            end if;
                          end $$""")
     cluster.psql(f"grant pg_read_server_files to {ROLE_READER}")
+    cluster.psql(f"grant splitgraph_mount to {ROLE_USER}, {ROLE_READER}")   # mounting is a privilege
     return ROLE_USER, ROLE_READER
 
 
@@ -284,9 +285,11 @@ def test_password_is_in_the_user_mapping_not_the_server(conn, remote, mysql):
                                 on s.oid = f.ftserver join pg_class c on c.oid = f.ftrelid
                                 join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s limit 1""",
                        mountpoint)
-        mapping = value(conn, "select umoptions from pg_user_mappings where srvname = %s and usename = 'public'",
+        mapping = value(conn, "select umoptions from pg_user_mappings where srvname = %s and usename = current_user",
                         server)
-        assert any(secret in o for o in mapping), "the password is in the user mapping FOR PUBLIC"
+        assert any(secret in o for o in mapping), "the password is in the user mapping of the role that mounted"
+        assert value(conn, "select count(*) from pg_user_mappings where srvname = %s and usename = 'public'",
+                     server) == 0, "never in one FOR PUBLIC"
     everything = sql(conn, """select coalesce(array_to_string(srvoptions, ' '), '') from pg_foreign_server
                               union all select coalesce(array_to_string(ftoptions, ' '), '') from pg_foreign_table
                               union all select coalesce(array_to_string(attfdwoptions, ' '), '') from pg_attribute
@@ -320,9 +323,12 @@ def test_a_non_superuser_mount_is_owned_by_them(cluster, dbname, conn, remote, r
         assert value(c, "select count(*) from mnt_users_own.products") == 3
         server = value(c, """select s.srvname::text from pg_foreign_table f join pg_foreign_server s
                              on s.oid = f.ftserver where f.ftrelid = 'mnt_users_own.products'::regclass""")
-        assert sql(c, "select umoptions from pg_user_mappings where srvname = %s", server) == [(None,)], \
-            "the credentials stay the extension's, even for the role that mounted"
+        assert sql(c, "select usename::text from pg_user_mappings where srvname = %s", server) == [(ROLE_USER,)], \
+            "the credentials are in a user mapping for the role that mounted (who gave them), for no one else"
+        assert value(c, "select srvowner::regrole::text from pg_foreign_server where srvname = %s", server) == ROLE_USER
     with connect_as(cluster, dbname, ROLE_READER) as other:
+        assert sql(other, "select umoptions from pg_user_mappings where srvname = %s", server) == [(None,)], \
+            "other roles cannot read them"
         fails(other, "select splitgraph.unmount('mnt_users_own')", sqlstate="42501")
         fails(other, "select splitgraph.mount('mnt_users_own', 'postgres_fdw', %s, %s)", Jsonb(remote.options()),
               Jsonb(["stock"]), sqlstate="42501")
@@ -351,6 +357,7 @@ def test_import_from_a_mountpoint_reads_with_the_callers_rights(cluster, dbname,
 
 
 def test_csv_needs_superuser_or_pg_read_server_files(cluster, dbname, conn, csv_dir, roles):
+    sql(conn, "create extension if not exists file_fdw")   # a plain role's mount never installs it
     path = write_csv(csv_dir, "priv.csv", "a,b\n1,x\n")
     with connect_as(cluster, dbname, ROLE_USER) as c:
         fails(c, "select splitgraph.mount('mnt_csv_denied', 'csv', %s)", Jsonb({"filename": path}), sqlstate="42501")

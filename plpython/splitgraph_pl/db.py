@@ -83,16 +83,20 @@ def schema_oid(plpy, name):
     return scalar(plpy, "select oid::bigint from pg_catalog.pg_namespace where nspname = $1", name)
 
 
-def dependents_outside(plpy, schema):
-    """What DROP SCHEMA schema CASCADE would drop or change outside the schema (another schema's view, foreign
-    key, column of one of its types, function...), as descriptions such as 'view "bob".mirror'. Everything
-    that depends on the schema's objects, transitively (pg_depend), is placed by the object it belongs to (a
-    rule, trigger, policy or default by its table); toast tables go with their tables. Whatever cannot be
-    placed counts as outside."""
+def dependents_outside(plpy, schema, servers=()):
+    """What DROP SCHEMA schema CASCADE (and DROP SERVER ... CASCADE of the foreign `servers`, oids, which go with
+    it) would drop or change outside the schema (another schema's view, foreign key, column of one of its types,
+    function...), as descriptions such as 'view "bob".mirror'. Everything that depends on the schema's objects,
+    transitively (pg_depend), is placed by the object it belongs to (a rule, trigger, policy or default by its
+    table); toast tables go with their tables, user mappings with their servers. Whatever cannot be placed
+    counts as outside."""
     return column(plpy, """
         with recursive target as (select oid from pg_catalog.pg_namespace where nspname = $1),
         closure (classid, objid, objsubid) as (
             select 'pg_catalog.pg_namespace'::pg_catalog.regclass::oid, t.oid, 0 from target t
+            union
+            select 'pg_catalog.pg_foreign_server'::pg_catalog.regclass::oid, s::oid, 0
+            from pg_catalog.unnest($2::bigint[]) as s
             union
             select d.classid, d.objid, d.objsubid from pg_catalog.pg_depend d
             join closure c on d.refclassid = c.classid and d.refobjid = c.objid
@@ -126,8 +130,13 @@ def dependents_outside(plpy, schema):
           and not (o.classid = 'pg_catalog.pg_default_acl'::pg_catalog.regclass
                    and exists (select from pg_catalog.pg_default_acl a
                                where a.oid = o.objid and a.defaclnamespace = t.oid))
+          and not (o.classid = 'pg_catalog.pg_foreign_server'::pg_catalog.regclass
+                   and o.objid = any($2::bigint[]::oid[]))
+          and not (o.classid = 'pg_catalog.pg_user_mapping'::pg_catalog.regclass
+                   and exists (select from pg_catalog.pg_user_mapping m
+                               where m.oid = o.objid and m.umserver = any($2::bigint[]::oid[])))
           and i.schema is distinct from pg_catalog.quote_ident($1) and i.schema is distinct from 'pg_toast'
-        order by 1""", schema)
+        order by 1""", schema, [int(s) for s in servers])
 
 
 def notice(plpy, message):
