@@ -29,7 +29,7 @@ PY_LIB_DIR = $(PY_LIB_ROOT)/$(EXTVERSION)
 .DEFAULT_GOAL := all
 all: $(EXTENSION_SQL)
 
-.PHONY: help deps setup install-python install-if-changed engine engine-stop demo test bench readme lint updatecheck
+.PHONY: help deps setup install-python install-if-changed engine engine-stop demo test test-long bench readme lint updatecheck
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | sort
@@ -80,6 +80,9 @@ demo: engine ## walk through init, commit, tag, change, commit and checkout on t
 
 test: setup ## run every test: pgTAP files and pytest, on throwaway clusters
 	$(VENV)/bin/python -m pytest -p no:cacheprovider tests
+
+test-long: setup ## the longer randomized (hypothesis) runs, marked `long`, that `make test` keeps short
+	SG_LONG=1 $(VENV)/bin/python -m pytest -p no:cacheprovider -m long tests
 
 bench: setup ## measure performance ratios against the physical limits, in one run
 	$(VENV)/bin/python tests/bench.py
