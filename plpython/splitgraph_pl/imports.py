@@ -9,7 +9,7 @@ read-only views of a source image, and store staged rows as a new image.
 import json
 import re
 
-from . import checkout, db, errors, fragments, hashing, meta, names
+from . import checkout, db, definitions, errors, fragments, hashing, meta, names
 from . import tables as tbl
 from .declare import api, helper
 from .names import ident
@@ -24,8 +24,10 @@ from .names import ident
      security="invoker")
 def import_tables(plpy, source_repository, source_tables, target_repository, target_tables=None, source_image=None):
     if db.scalar(plpy, "select splitgraph_internal.import_source_kind($1)", source_repository) == "repository":
-        return db.scalar(plpy, "select splitgraph_internal.import_from_image($1, $2::text[], $3, $4::text[], $5)",
-                         source_repository, source_tables, target_repository, target_tables, source_image)
+        result = db.scalar(plpy, "select splitgraph_internal.import_from_image($1, $2::text[], $3, $4::text[], $5)",
+                           source_repository, source_tables, target_repository, target_tables, source_image)
+        _materialize(plpy, target_repository, target_tables or source_tables)
+        return result
     check_schema_source(plpy, source_repository, source_tables)
     staged = []
     for table in source_tables or []:
@@ -36,6 +38,7 @@ def import_tables(plpy, source_repository, source_tables, target_repository, tar
                              "$5::text[], $6)", source_repository, source_tables, staged, target_repository,
                        target_tables, f"import {', '.join(source_tables or [])} from schema {source_repository}")
     _drop_staged(plpy, staged)
+    _materialize(plpy, target_repository, target_tables or source_tables)
     return result
 
 
@@ -68,7 +71,14 @@ def import_query(plpy, source_repository, query, target_repository, target_table
                        f"import query {query} from {source_repository}")
     _drop_staged(plpy, [stage])
     db.run(plpy, "select splitgraph_internal.import_drop_sandbox($1)", sandbox)
+    _materialize(plpy, target_repository, [target_table])
     return result
+
+
+def _materialize(plpy, target, tables):
+    """Make the imported tables in the target's checkout, if it has one, as the caller (what evaluates
+    expressions, such as CHECK constraints and indexes, runs with the caller's rights)."""
+    checkout.materialize_new(plpy, target, list(tables))
 
 
 def _drop_staged(plpy, staged):
@@ -118,10 +128,10 @@ def _commit_tables(plpy, target, new_tables, comment):
                         hint="import it under another name (target_table), or drop it first")
     image_hash = meta.new_image(plpy, target, base, comment, with_parent_tables=True)
     for name, version in new_tables.items():
-        meta.add_table(plpy, target, image_hash, name, version.spec, version.object_ids)
+        meta.add_table(plpy, target, image_hash, name, version.spec, version.object_ids, version.definition)
     if state is not None:
+        # the public function that called this makes the new tables in the checkout (_materialize)
         meta.move_head(plpy, target, state, image_hash)
-        checkout.materialize_image(plpy, target, image_hash, layered=state["layered"], only=list(new_tables))
     return image_hash
 
 
@@ -204,7 +214,7 @@ def import_staged(plpy, source, source_image, source_tables, staged, target_repo
             continue
         object_ids = fragments.store_snapshot(plpy, temp_schema, stage, cols, fragments.DEFAULT_CHUNK_SIZE,
                                               namespace)
-        new[name] = meta.TableVersion([c.spec() for c in cols], object_ids)
+        new[name] = meta.TableVersion([c.spec() for c in cols], object_ids, definitions.minimal(cols))
     return _commit_tables(plpy, target, new, comment)
 
 
@@ -392,7 +402,8 @@ def query_sandbox(plpy, source, source_image):
     sandbox = db.temp_name("sg_query")
     plpy.execute(f"create schema {ident(sandbox)}; grant usage on schema {ident(sandbox)} to public")
     for table, version in tables.items():
-        fragments.layered_view(plpy, sandbox, table, tbl.from_spec(plpy, version.spec), version.object_ids)
+        cols = tbl.as_trusted(tbl.from_spec(plpy, version.spec, version.definition))
+        fragments.layered_view(plpy, sandbox, table, cols, version.object_ids)
         plpy.execute(f"grant select on {names.qualified(sandbox, table)} to public")
     return [sandbox, image]
 
