@@ -260,7 +260,7 @@ def load_object(plpy, object_id, data):
     definition = None
     if storage is not None and all(isinstance(c, list) and len(c) > 1 and isinstance(c[1], str) for c in spec):
         definition = {"columns": {c[1]: {"storage": t} for c, t in zip(spec, storage, strict=True)}}
-    cols = tbl.from_spec(plpy, spec, definition, dump=True)
+    cols = tbl.as_stored(tbl.from_spec(plpy, spec, definition, dump=True))  # as the staging table holds them
     staging = db.temp_name("sg_tmp")
     staging_sql = f"{META}.{ident(staging)}"
     plpy.execute(f"create table {staging_sql} ({fragments.fragment_columns(cols)})")

@@ -111,8 +111,8 @@ class Column:
         return f"{ident(self.name)} {self.storage}{self._collate() if self.collatable else ''}"
 
     def converted(self):
-        """Whether its values are stored as another type than the column's."""
-        return self.storage != self.type
+        """Whether its values are stored as another type than the column's (sql_type: a table of the column)."""
+        return self.sql_type is not None and self.storage != self.sql_type
 
     def stored(self, expr):
         """A value of the column (SQL expression `expr`) as it is stored in object tables."""
