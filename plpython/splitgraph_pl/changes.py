@@ -205,7 +205,8 @@ def materialized(plpy, version, made):
     if version is None:
         return None
     name = db.temp_name("sg_side")
-    fragments.materialize(plpy, "pg_temp", name, tbl.from_spec(plpy, version.spec), version.object_ids)
+    cols = tbl.as_trusted(tbl.from_spec(plpy, version.spec, version.definition))
+    fragments.materialize(plpy, "pg_temp", name, cols, version.object_ids)
     made.append(f"pg_temp.{ident(name)}")
     return made[-1]
 
@@ -255,7 +256,7 @@ def _delta_summary(cols, relation):
     ranges = []
     for i, c in enumerate(cols):
         if c.ranged:
-            new, old = (f"s.{v}{i}" + (' collate "C"' if c.collatable else "") for v in ("n", "o"))
+            new, old = (c.stored(f"s.{v}{i}") + (' collate "C"' if c.collatable else "") for v in ("n", "o"))
             low = f"least(min({new}) filter (where s.present), min({old}) filter (where s.existed))"
             high = f"greatest(max({new}) filter (where s.present), max({old}) filter (where s.existed))"
             ranges.append(f"pg_catalog.jsonb_build_object({literal(c.name)}, "
@@ -270,8 +271,8 @@ def _delta_summary(cols, relation):
 def _fragment_rows(cols, relation):
     """The rows of a delta fragment: new values of present rows as upserts, keys of removed ones as deletes."""
     key = {c.name for c in (tbl.key_columns(cols) or cols)}
-    keys_or_null = ", ".join(f"o{i}" if c.name in key else "null" for i, c in enumerate(cols))
-    news = ", ".join(f"n{i}" for i in range(len(cols)))
+    keys_or_null = ", ".join(c.stored(f"o{i}") if c.name in key else "null" for i, c in enumerate(cols))
+    news = ", ".join(c.stored(f"n{i}") for i, c in enumerate(cols))
     return (f"""select {tbl.select_list(news, "true")} from {relation} where present
                 union all
                 select {tbl.select_list(keys_or_null, "false")} from {relation} where existed and not present""")

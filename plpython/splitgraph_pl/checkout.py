@@ -1,7 +1,9 @@
 """Checkouts: materializing an image into the repository's schema, resetting it to HEAD, and removing it."""
-from . import db, errors, fragments, meta, names, pending, tracking
+import json
+
+from . import db, definitions, errors, fragments, meta, names, pending, tracking
 from . import tables as tbl
-from .declare import api
+from .declare import api, helper
 from .names import ident
 
 
@@ -33,40 +35,185 @@ def refuse_pending(plpy, repo, force):
                     "commit them, reset them or pass force => true")
 
 
-def materialize_image(plpy, repo, image_hash, layered=False, only=None):
-    """Create the tables of an image in the checkout schema (all, or those named in `only`) and track them."""
+# Tables this session made for a checkout and has not handed to tracking yet: {(transaction id, schema): {table}}.
+# Only the extension's own Python code reaches it (no other role can run Python in the server), so
+# checkout_track starts tracking nothing else.
+_MADE = {}
+
+
+def _transaction(plpy):
+    return db.scalar(plpy, "select pg_catalog.pg_current_xact_id()::text")
+
+
+def _made(plpy, schema):
+    xid = _transaction(plpy)
+    for key in [k for k in _MADE if k[0] != xid]:
+        del _MADE[key]
+    return _MADE.setdefault((xid, schema), set())
+
+
+def prepare_tables(plpy, repo, image_hash, layered=False, only=None):
+    """The extension's part of materializing the tables of an image (all, or those named in `only`) in the
+    checkout schema: tables of the values as objects store them, with their primary keys and column comments,
+    owned by the caller (or read-only views, for a layered checkout). Returns the plan that `finish` carries out
+    as the caller: the steps that give the tables back as they were committed, then tracking."""
     schema = create_schema(plpy, repo)
     admin = meta.caller_is_admin(plpy)
-    tables = meta.image_tables(plpy, repo, image_hash)
-    if only is not None:
-        tables = {t: v for t, v in tables.items() if t in only}
+    image = meta.image_tables(plpy, repo, image_hash)
+    tables = image if only is None else {t: v for t, v in image.items() if t in only}
+    plan = {"repository": repo, "image_hash": image_hash, "steps": [], "after": [], "track": []}
+    made = _made(plpy, schema)
     for n, (table, version) in enumerate(tables.items(), 1):
-        object_ids = version.object_ids
-        cols = tbl.from_spec(plpy, version.spec)
-        if not admin:
-            tbl.check_trusted_types(plpy, table, cols)
+        cols = tbl.from_spec(plpy, version.spec, version.definition)
+        staged = None
         if layered:
+            definitions.require_types(plpy, table, cols)
             # the view stays the extension's: it reads object tables, which only the extension may read
-            fragments.layered_view(plpy, schema, table, cols, object_ids)
+            fragments.layered_view(plpy, schema, table, tbl.as_trusted(cols), version.object_ids)
         else:
-            fragments.materialize(plpy, schema, table, cols, object_ids)
+            staged = db.temp_name("sg_staged") if definitions.has_generated(version.definition) else None
+            primary_key = (version.definition or {}).get("primary_key") if staged is None else None
+            primary_key = definitions.object_name(version.definition, table, primary_key)
+            if not isinstance(primary_key, str) or db.scalar(plpy, "select pg_catalog.to_regclass($1) is not null",
+                                                             names.qualified(schema, primary_key)):
+                primary_key = None  # Postgres names it
+            fragments.materialize(plpy, schema, staged or table, tbl.as_stored(cols), version.object_ids,
+                                  primary_key, keep_ordinals=not staged)
+            steps, after = definitions.build(plpy, schema, table, cols, version.definition, staged)
+            plan["steps"] += [s.as_dict() for s in steps]
+            plan["after"] += [s.as_dict() for s in after]
+            plan["track"].append(table)
+            made.add(table)
             if not admin:
-                plpy.execute(f"alter table {names.qualified(schema, table)} owner to session_user")
-        plpy.execute(f"grant select on {names.qualified(schema, table)} to public")
+                plpy.execute(f"alter table {names.qualified(schema, staged or table)} owner to session_user")
+        plpy.execute(f"grant select on {names.qualified(schema, staged or table)} to public")
         if layered and not admin:
             # the repository's writer is told why a write fails (by the view's trigger), not just refused
             plpy.execute(f"grant insert, update, delete on {names.qualified(schema, table)} to session_user")
-        if not layered:
-            tracking.track(plpy, schema, table)
-        db.notice(plpy, f'checked out table "{table}" ({n}/{len(tables)}): {len(object_ids)} object(s)')
+        db.notice(plpy, f'checked out table "{table}" ({n}/{len(tables)}): {len(version.object_ids)} object(s)')
+    if only is not None and not layered:
+        # foreign keys of the other tables that reference the remade ones went with them (DROP ... CASCADE)
+        live = set(tbl.list_tables(plpy, schema))
+        for table, version in image.items():
+            if table not in tables and table in live and version.definition:
+                cols = tbl.from_spec(plpy, version.spec, version.definition)
+                plan["after"] += [s.as_dict() for s in definitions.foreign_keys(
+                    plpy, schema, table, cols, version.definition, set(tables))]
+    return plan
+
+
+def _running_for_another(plpy):
+    """Whether this code runs with the extension's rights on behalf of a caller who is not an administrator
+    (then it must not run the caller's expressions)."""
+    return db.scalar(plpy, """select current_user <> session_user
+                                     and current_user = (select e.extowner::pg_catalog.regrole::text
+                                                         from pg_catalog.pg_extension e
+                                                         where e.extname = 'splitgraph')""") \
+        and not meta.caller_is_admin(plpy)
+
+
+def finish(plpy, plan):
+    """Carry out a plan of prepare_tables with the rights of the code that calls this: the steps that give
+    the tables back as committed (types, defaults, identity, generated columns, NOT NULL, CHECK, UNIQUE,
+    indexes, comments, then foreign keys once every table is filled), then tracking (a definer helper). A
+    step that is not essential and fails (it names a function or a table this engine lacks) is reported with
+    a WARNING and the rest goes on."""
+    guarded = None
+    for step in plan["steps"] + plan["after"]:
+        if step["evaluates"]:
+            guarded = _running_for_another(plpy) if guarded is None else guarded
+            if guarded:
+                errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,
+                            f"{step['what']} evaluates expressions, which this call would run with the extension's "
+                            "rights", hint="check the image out again with splitgraph.checkout, which runs them "
+                                           "with yours")
+        if step["fatal"]:
+            plpy.execute(";\n".join(step["statements"]))
+            continue
+        try:
+            with plpy.subtransaction():
+                plpy.execute(";\n".join(step["statements"]))
+        except plpy.SPIError as error:
+            plpy.warning(f"splitgraph: could not restore {step['what']}: {str(error).splitlines()[0]}")
+            if step["fallback"]:
+                plpy.execute(";\n".join(step["fallback"]))
+    if plan["track"]:
+        db.run(plpy, "select splitgraph_internal.checkout_track($1, $2::text[])", plan["repository"], plan["track"])
+
+
+def materialize_image(plpy, repo, image_hash, layered=False, only=None):
+    """Create the tables of HEAD (image_hash) in the checkout schema (all, or those named in `only` that it
+    lacks) and track them. Call it from code that runs as the caller (security invoker): the extension's part
+    runs in the definer helper checkout_materialize, and what evaluates expressions runs here."""
+    plan = db.scalar(plpy, "select splitgraph_internal.checkout_materialize($1, $2, $3, $4::text[])",
+                     repo, image_hash, bool(layered), None if only is None else list(only))
+    finish(plpy, json.loads(plan))
+
+
+def materialize_new(plpy, repo, tables):
+    """materialize_image for the named tables of HEAD that the checkout lacks; nothing when the repository is
+    not checked out (same rules: call it from code that runs as the caller)."""
+    plan = db.scalar(plpy, "select splitgraph_internal.checkout_materialize($1, null, null, $2::text[])",
+                     repo, list(tables))
+    finish(plpy, json.loads(plan))
+
+
+@helper("checkout_materialize(repository text, image_hash text, layered boolean, tables text[]) returns text",
+        "checkout_materialize(...): make tables of HEAD that the checkout lacks (all, or those named), as stored; "
+        "returns the plan the caller carries out (HEAD when image_hash is null: nothing when not checked out)",
+        public=True)
+def checkout_materialize(plpy, repository, image_hash, layered, tables):
+    repo = meta.writable(plpy, repository)
+    state = meta.checkout_state(plpy, repo)
+    if state is None and image_hash is None:
+        return json.dumps({"repository": repo, "steps": [], "after": [], "track": []})
+    state = meta.require_checkout(plpy, repo)
+    image_hash = state["image_hash"] if image_hash is None else image_hash
+    layered = state["layered"] if layered is None else layered
+    if state["image_hash"] != image_hash or bool(state["layered"]) != bool(layered):
+        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    f'image {str(image_hash)[:12]} is not the HEAD of the checkout of repository "{repo}"')
+    existing = set(tbl.list_tables(plpy, names.schema_of(repo)))
+    wanted = [t for t in (tables if tables is not None else meta.image_tables(plpy, repo, image_hash))
+              if t not in existing]
+    return json.dumps(prepare_tables(plpy, repo, image_hash, layered, wanted))
+
+
+@helper("checkout_track(repository text, tables text[]) returns void",
+        "checkout_track(repository, tables): start tracking tables this transaction's checkout made",
+        public=True)
+def checkout_track(plpy, repository, tables):
+    repo = meta.writable(plpy, repository)
+    schema = names.schema_of(repo)
+    made = _made(plpy, schema)
+    for table in tables or []:
+        if table not in made:
+            errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        f'table "{table}" was not made by a checkout of repository "{repo}" in this transaction')
+        made.discard(table)
+        tracking.track(plpy, schema, table)
 
 
 @api("checkout(repository text, image text, force boolean default false, layered boolean default false) returns "
      "text",
      "checkout(repository, image, force, layered): replace the checkout with the image (hash, prefix, tag, "
      "branch, latest, HEAD) and return its hash; a branch is followed by later commits, anything else is "
-     "detached; layered makes read-only views over the fragments instead of tables")
+     "detached; layered makes read-only views over the fragments instead of tables",
+     security="invoker")
 def checkout(plpy, repository, image, force=False, layered=False):
+    """The tables are made by the extension from the objects (checkout_prepare); what evaluates expressions
+    (CHECK constraints, indexes, generated columns, casts to the columns' types) runs here, as the caller."""
+    plan = json.loads(db.scalar(plpy, "select splitgraph_internal.checkout_prepare($1, $2, $3, $4)",
+                                repository, image, bool(force), bool(layered)))
+    finish(plpy, plan)
+    return plan["image_hash"]
+
+
+@helper("checkout_prepare(repository text, image text, force boolean, layered boolean) returns text",
+        "checkout_prepare(...): the extension's part of checkout: replace the checkout's tables with the image's, as "
+        "stored; returns the plan the caller carries out",
+        public=True)
+def checkout_prepare(plpy, repository, image, force, layered):
     repo = meta.writable(plpy, repository)
     image_hash, branch = meta.resolve(plpy, repo, image)
     state = meta.checkout_state(plpy, repo)
@@ -74,13 +221,12 @@ def checkout(plpy, repository, image, force=False, layered=False):
     if state is not None:
         refuse_pending(plpy, repo, force)
     _clear(plpy, repo, state)
-    materialize_image(plpy, repo, image_hash, layered)
     db.run(plpy, """insert into splitgraph_meta.checkouts (repository, image_hash, branch, layered)
                     values ($1, $2, $3, $4)
                     on conflict (repository) do update
                     set image_hash = excluded.image_hash, branch = excluded.branch, layered = excluded.layered""",
            repo, image_hash, branch, bool(layered))
-    return image_hash
+    return json.dumps(prepare_tables(plpy, repo, image_hash, layered))
 
 
 @api("uncheckout(repository text, force boolean default false) returns void",
@@ -195,6 +341,7 @@ def reset(plpy, repository, table_name=None):
         errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table_name}" is neither in HEAD nor in the checkout of '
                                                   f'repository "{repo}"')
     tracked = tracking.schema_tracking(plpy, schema)
+    deferred = _defer_foreign_keys(plpy, schema, [t for t in targets if t in live])
     rebuild = []
     for table in targets:
         t = tracked.get(table)
@@ -213,6 +360,43 @@ def reset(plpy, repository, table_name=None):
             rebuild.append(table)
     if rebuild:
         materialize_image(plpy, repo, state["image_hash"], only=rebuild)
+    _check_foreign_keys(plpy, deferred)
+
+
+def _defer_foreign_keys(plpy, schema, tables):
+    """Foreign keys from or to the tables are checked when reset is done, not row by row while rows are put
+    back in an order that is none of theirs: each becomes deferrable (for now) and deferred. Returns them."""
+    keys = db.run(plpy, """
+        select k.conrelid::pg_catalog.regclass::text as relation, pg_catalog.quote_ident(k.conname) as name,
+               pg_catalog.quote_ident(n.nspname) as schema, k.condeferrable, k.condeferred
+        from pg_catalog.pg_constraint k join pg_catalog.pg_namespace n on n.oid = k.connamespace
+        where k.contype = 'f' and (k.conrelid = any($1::text[]::pg_catalog.regclass[])
+                                   or k.confrelid = any($1::text[]::pg_catalog.regclass[]))
+        order by 1, 2""", [names.qualified(schema, t) for t in tables])
+    keys = [dict(k) for k in keys]
+    statements = [f"alter table {k['relation']} alter constraint {k['name']} deferrable"
+                  for k in keys if not k["condeferrable"]]
+    if keys:
+        statements.append("set constraints " + ", ".join(f"{k['schema']}.{k['name']}" for k in keys) + " deferred")
+        plpy.execute(";\n".join(statements))
+    return keys
+
+
+def _check_foreign_keys(plpy, keys):
+    """Check the foreign keys _defer_foreign_keys deferred, and give them back their deferrability."""
+    keys = [k for k in keys if db.scalar(plpy, """select exists (select from pg_catalog.pg_constraint
+                                                                where conrelid = $1::pg_catalog.regclass
+                                                                  and pg_catalog.quote_ident(conname) = $2)""",
+                                         k["relation"], k["name"])]
+    if not keys:
+        return
+    statements = ["set constraints " + ", ".join(f"{k['schema']}.{k['name']}" for k in keys) + " immediate"]
+    statements += [f"alter table {k['relation']} alter constraint {k['name']} not deferrable"
+                   for k in keys if not k["condeferrable"]]
+    still = [f"{k['schema']}.{k['name']}" for k in keys if k["condeferred"]]
+    if still:
+        statements.append("set constraints " + ", ".join(still) + " deferred")
+    plpy.execute(";\n".join(statements))
 
 
 def _refill(plpy, schema, table, cols, object_ids):
@@ -234,8 +418,9 @@ def _undo(plpy, schema, table, cols, tracked):
              f"where a.sg_audit_kind < {tracking.SENTINEL} "
              f"order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f")
     match = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
+    insert, written = fragments.insert_into(target, cols)
     plpy.execute(f"""
         delete from {target} t using {first} where {match};
-        insert into {target} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 'f.')} from {first}
+        {insert} select {tbl.column_list(written, 'f.')} from {first}
         where f.sg_audit_kind = 0""")
     tracking.restart(plpy, tracked)

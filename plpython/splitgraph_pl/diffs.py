@@ -47,8 +47,10 @@ def _fragment_rows(plpy, result, cols, base_ids, extra_ids, reverse):
         lambda a: tbl.row_text(cols, a + "."))
 
     def numbered(ids):
+        # the values as the columns' types where the extension may cast to them (tables.as_trusted)
+        values = fragments.restored_list(tbl.as_trusted(cols), "f.")
         return " union all ".join(
-            f"select {n} as sg_position, {tbl.column_list(cols, 'f.')}, f.{names.FLAG_COLUMN} "
+            f"select {n} as sg_position, {tbl.select_list(values, f'f.{names.FLAG_COLUMN}')} "
             f"from {fragments.object_table(o)} f" for n, o in enumerate(ids))
 
     new_state, old_state = db.temp_name("sg_new"), db.temp_name("sg_old")
@@ -149,7 +151,7 @@ def _table_diff(plpy, repo, table, image_1, image_2, result, made):
         image_2 = meta.checkout_state(plpy, repo)["image_hash"]  # read-only views of HEAD: nothing pending
     h1, _ = meta.resolve(plpy, repo, image_1)
     v1 = meta.image_tables(plpy, repo, h1).get(table)
-    cols1 = tbl.from_spec(plpy, v1.spec) if v1 else None
+    cols1 = tbl.from_spec(plpy, v1.spec, v1.definition) if v1 else None
     if image_2 is None:
         schema, cols2 = _checkout_table(plpy, repo, table)
         if v1 is None and cols2 is None:
@@ -183,7 +185,7 @@ def _table_diff(plpy, repo, table, image_1, image_2, result, made):
         if ids1[:len(ids2)] == ids2:
             _fragment_rows(plpy, result, cols1, ids2, ids1[len(ids2):], reverse=True)
             return False
-    cols2 = tbl.from_spec(plpy, v2.spec) if v2 else None
+    cols2 = tbl.from_spec(plpy, v2.spec, v2.definition) if v2 else None
     _compare(plpy, result, cols1, changes.materialized(plpy, v1, made), cols2, changes.materialized(plpy, v2, made))
     return not same
 

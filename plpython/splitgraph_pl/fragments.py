@@ -31,8 +31,8 @@ def object_source(object_id, cols, alias, as_caller=False):
 
 
 def fragment_columns(cols):
-    """The columns of an object table: the table's, then the upsert/delete flag."""
-    return tbl.select_list(tbl.column_definitions(cols), f"{FLAG_COLUMN} boolean not null")
+    """The columns of an object table: the table's (as stored), then the upsert/delete flag."""
+    return tbl.select_list(tbl.storage_definitions(cols), f"{FLAG_COLUMN} boolean not null")
 
 
 def fragment_column_list(cols):
@@ -68,7 +68,7 @@ def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", paral
     the planner from repeating it for every lane) and its lanes are summed with plain aggregates, which
     parallel workers compute in partial aggregates when `parallel` is set.
     """
-    ranged = ", ".join(f"{prefix}{ident(c.name)} as c{i}" for i, c in enumerate(cols) if c.ranged)
+    ranged = ", ".join(f"{c.stored(prefix + ident(c.name))} as c{i}" for i, c in enumerate(cols) if c.ranged)
     digest = f"pg_catalog.sha256(pg_catalog.convert_to({tbl.row_text(cols, prefix)}, 'UTF8'))"
     inner = (f"select {group + ' as g, ' if group else ''}pg_catalog.unnest(array[{digest}]) as h"
              f"{', ' + ranged if ranged else ''} from {relation} t"
@@ -123,6 +123,11 @@ def _bloom_groups(plpy, relation, cols, group, spec, prefix="t."):
         for r in db.run(plpy, query):
             result.setdefault(r["g"], {})[name] = [r["k"], r["bitmap"].replace("\n", "")]
     return result
+
+
+def bloom_filters(plpy, relation, cols, spec):
+    """{column: [k, base64 bitmap]}: the Bloom filters `spec` configures, of all the rows of `relation`."""
+    return _bloom_groups(plpy, relation, cols, None, spec).get(None, {})
 
 
 def _indexes(plpy, hashed, relation, cols, group, bloom_spec, prefix="t."):
@@ -254,7 +259,7 @@ def _store_single(plpy, source, cols, namespace, bloom_spec):
     obj = _new_object(None, hashed, index, cols, namespace)
     if claim_objects(plpy, [obj]):
         plpy.execute(f"create table {object_table(obj['object_id'])} as "
-                     f"select {tbl.select_list(tbl.column_list(cols, 't.'), f'true as {FLAG_COLUMN}')} from {source} t")
+                     f"select {tbl.select_list(tbl.stored_list(cols, 't.'), f'true as {FLAG_COLUMN}')} from {source} t")
         record_sizes(plpy, [obj["object_id"]])
     return [obj["object_id"]]
 
@@ -278,8 +283,8 @@ def _partition(plpy, source, cols, bounds, chunks=None, where=None):
     key = tbl.key_columns(cols)
     parent = db.temp_name("sg_tmp")
     parent_sql = f"{META}.{ident(parent)}"
-    ddl = [f"create table {parent_sql} ({tbl.column_definitions(cols)}, {FLAG_COLUMN} boolean not null default true)"
-           f" partition by range ({', '.join(c.order_expr() for c in key)})"]
+    ddl = [f"create table {parent_sql} ({tbl.storage_definitions(cols)}, {FLAG_COLUMN} boolean not null default "
+           f"true) partition by range ({', '.join(c.order_expr() for c in tbl.as_stored(key))})"]
     lowest = "(" + ", ".join(["minvalue"] * len(key)) + ")"
     highest = "(" + ", ".join(["maxvalue"] * len(key)) + ")"
     parts = []
@@ -291,7 +296,7 @@ def _partition(plpy, source, cols, bounds, chunks=None, where=None):
             hi = highest if i == len(bounds) - 1 else "(" + ", ".join(bounds[i + 1]) + ")"
             ddl.append(f"create table {META}.{ident(part)} partition of {parent_sql} for values from {lo} to {hi}")
     plpy.execute(";\n".join(ddl))
-    plpy.execute(f"insert into {parent_sql} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 't.')} "
+    plpy.execute(f"insert into {parent_sql} ({tbl.column_list(cols)}) select {tbl.stored_list(cols, 't.')} "
                  f"from {source} t{' where ' + where if where else ''}")
     return parts, parent_sql
 
@@ -323,7 +328,7 @@ def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec):
     key = tbl.key_columns(cols)
     bounds = _chunk_bounds(plpy, source, cols, chunk_size)
     if len(key) == 1:
-        first_keys = "array[" + ", ".join(b[0] for b in bounds) + f"]::{key[0].type}[]"
+        first_keys = "array[" + ", ".join(b[0] for b in bounds) + f"]::{key[0].storage}[]"
         chunk_of = f"pg_catalog.width_bucket({key[0].order_expr('t.')}, {first_keys}) - 1"
         hashed = hash_groups(plpy, source, cols, group=chunk_of, parallel=True)
         index = _indexes(plpy, hashed, source, cols, chunk_of, bloom_spec)
@@ -338,8 +343,9 @@ def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec):
         names = {r["oid"]: r["relname"] for r in db.run(plpy, """
             select c.oid::bigint as oid, c.relname::text as relname from pg_catalog.pg_inherits i
             join pg_catalog.pg_class c on c.oid = i.inhrelid where i.inhparent = $1::regclass""", parent_sql)}
-        by_oid = hash_groups(plpy, parent_sql, cols, group="t.tableoid::bigint", parallel=True)
-        index_by_oid = _indexes(plpy, by_oid, parent_sql, cols, "t.tableoid::bigint", bloom_spec)
+        stored = tbl.as_stored(cols)  # the partitions hold the values as stored
+        by_oid = hash_groups(plpy, parent_sql, stored, group="t.tableoid::bigint", parallel=True)
+        index_by_oid = _indexes(plpy, by_oid, parent_sql, stored, "t.tableoid::bigint", bloom_spec)
         chunk_no = {name: i for i, name in enumerate(parts)}
         hashed = {chunk_no[names[g]]: h for g, h in by_oid.items()}
         index = {chunk_no[names[g]]: v for g, v in index_by_oid.items()}
@@ -368,7 +374,7 @@ def _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec):
             claimed.discard(obj["object_id"])
             stored.append(obj["object_id"])
             plpy.execute(f"create table {object_table(obj['object_id'])} as select "
-                         f"{tbl.select_list(tbl.column_list(cols, '(s.r).'), f'true as {FLAG_COLUMN}')} from {stage} s "
+                         f"{tbl.select_list(tbl.stored_list(cols, '(s.r).'), f'true as {FLAG_COLUMN}')} from {stage} s "
                          f"where s.chunk = {int(g)}")
     plpy.execute(f"drop table {stage}")
     record_sizes(plpy, stored)
@@ -409,47 +415,95 @@ def _runs(objects):
     return runs
 
 
-def _union(object_ids, cols, quals=None, as_caller=False):
+def restored_list(cols, prefix):
+    """The stored values of `prefix` as the columns' types (a SELECT list naming each)."""
+    return ", ".join(c.restored(prefix + ident(c.name)) + (f" as {ident(c.name)}" if c.sql_type != c.storage else "")
+                     for c in cols)
+
+
+def _union(object_ids, cols, quals=None, as_caller=False, selected=None):
+    """The rows of the objects (columns `cols`): `selected` columns (default: all) as their types."""
     where = f" where ({quals})" if quals else ""
-    return " union all ".join(f"select {tbl.column_list(cols, 'f.')} from {object_source(o, cols, 'f', as_caller)}"
-                              f"{where}" for o in object_ids)
+    items = restored_list(cols if selected is None else selected, "f.")
+    return " union all ".join(f"select {items} from {object_source(o, cols, 'f', as_caller)}{where}"
+                              for o in object_ids)
 
 
 def _key_match(cols, target="t", fragment="f"):
     key = tbl.key_columns(cols)
     if key:
-        return " and ".join(f"{target}.{ident(c.name)} = {fragment}.{ident(c.name)}" for c in key)
+        return " and ".join(f"{target}.{ident(c.name)} = {c.restored(fragment + '.' + ident(c.name))}" for c in key)
     return f"{tbl.row_text(cols, target + '.')} = {tbl.row_text(cols, fragment + '.')}"
 
 
+def insert_into(target, cols):
+    """INSERT INTO the target's columns that take values: generated columns compute theirs, and identity
+    columns GENERATED ALWAYS take the stored ones."""
+    written = [c for c in cols if not c.generated]
+    overriding = " overriding system value" if any(c.identity == "a" for c in written) else ""
+    return f"insert into {target} ({tbl.column_list(written)}){overriding}", written
+
+
 def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False):
-    """Apply objects (rows of object_rows) in order to an existing table `target` (qualified SQL name);
-    as_caller: the code runs with its caller's rights and reads the objects through fragment_rows."""
+    """Apply objects (rows of object_rows) in order to an existing table `target` (qualified SQL name) whose
+    columns are `cols`; as_caller: the code runs with its caller's rights and reads the objects through
+    fragment_rows."""
+    insert, written = insert_into(target, cols)
     for inserts_only, ids in _runs(objects):
         if not inserts_only:
             source = object_source(ids[0], cols, "f", as_caller)
             plpy.execute(f"delete from {target} t using {source} where {_key_match(cols)}")
             where = f"f.{FLAG_COLUMN}" + (f" and ({quals})" if quals else "")
-            plpy.execute(f"insert into {target} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 'f.')} "
-                         f"from {source} where {where}")
+            plpy.execute(f"{insert} select {restored_list(written, 'f.')} from {source} where {where}")
         else:
-            plpy.execute(f"insert into {target} ({tbl.column_list(cols)}) {_union(ids, cols, quals, as_caller)}")
+            plpy.execute(f"{insert} {_union(ids, cols, quals, as_caller, written)}")
 
 
-def materialize(plpy, schema, table, cols, object_ids):
-    """Create schema.table from its fragments: the leading base fragments in one CREATE TABLE AS, then the
-    primary key, then the rest applied in order."""
+def gap_columns(cols):
+    """Placeholder columns (definitions, names) for the ordinals no column has, so that a table made with them,
+    once they are dropped, numbers its columns (attnums) as the stored schema does."""
+    taken = {c.name for c in cols}
+    ordinals = {c.ordinal for c in cols}
+    gaps = []
+    for n in range(1, max(ordinals, default=0)):
+        if n not in ordinals:
+            name = f"sg_gap_{n}"
+            while name in taken:
+                name += "_"
+            gaps.append((n, name))
+    return gaps
+
+
+def materialize(plpy, schema, table, cols, object_ids, primary_key=None, keep_ordinals=False):
+    """Create schema.table (columns `cols`, of their sql_type) from its fragments: the leading base fragments
+    in one CREATE TABLE AS, then the primary key (named primary_key, or as Postgres names it), then the rest
+    applied in order. keep_ordinals: the columns get their stored ordinals as attnums."""
     target = f"{ident(schema)}.{ident(table)}"
     objects = object_rows(plpy, object_ids)
     runs = _runs(objects)
+    gaps = gap_columns(cols) if keep_ordinals else []
+    in_order = sorted([(c.ordinal, c) for c in cols] + [(n, name) for n, name in gaps], key=lambda x: x[0])
     if runs and runs[0][0]:
-        plpy.execute(f"create table {target} as {_union(runs[0][1], cols)}")
+        # each SELECT lists the columns, placeholders among them, in ordinal order
+        def item(c):
+            if isinstance(c, str):
+                return f"null::integer as {ident(c)}"
+            return c.restored(f"f.{ident(c.name)}") + f" as {ident(c.name)}"
+
+        select = tbl.select_list(*(item(c) for _, c in in_order))
+        plpy.execute(f"create table {target} as " + " union all ".join(
+            f"select {select} from {object_source(o, cols, 'f')}" for o in runs[0][1]))
         objects = objects[len(runs[0][1]):]
     else:
-        plpy.execute(f"create table {target} ({tbl.column_definitions(cols)})")
+        plpy.execute(f"create table {target} (" + tbl.select_list(*(
+            f"{ident(c)} integer" if isinstance(c, str) else c.definition() for _, c in in_order)) + ")")
+    changes = [f"drop column {ident(name)}" for _, name in gaps]
     key = tbl.key_columns(cols)
     if key:
-        plpy.execute(f"alter table {target} add primary key ({tbl.column_list(key)})")
+        named = f"constraint {ident(primary_key)} " if primary_key else ""
+        changes.append(f"add {named}primary key ({tbl.column_list(key)})")
+    if changes:
+        plpy.execute(f"alter table {target} " + ", ".join(changes))
     apply_to_table(plpy, target, cols, objects)
     comment_columns(plpy, target, cols)
 
@@ -462,7 +516,8 @@ def comment_columns(plpy, target, cols):
 
 def layered_view(plpy, schema, table, cols, object_ids):
     """A read-only view of the table over its fragments, with no copy: the latest fragment row of each key
-    wins, and deletions hide the key. Every write through it fails (55000), whoever writes."""
+    wins, and deletions hide the key. Every write through it fails (55000), whoever writes. Its columns have the
+    columns' types where the extension may cast to them (tbl.as_trusted), their storage types elsewhere."""
     target = f"{ident(schema)}.{ident(table)}"
     # Objects never change: the WITH keeps PostgreSQL from making the view updatable by itself (the planner
     # inlines it all the same), and the trigger refuses every write with a message that says what to do.
@@ -479,7 +534,7 @@ def layered_select(cols, objects, as_caller=False):
     reads the objects through fragment_rows."""
     ids = [o["object_id"] for o in objects]
     if not objects:
-        nulls = ", ".join(f"null::{c.type} as {ident(c.name)}" for c in cols)
+        nulls = ", ".join(f"null::{c.sql_type} as {ident(c.name)}" for c in cols)
         return f"select {nulls} where false"
     if all(o["inserts_only"] for o in objects):
         return _union(ids, cols, as_caller=as_caller)
@@ -488,7 +543,7 @@ def layered_select(cols, objects, as_caller=False):
         f"from {object_source(o, cols, 'f', as_caller)}" for n, o in enumerate(ids))
     key = tbl.key_columns(cols)
     distinct = tbl.column_list(key, "u.") if key else tbl.row_text(cols, "u.")
-    return (f"select {tbl.column_list(cols, 'v.')} from (select distinct on ({distinct}) u.* from ({numbered}) u "
+    return (f"select {restored_list(cols, 'v.')} from (select distinct on ({distinct}) u.* from ({numbered}) u "
             f"order by {distinct}, u.sg_fragment_no desc) v where v.{FLAG_COLUMN}")
 
 

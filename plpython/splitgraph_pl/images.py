@@ -2,7 +2,7 @@
 import enum
 import json
 
-from . import changes, db, errors, fragments, meta, names, tracking
+from . import changes, db, definitions, errors, fragments, meta, names, tracking
 from . import tables as tbl
 from .declare import api
 
@@ -122,15 +122,14 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
         table_names = tbl.list_tables(plpy, schema)
         ranges, blooms = _index_options(plpy, index_options, table_names)
         namespace = names.namespace_of(repo)
-        admin = meta.caller_is_admin(plpy)
         head_tables = meta.image_tables(plpy, repo, parent)
         tracked = tracking.schema_tracking(plpy, schema)
         stored = {}
         budget = fragments.object_limit(plpy)  # objects this commit may still create
         for n, table in enumerate(table_names, 1):
+            # values of types that are not built-in are stored as built-in types (tables.storage_ctes): storing
+            # them runs no code of the table's (not even a domain's checks)
             cols = tbl.columns(plpy, schema, table)
-            if not admin:
-                tbl.check_trusted_types(plpy, table, cols)
             _check_columns(plpy, table, cols, ranges.get(table, []), "range")
             _check_columns(plpy, table, cols, blooms.get(table, {}), "bloom")
             if table in ranges:
@@ -143,7 +142,8 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
                                           snapshot, chunk_size, namespace, blooms.get(table), budget)
             budget -= len(set(object_ids) - set(head.object_ids if head is not None else []))
             stored[table] = how
-            meta.add_table(plpy, repo, image_hash, table, [c.spec() for c in cols], object_ids)
+            meta.add_table(plpy, repo, image_hash, table, [c.spec() for c in cols], object_ids,
+                           definitions.capture(plpy, schema, table, cols))
             db.notice(plpy, f'committed table "{table}" ({n}/{len(table_names)}): {how.value}, '
                             f"{len(object_ids)} object(s)")
         # The new image is the base of every log from now on.
@@ -304,8 +304,6 @@ def store_fragment(plpy, schema, table_name, snapshot=False, chunk_size=None):
     elif not meta.caller_is_admin(plpy):
         errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "only superusers may store fragments of other schemas")
     cols = tbl.columns(plpy, schema, table_name)
-    if not meta.caller_is_admin(plpy):
-        tbl.check_trusted_types(plpy, table_name, cols)
     plpy.execute(f"lock table {names.qualified(schema, table_name)} in share mode")
     head = None
     if repo is not None:

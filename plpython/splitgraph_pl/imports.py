@@ -10,7 +10,7 @@ nothing is created for it, so nothing is left behind and nothing comes to depend
 """
 import json
 
-from . import checkout, db, errors, fragments, hashing, meta, names, queries
+from . import checkout, db, definitions, errors, fragments, hashing, meta, names, queries
 from . import tables as tbl
 from .declare import api, helper
 from .names import ident
@@ -29,14 +29,18 @@ COMMENT_LENGTH = 4096
      security="invoker")
 def import_tables(plpy, source_repository, source_tables, target_repository, target_tables=None, source_image=None):
     if db.scalar(plpy, "select splitgraph_internal.import_source_kind($1)", source_repository) == "repository":
-        return db.scalar(plpy, "select splitgraph_internal.import_from_image($1, $2::text[], $3, $4::text[], $5)",
-                         source_repository, source_tables, target_repository, target_tables, source_image)
+        result = db.scalar(plpy, "select splitgraph_internal.import_from_image($1, $2::text[], $3, $4::text[], $5)",
+                           source_repository, source_tables, target_repository, target_tables, source_image)
+        _materialize(plpy, target_repository, target_tables or source_tables)
+        return result
     check_schema_source(plpy, source_repository, source_tables)
     staged = _stage(plpy, [f"select * from {names.qualified(source_repository, table)}"
                            for table in source_tables or []])
-    return db.scalar(plpy, "select splitgraph_internal.import_staged($1, null, $2::text[], $3::text[], $4, "
-                           "$5::text[], $6)", source_repository, source_tables, staged, target_repository,
-                     target_tables, f"import {', '.join(source_tables or [])} from schema {source_repository}")
+    result = db.scalar(plpy, "select splitgraph_internal.import_staged($1, null, $2::text[], $3::text[], $4, "
+                             "$5::text[], $6)", source_repository, source_tables, staged, target_repository,
+                       target_tables, f"import {', '.join(source_tables or [])} from schema {source_repository}")
+    _materialize(plpy, target_repository, target_tables or source_tables)
+    return result
 
 
 @api("import_table(source_repository text, source_table text, target_repository text, "
@@ -63,7 +67,8 @@ def import_query(plpy, source_repository, query, target_repository, target_table
                                       source_repository, source_image))
         image, tables = source["image"], source["tables"]
         text, read, _ = queries.check(plpy, query, tables)
-        columns = {name: tbl.from_spec(plpy, tables[name]["spec"]) for name in sorted(read)}
+        columns = {name: tbl.from_spec(plpy, tables[name]["spec"], tables[name]["definition"])
+                   for name in sorted(read)}
         reads = {name: fragments.layered_select(cols, tables[name]["objects"], as_caller=True)
                  for name, cols in columns.items()}
         types = [c.type for cols in columns.values() for c in cols]
@@ -87,9 +92,11 @@ def import_query(plpy, source_repository, query, target_repository, target_table
     except plpy.SPIError as error:
         errors.fail(plpy, getattr(error, "sqlstate", None) or "42000",
                     f"the import query fails: {str(error).splitlines()[0]}")
-    return db.scalar(plpy, "select splitgraph_internal.import_staged($1, $2, null, $3::text[], $4, $5::text[], $6)",
-                     source_repository, image, staged, target_repository, [target_table],
-                     f"import query {query} from {source_repository}")
+    result = db.scalar(plpy, "select splitgraph_internal.import_staged($1, $2, null, $3::text[], $4, $5::text[], $6)",
+                       source_repository, image, staged, target_repository, [target_table],
+                       f"import query {query} from {source_repository}")
+    _materialize(plpy, target_repository, [target_table])
+    return result
 
 
 def _relations(plpy, schema):
@@ -110,6 +117,12 @@ def _stage(plpy, selects):
         plpy.execute(f"insert into pg_temp.{ident(stage)} {select}")
     _drop_staged(plpy, templates)
     return staged
+
+
+def _materialize(plpy, target, tables):
+    """Make the imported tables in the target's checkout, if it has one, as the caller (what evaluates
+    expressions, such as CHECK constraints and indexes, runs with the caller's rights)."""
+    checkout.materialize_new(plpy, target, list(tables))
 
 
 def _drop_staged(plpy, staged):
@@ -175,10 +188,10 @@ def _commit_tables(plpy, target, new_tables, comment):
                         hint="import it under another name (target_table), or drop it first")
     image_hash = meta.new_image(plpy, target, base, _comment(comment), with_parent_tables=True)
     for name, version in new_tables.items():
-        meta.add_table(plpy, target, image_hash, name, version.spec, version.object_ids)
+        meta.add_table(plpy, target, image_hash, name, version.spec, version.object_ids, version.definition)
     if state is not None:
+        # the public function that called this makes the new tables in the checkout (_materialize)
         meta.move_head(plpy, target, state, image_hash)
-        checkout.materialize_image(plpy, target, image_hash, layered=state["layered"], only=list(new_tables))
     else:
         db.run(plpy, "update splitgraph_meta.branches set image_hash = $2 where repository = $1 and branch = 'main'",
                target, image_hash)
@@ -226,13 +239,14 @@ def check_schema_source(plpy, source_schema, source_tables):
 
 
 @helper("import_image_tables(source text, source_image text) returns jsonb",
-        "import_image_tables(source, source_image): {image, tables: {name: {spec, objects: [{object_id, "
-        "inserts_only}]}}} of a source image, for an import query to read it through fragment_rows",
+        "import_image_tables(source, source_image): {image, tables: {name: {spec, definition, objects: "
+        "[{object_id, inserts_only}]}}} of a source image, for an import query to read it through fragment_rows",
         volatility="stable", public=True)
 def image_tables(plpy, source, source_image):
     """What invoker code needs to read an image's tables through fragment_rows (every role may read every
     repository): the image (source_image, else the source's HEAD, else its newest) and for each table its stored
-    schema and its objects in order, each saying whether it only inserts rows."""
+    schema and definition (its columns' storage types among them) and its objects in order, each saying whether
+    it only inserts rows."""
     repo = meta.require(plpy, source)
     image = _source_image(plpy, repo, source_image)
     versions = meta.image_tables(plpy, repo, image)
@@ -241,8 +255,8 @@ def image_tables(plpy, source, source_image):
         from splitgraph_meta.objects o where o.object_id = any($1::text[])""",
         sorted({i for v in versions.values() for i in v.object_ids}), hashing.ZERO)}
     return json.dumps({"image": image, "tables": {
-        name: {"spec": v.spec, "objects": [{"object_id": i, "inserts_only": inserts_only.get(i, False)}
-                                           for i in v.object_ids]}
+        name: {"spec": v.spec, "definition": v.definition,
+               "objects": [{"object_id": i, "inserts_only": inserts_only.get(i, False)} for i in v.object_ids]}
         for name, v in versions.items()}})
 
 
@@ -333,7 +347,7 @@ def import_staged(plpy, source, source_image, source_tables, staged, target_repo
             continue
         object_ids = fragments.store_snapshot(plpy, temp_schema, stage, cols, fragments.DEFAULT_CHUNK_SIZE,
                                               namespace)
-        new[name] = meta.TableVersion([c.spec() for c in cols], object_ids)
+        new[name] = meta.TableVersion([c.spec() for c in cols], object_ids, definitions.minimal(cols))
     _drop_staged(plpy, staged)
     return _commit_tables(plpy, target, new, comment or "import")
 

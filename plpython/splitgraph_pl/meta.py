@@ -121,18 +121,23 @@ def resolve(plpy, repo, ref):
 
 
 class TableVersion(NamedTuple):
-    """A table of an image: its stored schema (a list of [ordinal, name, type, is_pk, comment, collation?]) and
-    the object ids that build it, in apply order."""
+    """A table of an image: its stored schema (a list of [ordinal, name, type, is_pk, comment, collation?]), the
+    object ids that build it, in apply order, and its definition (storage types of columns, defaults,
+    constraints, indexes...: see definitions.py), or None."""
     spec: list
     object_ids: list
+    definition: dict = None
 
 
 def image_tables(plpy, repo, image_hash):
     """Tables of an image: name -> TableVersion."""
-    rows = db.run(plpy, """select table_name, table_schema::text as table_schema, object_ids
+    rows = db.run(plpy, """select table_name, table_schema::text as table_schema, object_ids,
+                                  table_definition::text as table_definition
                            from splitgraph_meta.tables where repository = $1 and image_hash = $2
                            order by table_name""", repo, image_hash)
-    return {r["table_name"]: TableVersion(json.loads(r["table_schema"]), list(r["object_ids"])) for r in rows}
+    return {r["table_name"]: TableVersion(json.loads(r["table_schema"]), list(r["object_ids"]),
+                                          json.loads(r["table_definition"]) if r["table_definition"] else None)
+            for r in rows}
 
 
 def new_image(plpy, repo, parent, comment, with_parent_tables=False):
@@ -143,17 +148,20 @@ def new_image(plpy, repo, parent, comment, with_parent_tables=False):
                     values ($1, $2, $3, $4)""", repo, image_hash, parent, comment)
     if with_parent_tables:
         db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
-                                                            object_ids)
-                        select repository, $2, table_name, table_schema, object_ids from splitgraph_meta.tables
+                                                            object_ids, table_definition)
+                        select repository, $2, table_name, table_schema, object_ids, table_definition
+                        from splitgraph_meta.tables
                         where repository = $1 and image_hash = $3""", repo, image_hash, parent)
     return image_hash
 
 
-def add_table(plpy, repo, image_hash, table, spec, object_ids):
-    """A table of an image: its schema (list of [ordinal, name, type, is_pk, ...]) and fragments in order."""
-    db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema, object_ids)
-                    values ($1, $2, $3, $4::jsonb, $5::text[])""", repo, image_hash, table, json.dumps(spec),
-           object_ids)
+def add_table(plpy, repo, image_hash, table, spec, object_ids, definition=None):
+    """A table of an image: its schema (list of [ordinal, name, type, is_pk, ...]), fragments in order and
+    definition (or None)."""
+    db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema, object_ids,
+                                                        table_definition)
+                    values ($1, $2, $3, $4::jsonb, $5::text[], $6::jsonb)""", repo, image_hash, table,
+           json.dumps(spec), object_ids, None if definition is None else json.dumps(definition))
 
 
 def move_head(plpy, repo, state, image_hash):

@@ -1,4 +1,5 @@
 """Objects as a whole: their metadata, moving them between engines by value, and garbage collection."""
+import base64
 import json
 import zlib
 
@@ -127,7 +128,8 @@ def _registered(plpy, object_id):
      "any engine",
      volatility="stable")
 def dump_object(plpy, object_id):
-    """The object's metadata and rows as one compressed blob that load_object accepts on any engine."""
+    """The object's metadata and rows as one compressed blob that load_object accepts on any engine. The header
+    carries, beside the object's metadata, the built-in types its table stores the columns as (storage_types)."""
     obj = _registered(plpy, object_id)
     if obj is None:
         errors.fail(plpy, errors.UNDEFINED_OBJECT, f"object {object_id} does not exist")
@@ -136,6 +138,11 @@ def dump_object(plpy, object_id):
                     hint="download it first")
     header = {k: obj[k] for k in ("object_id", "format", "namespace", "rows_inserted", "rows_deleted",
                                   "insertion_hash", "deletion_hash", "index", "table_schema")}
+    header["storage_types"] = db.column(plpy, f"""
+        select pg_catalog.format_type(a.atttypid, a.atttypmod) from pg_catalog.pg_attribute a
+        where a.attrelid = pg_catalog.format('%I.%I', '{META}', $1::text)::pg_catalog.regclass
+          and a.attnum > 0 and not a.attisdropped and a.attname <> '{FLAG_COLUMN}'
+        order by a.attnum""", object_id)
     header["dump_format"] = DUMP_FORMAT
     rows = db.scalar(plpy, f"select coalesce(pg_catalog.array_agg(f::text), '{{}}')::text "
                            f"from {object_table(object_id)} f")
@@ -147,13 +154,16 @@ def _corrupt(plpy, object_id, what):
                 hint="the data was damaged or altered in transit; fetch it again from its source")
 
 
-@api("load_object(object_id text, data bytea) returns void",
-     "load_object(object_id, data): store an object from dump_object; refused (XX001) unless its rows hash to "
-     "its id")
-def load_object(plpy, object_id, data):
-    """Store an object dumped by dump_object, after checking that its rows hash to its id."""
-    if not (object_id and object_id.startswith("o") and len(object_id) == 63):
-        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"invalid object id {object_id!r}")
+# The fields of a dump's header: required ones, then optional ones, with their JSON types.
+_REQUIRED = {"dump_format": str, "object_id": str, "table_schema": list, "rows_inserted": int, "rows_deleted": int,
+             "deletion_hash": str}
+_OPTIONAL = {"namespace": str, "insertion_hash": str, "format": str, "index": dict, "storage_types": list}
+# The largest Bloom filter a loaded object may carry, in bytes.
+MAX_BLOOM_BYTES = 1 << 20
+
+
+def _read_dump(plpy, object_id, data):
+    """(header, rows text) of a dump, its header's fields checked for presence and JSON type (XX001)."""
     try:
         raw = zlib.decompress(bytes(data))
         header_line, rows = raw.split(b"\n", 1)
@@ -161,16 +171,96 @@ def load_object(plpy, object_id, data):
         rows = rows.decode("utf-8")
     except (zlib.error, ValueError, UnicodeDecodeError):
         _corrupt(plpy, object_id, "it is not an object dump")
+    if not isinstance(header, dict):
+        _corrupt(plpy, object_id, "its header is not a JSON object")
     if header.get("dump_format") != DUMP_FORMAT or header.get("object_id") != object_id:
         _corrupt(plpy, object_id, "the dump is of another object or format")
+    for fields, required in ((_REQUIRED, True), (_OPTIONAL, False)):
+        for key, kind in fields.items():
+            value = header.get(key)
+            if (value is None and not required) or (isinstance(value, kind) and not isinstance(value, bool)):
+                continue
+            _corrupt(plpy, object_id, f"its header {'lacks' if value is None else 'has a malformed'} {key}")
+    if header.get("format", "FRAG") != "FRAG" or len(header.get("namespace", "")) > 64:
+        _corrupt(plpy, object_id, "its header names an unknown format or a namespace longer than 64 characters")
+    storage = header.get("storage_types")
+    if storage is not None and (len(storage) != len(header["table_schema"])
+                                or not all(isinstance(t, str) for t in storage)):
+        _corrupt(plpy, object_id, "its storage types do not match its columns")
+    return header, rows
+
+
+def _index(plpy, object_id, header, hashed, cols, staging_sql):
+    """The index to store for a loaded object: never the header's unchecked. The range index is computed from
+    the rows; a fragment that deletes or overwrites rows also covers the old values it removes, which its rows
+    do not hold, so the header's ranges may widen (never narrow) it. Bloom filters must be the ones its rows
+    give (for the filter's size)."""
+    given = header.get("index") or {}
+    if set(given) - {"range", "bloom"} or not isinstance(given.get("range", {}), dict) \
+            or not isinstance(given.get("bloom", {}), dict):
+        _corrupt(plpy, object_id, "its index is malformed")
+    ranges = dict(hashed["range"])
+    by_name = {c.name: c for c in cols}
+    if header["rows_deleted"] > 0:
+        for name, bounds in given.get("range", {}).items():
+            c = by_name.get(name)
+            if c is None or not c.ranged or not isinstance(bounds, list) or len(bounds) != 2 \
+                    or not all(isinstance(b, (str, int, float)) and not isinstance(b, bool) for b in bounds):
+                _corrupt(plpy, object_id, f'its range index of "{name}" is malformed')
+            mine = ranges.get(name, [None, None])
+            collate = ' collate "C"' if c.collatable else ""
+            try:
+                with plpy.subtransaction():
+                    ranges[name] = json.loads(db.scalar(plpy, f"""
+                        select pg_catalog.jsonb_build_array(
+                            least(($1::jsonb #>> '{{}}')::{c.storage}{collate}, ($2::jsonb #>> '{{}}')::{c.storage}),
+                            greatest(($3::jsonb #>> '{{}}')::{c.storage}{collate}, ($4::jsonb #>> '{{}}')::{c.storage})
+                        )::text""", json.dumps(bounds[0]), json.dumps(mine[0]), json.dumps(bounds[1]),
+                        json.dumps(mine[1])))
+            except plpy.SPIError:
+                _corrupt(plpy, object_id, f'its range index of "{name}" does not hold values of the column')
+    index = {"range": ranges}
+    blooms = given.get("bloom")
+    if blooms:
+        index["bloom"] = {}
+        for name, bloom in blooms.items():
+            ok = (name in by_name and isinstance(bloom, list) and len(bloom) == 2 and isinstance(bloom[0], int)
+                  and isinstance(bloom[1], str))
+            try:
+                size = len(base64.b64decode(bloom[1], validate=True)) if ok else 0
+            except ValueError:
+                size = 0
+            if not 0 < size <= MAX_BLOOM_BYTES:
+                _corrupt(plpy, object_id, f'its Bloom filter of "{name}" is malformed or larger than '
+                                          f"{MAX_BLOOM_BYTES} bytes")
+            mine = fragments.bloom_filters(plpy, staging_sql, cols, {name: {"size": size}}).get(name)
+            if mine is None or mine[0] != bloom[0] or base64.b64decode(mine[1]) != base64.b64decode(bloom[1]):
+                _corrupt(plpy, object_id, f'its Bloom filter of "{name}" is not the one its rows give')
+            index["bloom"][name] = mine
+    return index
+
+
+@api("load_object(object_id text, data bytea) returns void",
+     "load_object(object_id, data): store an object from dump_object; refused (XX001) unless its rows hash to "
+     "its id")
+def load_object(plpy, object_id, data):
+    """Store an object dumped by dump_object, after checking that its rows hash to its id. Nothing of the
+    header is pasted into SQL: its types and collations are looked up in the catalog (tables.from_spec), the
+    object table stores built-in types only, and the index is computed from the rows (_index)."""
+    if not (object_id and object_id.startswith("o") and len(object_id) == 63):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"invalid object id {object_id!r}")
+    header, rows = _read_dump(plpy, object_id, data)
     # Loaders of one object serialize on its metadata row (a row lock no other role can take).
     db.run(plpy, f"select from {META}.objects where object_id = $1 for no key update", object_id)
     registered = _registered(plpy, object_id)
     if registered is not None and registered["stored"]:
         return
-    cols = tbl.from_spec(plpy, header["table_schema"])
-    if not meta.caller_is_admin(plpy):
-        tbl.check_trusted_types(plpy, object_id, cols)
+    spec = header["table_schema"]
+    storage = header.get("storage_types")
+    definition = None
+    if storage is not None and all(isinstance(c, list) and len(c) > 1 and isinstance(c[1], str) for c in spec):
+        definition = {"columns": {c[1]: {"storage": t} for c, t in zip(spec, storage, strict=True)}}
+    cols = tbl.as_stored(tbl.from_spec(plpy, spec, definition, dump=True))  # as the staging table holds them
     staging = db.temp_name("sg_tmp")
     staging_sql = f"{META}.{ident(staging)}"
     plpy.execute(f"create table {staging_sql} ({fragments.fragment_columns(cols)})")
@@ -182,23 +272,22 @@ def load_object(plpy, object_id, data):
         _corrupt(plpy, object_id, "its rows do not parse as the columns it declares")
     hashed = fragments.hash_groups(plpy, staging_sql, cols, where=f"t.{FLAG_COLUMN}").get(None)
     deleted = db.scalar(plpy, f"select count(*) from {staging_sql} where not {FLAG_COLUMN}")
-    deletion = header.get("deletion_hash", "")
-    if not names.HASH.match(deletion or ""):
+    deletion = header["deletion_hash"]
+    if not names.HASH.match(deletion):
         _corrupt(plpy, object_id, "its deletion hash is malformed")
     if hashing.object_id(hashed["insertion_hash"], deletion, fragments.schema_spec(cols)) != object_id:
         _corrupt(plpy, object_id, "its rows do not hash to its id")
     # rows_deleted counts the old rows the fragment removes: its deletions and the rows its upserts overwrite.
-    removed = header.get("rows_deleted")
-    if (hashed["rows"] != header.get("rows_inserted") or not isinstance(removed, int) or isinstance(removed, bool)
-            or not deleted <= removed <= deleted + hashed["rows"]
+    removed = header["rows_deleted"]
+    if (hashed["rows"] != header["rows_inserted"] or not deleted <= removed <= deleted + hashed["rows"]
             or (removed == 0) != (deletion == hashing.ZERO)):
         _corrupt(plpy, object_id, "its row counts do not match its rows")
+    index = _index(plpy, object_id, header, hashed, cols, staging_sql)
     if registered is None and not fragments.claim_objects(plpy, [{
             "object_id": object_id, "namespace": header.get("namespace", ""),
             "rows_inserted": hashed["rows"], "rows_deleted": removed,
             "insertion_hash": hashed["insertion_hash"], "deletion_hash": deletion,
-            "index": header.get("index") or {"range": hashed["range"]},
-            "table_schema": fragments.schema_spec(cols)}]) and _registered(plpy, object_id)["stored"]:
+            "index": index, "table_schema": fragments.schema_spec(cols)}]) and _registered(plpy, object_id)["stored"]:
         plpy.execute(f"drop table {staging_sql}")  # a concurrent load stored it first
         return
     plpy.execute(f"alter table {staging_sql} rename to {ident(object_id)}")

@@ -17,26 +17,8 @@ built-in functions that change nothing and look nothing up by name (else 42501):
 What passes runs as the caller, with the caller's rights, and the text that runs is the parse tree printed back
 (pglast), so what was checked is what runs.
 """
-import os
-import sys
-
-from . import db, errors
-
-# pglast carries its own copy of PostgreSQL's parser (libpg_query), whose functions have the names of the
-# server's own (palloc, raw_parser, ...). Loaded plainly into a server process, its calls would go to the
-# server's functions and crash the process; RTLD_DEEPBIND makes the library use its own first.
-# Code that loaded it before, without the flag, left it bound to the server's functions: then it is not used.
-_PLAIN_LOAD = "pglast.parser" in sys.modules and not getattr(sys.modules["pglast.parser"], "splitgraph_deepbind", False)
-_flags = sys.getdlopenflags()
-sys.setdlopenflags(_flags | os.RTLD_DEEPBIND)
-try:
-    from pglast import ast, parse_sql, parser
-    from pglast.parser import ParseError
-    from pglast.stream import RawStream
-finally:
-    sys.setdlopenflags(_flags)
-if not _PLAIN_LOAD:
-    parser.splitgraph_deepbind = True
+from . import db, errors, parsing
+from .parsing import ParseError, RawStream, ast, parse_sql
 
 # Types whose values are names looked up in the catalogs.
 REG_TYPES = frozenset("""regclass regrole regproc regprocedure regnamespace regtype regoper regoperator regconfig
@@ -181,10 +163,7 @@ def check(plpy, query, tables, schema=None):
     """Check an import query (see the module's doc) over a source whose tables are `tables` (names) and, for a
     plain schema, whose schema is `schema`. Returns (the query's text as printed back from its parse tree, the
     source tables it reads unqualified, those of a plain schema it reads qualified with the schema's name)."""
-    if _PLAIN_LOAD:
-        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    "this session loaded pglast without RTLD_DEEPBIND, so its parser cannot be used in this process",
-                    hint="run the import in a new session (import pglast in PL/Python only through splitgraph)")
+    parsing.require(plpy)
     try:
         statements = parse_sql(query)
     except ParseError as error:

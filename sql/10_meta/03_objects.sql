@@ -29,7 +29,8 @@ comment on column splitgraph_meta.objects.deletion_hash is
 'Lane-wise sum of the sha256 of the old values of deleted or overwritten rows';
 comment on column splitgraph_meta.objects.index is '{range: {column: [min, max]}, bloom: {column: [k, base64]}}';
 comment on column splitgraph_meta.objects.table_schema is
-'List of [ordinal, name, type, is_pk] the object id was computed with';
+'List of [ordinal, name, type, is_pk] the object id was computed with (the object table stores values of types '
+'that are not built-in as built-in types: see README)';
 comment on column splitgraph_meta.objects.created is 'When the object was first stored here';
 
 create table splitgraph_meta.object_locations (
@@ -48,14 +49,20 @@ create table splitgraph_meta.tables (
     table_name text not null,
     table_schema jsonb not null,
     object_ids text[] not null default '{}',
+    table_definition jsonb,
     primary key (repository, image_hash, table_name),
     foreign key (repository, image_hash) references splitgraph_meta.images on delete cascade,
-    constraint table_schema_is_list check (pg_catalog.jsonb_typeof(table_schema) = 'array')
+    constraint table_schema_is_list check (pg_catalog.jsonb_typeof(table_schema) = 'array'),
+    constraint table_definition_is_object check (pg_catalog.jsonb_typeof(table_definition) = 'object')
 );
 create index tables_object_ids on splitgraph_meta.tables using gin (object_ids);
 comment on table splitgraph_meta.tables is 'Versions of tables: each image lists its tables and their fragments';
-comment on column splitgraph_meta.tables.table_schema is 'List of [ordinal, name, type, is_pk, comment]';
+comment on column splitgraph_meta.tables.table_schema is
+'List of [ordinal (attnum), name, type, is_pk, comment, collation?]; (ordinal, name, type, is_pk) make the schema hash';
 comment on column splitgraph_meta.tables.object_ids is 'Fragments, applied in this order';
+comment on column splitgraph_meta.tables.table_definition is
+'What a checkout restores beside the columns: storage types, defaults, identity, generated columns, NOT NULL, '
+'constraints, indexes, comment (null: columns and primary key only)';
 
 -- Every fragment a table version names must be registered, and stays so while the version is being written.
 create function splitgraph_internal.check_object_ids() returns trigger
