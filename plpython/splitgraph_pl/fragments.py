@@ -192,10 +192,11 @@ def schema_spec(cols):
 def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None):
     """Store the rows of schema.table as base fragments; returns their object ids in key order.
 
-    Identical rows give identical objects, so storing the same data twice (anywhere) adds no object.
+    Identical rows give identical objects, so storing the same data twice (anywhere) adds no object. Only what
+    reading runs no code is read, and only what the caller may read (tables.source).
     """
     tbl.check_storable(plpy, table, cols)
-    source = f"{ident(schema)}.{ident(table)}"
+    source = tbl.source(plpy, schema, table)
     count = db.scalar(plpy, f"select count(*) from {source}")
     if count == 0:
         return []
@@ -378,10 +379,11 @@ def _runs(objects):
     return runs
 
 
-def _union(object_ids, cols, quals=None, as_caller=False):
+def _union(object_ids, cols, quals=None, as_caller=False, selected=None):
+    """The rows of the objects, one after the other: the columns `selected` (default: all)."""
     where = f" where ({quals})" if quals else ""
-    return " union all ".join(f"select {tbl.column_list(cols, 'f.')} from {object_source(o, cols, 'f', as_caller)}"
-                              f"{where}" for o in object_ids)
+    return " union all ".join(f"select {tbl.column_list(selected or cols, 'f.')} "
+                              f"from {object_source(o, cols, 'f', as_caller)}{where}" for o in object_ids)
 
 
 def _key_match(cols, target="t", fragment="f"):
@@ -391,35 +393,40 @@ def _key_match(cols, target="t", fragment="f"):
     return f"{tbl.row_text(cols, target + '.')} = {tbl.row_text(cols, fragment + '.')}"
 
 
-def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False):
+def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, only=False, written=None):
     """Apply objects (rows of object_rows) in order to an existing table `target` (qualified SQL name);
-    as_caller: the code runs with its caller's rights and reads the objects through fragment_rows."""
+    as_caller: the code runs with its caller's rights and reads the objects through fragment_rows; only: rows are
+    deleted from the table itself, not from its inheritance children; written: the columns inserted (default: all;
+    when given, identity columns take the stored values: OVERRIDING SYSTEM VALUE)."""
+    insert = f"insert into {target} ({tbl.column_list(cols)})"
+    if written is not None:
+        insert = f"insert into {target} ({tbl.column_list(written)}) overriding system value"
     for inserts_only, ids in _runs(objects):
         if not inserts_only:
             source = object_source(ids[0], cols, "f", as_caller)
-            plpy.execute(f"delete from {target} t using {source} where {_key_match(cols)}")
+            plpy.execute(f"delete from {'only ' if only else ''}{target} t using {source} where {_key_match(cols)}")
             where = f"f.{FLAG_COLUMN}" + (f" and ({quals})" if quals else "")
-            plpy.execute(f"insert into {target} ({tbl.column_list(cols)}) select {tbl.column_list(cols, 'f.')} "
-                         f"from {source} where {where}")
+            plpy.execute(f"{insert} select {tbl.column_list(written or cols, 'f.')} from {source} where {where}")
         else:
-            plpy.execute(f"insert into {target} ({tbl.column_list(cols)}) {_union(ids, cols, quals, as_caller)}")
+            plpy.execute(f"{insert} {_union(ids, cols, quals, as_caller, written)}")
 
 
-def materialize(plpy, schema, table, cols, object_ids):
+def materialize(plpy, schema, table, cols, object_ids, objects=None, as_caller=False):
     """Create schema.table from its fragments: the leading base fragments in one CREATE TABLE AS, then the
-    primary key, then the rest applied in order."""
+    primary key, then the rest applied in order. objects: their object_rows when known already; as_caller: the
+    code runs with its caller's rights (see apply_to_table)."""
     target = f"{ident(schema)}.{ident(table)}"
-    objects = object_rows(plpy, object_ids)
+    objects = object_rows(plpy, object_ids) if objects is None else objects
     runs = _runs(objects)
     if runs and runs[0][0]:
-        plpy.execute(f"create table {target} as {_union(runs[0][1], cols)}")
+        plpy.execute(f"create table {target} as {_union(runs[0][1], cols, as_caller=as_caller)}")
         objects = objects[len(runs[0][1]):]
     else:
         plpy.execute(f"create table {target} ({tbl.column_definitions(cols)})")
     key = tbl.key_columns(cols)
     if key:
         plpy.execute(f"alter table {target} add primary key ({tbl.column_list(key)})")
-    apply_to_table(plpy, target, cols, objects)
+    apply_to_table(plpy, target, cols, objects, as_caller=as_caller)
     comment_columns(plpy, target, cols)
 
 

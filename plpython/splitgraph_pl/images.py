@@ -98,6 +98,7 @@ def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, 
      "(random hash, returned); tables are stored as content-addressed fragments of chunk_size rows (default "
      "10000); index_options e.g. {\"bloom\": {\"t\": {\"col\": {\"probability\": 0.01}}}}")
 def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, index_options=None):
+    tracking.require_read_committed(plpy, "commit")
     repo = meta.writable(plpy, repository)
     state = meta.require_checkout(plpy, repo)
     chunk_size = _chunk_size(plpy, chunk_size)
@@ -113,9 +114,18 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
         namespace = names.namespace_of(repo)
         admin = meta.caller_is_admin(plpy)
         head_tables = meta.image_tables(plpy, repo, parent)
+        # Read only what runs no code and what the caller may read: refused before anything is locked. Then a
+        # consistent view of the tables (and their logs) for the whole commit: writers wait until it is done, and
+        # the logs are verified only now, when nothing can bypass them any more.
+        for table in table_names:
+            tbl.source(plpy, schema, table)
+        if table_names:
+            plpy.execute("lock table " + ", ".join(names.qualified(schema, t) for t in table_names)
+                         + " in share mode")
         tracked = tracking.schema_tracking(plpy, schema)
         stored = {}
         for n, table in enumerate(table_names, 1):
+            tbl.source(plpy, schema, table)
             cols = tbl.columns(plpy, schema, table)
             if not admin:
                 tbl.check_trusted_types(plpy, table, cols)
@@ -124,8 +134,6 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
             if table in ranges:
                 for c in cols:
                     c.ranged = c.ranged and (c.is_pk or c.name in ranges[table])
-            # A consistent view of the table (and its log) for the whole commit: writers wait until it is done.
-            plpy.execute(f"lock table {names.qualified(schema, table)} in share mode")
             object_ids, how = store_table(plpy, schema, table, cols, head_tables.get(table), tracked.get(table),
                                           snapshot, chunk_size, namespace, blooms.get(table))
             stored[table] = how
@@ -269,6 +277,7 @@ def store_fragment(plpy, schema, table_name, snapshot=False, chunk_size=None):
     cols = tbl.columns(plpy, schema, table_name)
     if not meta.caller_is_admin(plpy):
         tbl.check_trusted_types(plpy, table_name, cols)
+    tbl.source(plpy, schema, table_name)
     plpy.execute(f"lock table {names.qualified(schema, table_name)} in share mode")
     head = None
     if repo is not None:

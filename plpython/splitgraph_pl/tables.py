@@ -178,6 +178,52 @@ def require(plpy, schema, table):
         errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
 
 
+_READING = """
+select c.relkind::text as kind,
+       pg_catalog.has_schema_privilege(session_user, c.relnamespace, 'USAGE')
+       and pg_catalog.has_table_privilege(session_user, c.oid, 'SELECT') as readable,
+       c.relrowsecurity
+       and not (pg_catalog.pg_has_role(session_user, c.relowner, 'USAGE') and not c.relforcerowsecurity)
+       and not exists (select from pg_catalog.pg_roles r
+                       where r.rolname = session_user and (r.rolsuper or r.rolbypassrls)) as policed,
+       (select pg_catalog.format('%I.%I', pn.nspname, pc.relname)
+        from pg_catalog.pg_partition_tree(c.oid) p
+        join pg_catalog.pg_class pc on pc.oid = p.relid
+        join pg_catalog.pg_namespace pn on pn.oid = pc.relnamespace
+        where pc.relkind not in ('r', 'p') order by p.level, 1 limit 1) as odd_partition
+from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where n.nspname = $1 and c.relname = $2"""
+
+
+def readable(plpy, schema, table):
+    """Whether `source` would let the caller read the table: the caller (session_user) may read its rows itself
+    (USAGE on its schema, SELECT on it, no row-level security hiding rows from it), and reading it runs no code."""
+    row = db.one(plpy, _READING, schema, table)
+    return (row is not None and row["readable"] and not row["policed"] and row["kind"] in ("r", "p")
+            and row["odd_partition"] is None)
+
+
+def source(plpy, schema, table):
+    """The FROM item by which code running with the extension's rights reads a live table for its caller. Only
+    relations whose reading runs no code are read: ONLY a plain table (its inheritance children are tables of their
+    own, and may be anything), or a partitioned table whose partitions are all plain tables (a foreign or otherwise
+    odd partition is refused: 0A000). The caller must be able to read the rows itself (42501)."""
+    row = db.one(plpy, _READING, schema, table)
+    if row is None:
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
+    if not row["readable"] or row["policed"]:
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'permission denied to read table "{schema}"."{table}"',
+                    hint="ask its owner for SELECT on it (and for rows that row-level security hides)")
+    if row["kind"] not in ("r", "p"):
+        errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED, f'"{schema}"."{table}" is not a table')
+    if row["odd_partition"] is not None:
+        errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,
+                    f'table "{schema}"."{table}" has partition {row["odd_partition"]}, which is not a plain table: '
+                    "splitgraph reads only tables whose reading runs no code",
+                    hint="detach that partition (or copy its rows into a plain table partition) first")
+    return ("only " if row["kind"] == "r" else "") + f"{ident(schema)}.{ident(table)}"
+
+
 def check_storable(plpy, table, cols):
     if any(c.name == FLAG_COLUMN for c in cols):
         errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,
