@@ -114,17 +114,15 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
         namespace = names.namespace_of(repo)
         admin = meta.caller_is_admin(plpy)
         head_tables = meta.image_tables(plpy, repo, parent)
-        # Read only what runs no code and what the caller may read: refused before anything is locked. Then a
-        # consistent view of the tables (and their logs) for the whole commit: writers wait until it is done, and
-        # the logs are verified only now, when nothing can bypass them any more.
-        for table in table_names:
-            tbl.source(plpy, schema, table)
+        # A consistent view of the tables (and their logs) for the whole commit: writers wait until it is done,
+        # and the logs are verified only now, when nothing can bypass them any more (LOCK runs no code).
         if table_names:
             plpy.execute("lock table " + ", ".join(names.qualified(schema, t) for t in table_names)
                          + " in share mode")
         tracked = tracking.schema_tracking(plpy, schema)
         stored = {}
         for n, table in enumerate(table_names, 1):
+            # read only what runs no code and what the caller may read (0A000, 42501)
             tbl.source(plpy, schema, table)
             cols = tbl.columns(plpy, schema, table)
             if not admin:
