@@ -252,25 +252,30 @@ def _may_read_pending(plpy, repo, table):
 STATUS_LOCK_TIMEOUT = "200ms"
 
 
-def _locked_by_another(plpy, repo):
-    """Take a share lock on the live tables of a checkout the caller may read, waiting at most
-    STATUS_LOCK_TIMEOUT: the name of a table another session holds locked, or None once they are all locked."""
+def _why_skip(plpy, repo):
+    """For status() of every repository: why a checkout is skipped, or None once the live tables the caller may
+    read are share-locked. A table another session holds locked is waited for at most STATUS_LOCK_TIMEOUT; a
+    table splitgraph refuses to read (a foreign partition...) skips its repository too, rather than failing the
+    whole call."""
     schema = names.schema_of(repo)
     for table in tbl.list_tables(plpy, schema):
         if not tbl.readable(plpy, schema, table):
             continue
+        refused = tbl.refusal(plpy, schema, table)
+        if refused is not None:
+            return refused[1]
         try:
             with plpy.subtransaction(), db.settings(plpy, {"lock_timeout": STATUS_LOCK_TIMEOUT}):
                 plpy.execute(f"lock table {names.qualified(schema, table)} in access share mode")
         except plpy.spiexceptions.LockNotAvailable:
-            return table
+            return f'its table "{table}" is locked by another session'
     return None
 
 
 @api("status(repository text default null) returns setof splitgraph.status_row",
      "status(repository = all): pending changes of checked-out repositories, per changed table: rows added, "
-     "removed, updated, and whether the schema changed; tables the caller may not read are left out, and "
-     "status() of all skips (with a NOTICE) a repository whose table another session holds locked")
+     "removed, updated, and whether the schema changed; tables the caller may not read are left out; status() "
+     "of all skips, with a NOTICE, a checkout whose table another session holds locked or cannot be read safely")
 def status(plpy, repository=None):
     if repository is None:
         repos = db.column(plpy, "select repository from splitgraph_meta.checkouts order by repository")
@@ -280,10 +285,9 @@ def status(plpy, repository=None):
     rows = []
     for repo in repos:
         if repository is None:
-            locked = _locked_by_another(plpy, repo)
-            if locked is not None:
-                db.notice(plpy, f'status of repository "{repo}" skipped: its table "{locked}" is locked by another '
-                                "session")
+            why = _why_skip(plpy, repo)
+            if why is not None:
+                db.notice(plpy, f'status of repository "{repo}" skipped: {why}')
                 continue
         for table in pending.changed_tables_of(plpy, repo, readable_only=True):
             name, result = _result(plpy)

@@ -196,32 +196,43 @@ where n.nspname = $1 and c.relname = $2"""
 
 
 def readable(plpy, schema, table):
-    """Whether `source` would let the caller read the table: the caller (session_user) may read its rows itself
-    (USAGE on its schema, SELECT on it, no row-level security hiding rows from it), and reading it runs no code."""
+    """Whether the caller (session_user) may read the table's rows itself: USAGE on its schema, SELECT on it, and
+    no row-level security hiding rows from it."""
     row = db.one(plpy, _READING, schema, table)
-    return (row is not None and row["readable"] and not row["policed"] and row["kind"] in ("r", "p")
-            and row["odd_partition"] is None)
+    return row is not None and row["readable"] and not row["policed"]
+
+
+def refusal(plpy, schema, table):
+    """Why code running with the extension's rights may not read a live table for its caller, as (sqlstate,
+    message, hint), or None. Only relations whose reading runs no code are read: a plain table (ONLY: its
+    inheritance children are tables of their own, and may be anything), or a partitioned table whose partitions
+    are all plain tables; and only what the caller may read itself."""
+    row = db.one(plpy, _READING, schema, table)
+    if row is None:
+        return errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist', None
+    if not row["readable"] or row["policed"]:
+        return (errors.INSUFFICIENT_PRIVILEGE, f'permission denied to read table "{schema}"."{table}"',
+                "ask its owner for SELECT on it (and for the rows that row-level security hides)")
+    if row["kind"] not in ("r", "p"):
+        return errors.FEATURE_NOT_SUPPORTED, f'"{schema}"."{table}" is not a table', None
+    if row["odd_partition"] is not None:
+        return (errors.FEATURE_NOT_SUPPORTED,
+                f'table "{schema}"."{table}" has partition {row["odd_partition"]}, which is not a plain table: '
+                "splitgraph reads only tables whose reading runs no code",
+                "detach that partition (or move its rows into a plain table partition) first")
+    return None
 
 
 def source(plpy, schema, table):
-    """The FROM item by which code running with the extension's rights reads a live table for its caller. Only
-    relations whose reading runs no code are read: ONLY a plain table (its inheritance children are tables of their
-    own, and may be anything), or a partitioned table whose partitions are all plain tables (a foreign or otherwise
-    odd partition is refused: 0A000). The caller must be able to read the rows itself (42501)."""
-    row = db.one(plpy, _READING, schema, table)
-    if row is None:
-        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
-    if not row["readable"] or row["policed"]:
-        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'permission denied to read table "{schema}"."{table}"',
-                    hint="ask its owner for SELECT on it (and for rows that row-level security hides)")
-    if row["kind"] not in ("r", "p"):
-        errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED, f'"{schema}"."{table}" is not a table')
-    if row["odd_partition"] is not None:
-        errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,
-                    f'table "{schema}"."{table}" has partition {row["odd_partition"]}, which is not a plain table: '
-                    "splitgraph reads only tables whose reading runs no code",
-                    hint="detach that partition (or copy its rows into a plain table partition) first")
-    return ("only " if row["kind"] == "r" else "") + f"{ident(schema)}.{ident(table)}"
+    """The FROM item by which code running with the extension's rights reads a live table for its caller: ONLY a
+    plain table, or a partitioned table whose partitions are all plain tables; an error otherwise (refusal)."""
+    refused = refusal(plpy, schema, table)
+    if refused is not None:
+        errors.fail(plpy, refused[0], refused[1], hint=refused[2])
+    kind = db.scalar(plpy, """select c.relkind::text from pg_catalog.pg_class c
+                              join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                              where n.nspname = $1 and c.relname = $2""", schema, table)
+    return ("only " if kind == "r" else "") + f"{ident(schema)}.{ident(table)}"
 
 
 def check_storable(plpy, table, cols):
