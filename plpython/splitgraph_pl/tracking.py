@@ -195,15 +195,20 @@ def _adopt(plpy, schema):
     """A table restored from a dump has a new oid, and carries our triggers: it takes over the tracking row of
     the table of its name that is gone, untrusted (its contents are whatever the dump held). A table made again
     without our trigger functions (whatever its triggers are named) is simply not tracked."""
-    db.run(plpy, f"""
-        update {AUDIT}.tracked e set relid = c.oid, state = 'untrusted'
-        from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = $1 and e.schema_name = $1 and e.table_name = c.relname and c.relkind in ('r', 'p')
+    restored = db.run(plpy, f"""
+        select e.relid::bigint as old, c.oid::bigint as new
+        from {AUDIT}.tracked e
+        join pg_catalog.pg_namespace n on n.nspname = e.schema_name
+        join pg_catalog.pg_class c on c.relnamespace = n.oid and c.relname = e.table_name
+        where e.schema_name = $1 and c.relkind in ('r', 'p')
           and not exists (select from pg_catalog.pg_class gone where gone.oid = e.relid)
           and not exists (select from {AUDIT}.tracked o where o.relid = c.oid)
           and exists (select from pg_catalog.pg_trigger g
                       join pg_catalog.pg_proc p on p.oid = g.tgfoid
                       where g.tgrelid = c.oid and p.pronamespace = '{AUDIT}'::regnamespace)""", schema)
+    for r in restored:  # (rarely any: nothing is written otherwise, so that a read-only transaction can read)
+        db.run(plpy, f"update {AUDIT}.tracked set relid = $2::bigint::oid, state = 'untrusted' "
+                     "where relid = $1::bigint::oid", r["old"], r["new"])
 
 
 def schema_tracking(plpy, schema):
