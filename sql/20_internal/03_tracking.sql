@@ -41,11 +41,13 @@ end
 $$;
 
 -- fingerprint(relid): what a tracked table and its tracking triggers are: its kind, whether it is a partition or
--- has inheritance relatives, its columns and key, and each trigger named like ours (oid, row version, function,
--- enabled state, events, transition tables). Taken when tracking begins and compared whenever the log is read: a
--- trigger dropped, replaced, disabled or made again, a column changed without an event trigger seeing it
+-- has inheritance relatives, its columns and key, and each trigger named like ours (oid, function, enabled state,
+-- events, transition tables). Taken when tracking begins and compared whenever the log is read: a trigger
+-- dropped, replaced, disabled or made again, a column changed without an event trigger seeing it
 -- (session_replication_role = replica), or a table that gained inheritance relatives, gives another value, and
--- the log is no longer trusted.
+-- the log is no longer trusted. (The triggers' row versions are left out: freezing pg_trigger changes what xmin
+-- shows, and no role but a superuser can put our trigger functions on a table, or disable and enable a trigger
+-- again unseen.)
 create function splitgraph_audit.fingerprint(relid oid) returns text
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -60,8 +62,8 @@ as $$
          from pg_attribute a
          left join pg_index i on i.indrelid = a.attrelid and i.indisprimary
          where a.attrelid = fingerprint.relid and a.attnum > 0 and not a.attisdropped),
-        (select string_agg(concat_ws(':', g.tgname, g.oid, g.xmin, g.tgfoid::regproc, g.tgenabled, g.tgtype,
-                                     g.tgoldtable, g.tgnewtable), ', ' order by g.tgname)
+        (select string_agg(concat_ws(':', g.tgname, g.oid, g.tgfoid::regproc, g.tgenabled, g.tgtype, g.tgoldtable,
+                                     g.tgnewtable), ', ' order by g.tgname)
          from pg_trigger g
          where g.tgrelid = fingerprint.relid
            and g.tgname in ('sg_track_insert', 'sg_track_update', 'sg_track_delete', 'sg_track_truncate')))
