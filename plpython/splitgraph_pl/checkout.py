@@ -138,6 +138,8 @@ def reset(plpy, repository, table_name=None):
     for entry in plan["tables"]:
         table, action = entry["table"], entry["action"]
         target = names.qualified(schema, table)
+        if action == "keep":
+            continue
         if action == "undo":
             _undo(plpy, target, tbl.columns(plpy, schema, table), entry)
         elif action == "refill":
@@ -204,8 +206,9 @@ def _lock_against_writers(plpy, schema, tables):
         public=True)
 def reset_begin(plpy, repository, table_name):
     """What reset(repository, table_name) must do to each table, decided after the tables are locked against
-    writers: undo (the log is trusted and keyed: its first records, copied into a temporary table the caller may
-    read, are put back), refill (replace the rows with HEAD's), rebuild (drop and make again from HEAD), drop.
+    writers: keep (the log is trusted and empty), undo (the log is trusted and keyed: its first records, copied
+    into a temporary table the caller may read, are put back), refill (replace the rows with HEAD's), rebuild
+    (drop and make again from HEAD), drop.
     Tables to refill, rebuild or drop are untracked here; reset_end tracks them again."""
     tracking.require_read_committed(plpy, "reset")
     repo = meta.writable(plpy, repository)
@@ -230,7 +233,9 @@ def reset_begin(plpy, repository, table_name):
                                 for o in fragments.object_rows(plpy, head[table].object_ids)]
         cols = tbl.columns(plpy, schema, table) if table in live else None
         if table in head and table in live and tbl.same_schema(head[table].spec, cols):
-            if t is not None and t["state"] == "tracking" and t["has_primary_key"]:
+            if t is not None and t["state"] == "tracking" and not tracking.logged(plpy, t):
+                entry["action"] = "keep"  # nothing logged since HEAD: nothing to undo
+            elif t is not None and t["state"] == "tracking" and t["has_primary_key"]:
                 entry.update(action="undo", log=_logged_first_records(plpy, schema, table, t, cols))
             else:
                 tracking.untrack(plpy, schema, table)
