@@ -8,7 +8,7 @@ store_changes) or rows of a diff or of the pending-change listing (json_object o
 """
 import json
 
-from . import db, fragments, hashing, meta, names
+from . import db, errors, fragments, hashing, meta, names, tracking
 from . import tables as tbl
 from .fragments import META, claim_objects, fragment_column_list, fragment_columns, record_sizes, schema_spec
 from .names import ident, literal
@@ -79,7 +79,7 @@ def keyed_changes(tracked, schema, table, cols):
             from (select distinct on ({key_list}) a.* from {tracked['audit_table']} a
                   where a.sg_audit_kind < {SENTINEL}
                   order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f
-            left join {names.qualified(schema, table)} t on {join}
+            left join only {names.qualified(schema, table)} t on {join}
             offset 0  -- each row is hashed once, not again for the filter below
         ) d
         where existed <> present or ho is distinct from hn"""
@@ -90,7 +90,7 @@ def from_log(plpy, tracked, schema, table, cols):
     snapshot can record them (a table without a primary key whose changed rows have duplicates)."""
     name = db.temp_name("sg_delta")
     relation = f"pg_temp.{ident(name)}"
-    target = names.qualified(schema, table)
+    target = "only " + names.qualified(schema, table)  # a logged table is a plain table without relatives
     key = tbl.key_columns(cols)
     if key:
         plpy.execute(f"create temp table {ident(name)} as {keyed_changes(tracked, schema, table, cols)}")
@@ -124,11 +124,16 @@ def from_log(plpy, tracked, schema, table, cols):
     return result
 
 
-def compared(plpy, base, schema, table, cols):
-    """A Delta of a table's differences from `base` (a relation with the same columns, e.g. HEAD's version
-    materialized), found by comparing every row: for tables whose log cannot be trusted."""
+def compared(plpy, base, target, cols):
+    """A Delta of the differences of `target` (a live table's FROM item: tables.source) from `base` (a relation
+    with the same columns, e.g. HEAD's version materialized), found by comparing every row: for tables whose log
+    cannot be trusted."""
+    if len(cols) > tracking.MAX_LOGGED_COLUMNS:
+        errors.fail(plpy, errors.PROGRAM_LIMIT_EXCEEDED,
+                    f"a table of {len(cols)} columns is too wide to list its changes row by row (at most "
+                    f"{tracking.MAX_LOGGED_COLUMNS} columns)",
+                    hint="compare versions with splitgraph.diff, or commit the table")
     name = db.temp_name("sg_delta")
-    target = names.qualified(schema, table)
     key = tbl.key_columns(cols)
     if key:
         old, new = _values(cols, "b", "o"), _values(cols, "t", "n")
@@ -216,20 +221,59 @@ def drop_all(plpy, made):
         plpy.execute("drop table if exists " + ", ".join(made))
 
 
-def head_comparison(plpy, repo, table, cols):
-    """For a table of a checkout whose log is not trusted: a Delta of its differences from HEAD, found by
-    comparing every row; None when HEAD lacks the table or had other columns."""
+def _head_version(plpy, repo, table, cols):
+    """HEAD's TableVersion of a checkout's table, when it has the same columns; else None."""
     state = meta.checkout_state(plpy, repo) if repo is not None else None
     if state is None:
         return None
     head = meta.image_tables(plpy, repo, state["image_hash"]).get(table)
     if head is None or not tbl.same_schema(head.spec, cols):
         return None
+    return head
+
+
+def head_comparison(plpy, repo, table, cols):
+    """For a table of a checkout whose log is not trusted: a Delta of its differences from HEAD, found by
+    comparing every row; None when HEAD lacks the table or had other columns."""
+    head = _head_version(plpy, repo, table, cols)
+    if head is None:
+        return None
+    target = tbl.source(plpy, names.schema_of(repo), table)
     made = []
     try:
-        return compared(plpy, materialized(plpy, head, made), names.schema_of(repo), table, cols)
+        return compared(plpy, materialized(plpy, head, made), target, cols)
     finally:
         drop_all(plpy, made)
+
+
+def differs_from_head(plpy, repo, table, cols):
+    """Whether a checkout's table differs from HEAD's version of it, found by comparing every row (the text of
+    each, so that a table of any width compares); True when HEAD lacks the table or had other columns."""
+    head = _head_version(plpy, repo, table, cols)
+    if head is None:
+        return True
+    target = tbl.source(plpy, names.schema_of(repo), table)
+    made = []
+    try:
+        base = materialized(plpy, head, made)
+        rows = lambda alias: f'{tbl.row_text(cols, alias + ".")} collate "C"'  # noqa: E731
+        return db.scalar(plpy, f"""
+            select exists (select {rows('t')} from {target} t except all select {rows('b')} from {base} b)
+                or exists (select {rows('b')} from {base} b except all select {rows('t')} from {target} t)""")
+    finally:
+        drop_all(plpy, made)
+
+
+def same_content(plpy, target, cols, object_ids):
+    """Whether the rows of `target` (a FROM item: tables.source) hash to the content hash of these objects (the
+    sum of their content hashes): one pass over the table, nothing materialized."""
+    live = fragments.hash_groups(plpy, target, cols).get(None)
+    stored = db.run(plpy, f"""select o.insertion_hash, o.deletion_hash from pg_catalog.unnest($1::text[]) u(id)
+                              join {META}.objects o on o.object_id = u.id""", list(object_ids))
+    if stored.nrows() != len(object_ids):
+        return False
+    head = hashing.total(hashing.content_hash(r["insertion_hash"], r["deletion_hash"]) for r in stored)
+    return (live["insertion_hash"] if live else hashing.ZERO) == head
 
 
 # ---------------------------------------------------------------------------------------------------------------

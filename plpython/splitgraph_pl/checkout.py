@@ -1,7 +1,7 @@
 """Checkouts: materializing an image into the repository's schema, resetting it to HEAD, and removing it."""
 import json
 
-from . import db, definitions, errors, fragments, meta, names, pending, tracking
+from . import changes, db, definitions, errors, fragments, meta, names, pending, tracking
 from . import tables as tbl
 from .declare import api, helper
 from .names import ident
@@ -326,41 +326,61 @@ def create_schema(plpy, repo):
 
 @api("reset(repository text, table_name text default null) returns void",
      "reset(repository, table_name = all): discard pending changes: the table (or every table) becomes exactly "
-     "HEAD's again")
+     "HEAD's again",
+     security="invoker")
 def reset(plpy, repository, table_name=None):
-    """Discard pending changes: the checkout's tables become exactly HEAD's again."""
-    repo = meta.writable(plpy, repository)
-    state = meta.require_checkout(plpy, repo)
-    if state["layered"]:
+    """Discard pending changes: the checkout's tables become exactly HEAD's again.
+
+    This runs with the caller's rights: every write into the checkout's tables is the caller's own, so the
+    triggers, checks and index expressions the caller put on them run as the caller. The extension's tables are
+    reached through reset_begin (which locks the tables against writers, then hands out HEAD's objects and the
+    logged old values) and reset_end (which restarts the logs, trusting only what it verified); HEAD's rows are
+    read through fragment_rows. Foreign keys between the tables are checked once everything is back."""
+    tracking.require_read_committed(plpy, "reset")
+    plan = json.loads(db.scalar(plpy, "select splitgraph_internal.reset_begin($1, $2)::text",
+                                repository, table_name))
+    if plan["layered"]:
         return
-    schema = names.schema_of(repo)
-    head = meta.image_tables(plpy, repo, state["image_hash"])
-    live = tbl.list_tables(plpy, schema)
-    targets = [table_name] if table_name is not None else sorted(set(head) | set(live))
-    if table_name is not None and table_name not in head and table_name not in live:
-        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table_name}" is neither in HEAD nor in the checkout of '
-                                                  f'repository "{repo}"')
-    tracked = tracking.schema_tracking(plpy, schema)
-    deferred = _defer_foreign_keys(plpy, schema, [t for t in targets if t in live])
+    schema = plan["schema"]
+    deferred = _defer_foreign_keys(plpy, schema, [e["table"] for e in plan["tables"] if e["live"]])
     rebuild = []
-    for table in targets:
-        t = tracked.get(table)
-        if table in head and table in live:
-            cols = tbl.columns(plpy, schema, table)
-            if tbl.same_schema(head[table].spec, cols):
-                if t is not None and t["state"] == "tracking" and t["has_primary_key"]:
-                    _undo(plpy, schema, table, cols, t)
-                else:
-                    _refill(plpy, schema, table, cols, head[table].object_ids)
-                continue
-        tracking.untrack(plpy, schema, table)
-        if table in live:
-            plpy.execute(f"drop table {names.qualified(schema, table)} cascade")
-        if table in head:
-            rebuild.append(table)
+    for entry in plan["tables"]:
+        table, action = entry["table"], entry["action"]
+        target = names.qualified(schema, table)
+        if action == "keep":
+            continue
+        if action == "undo":
+            _undo(plpy, target, tbl.columns(plpy, schema, table), entry)
+        elif action == "refill":
+            _refill(plpy, target, tbl.columns(plpy, schema, table), entry)
+        else:
+            if entry["live"]:
+                plpy.execute(f"drop table {target} cascade")
+            if action == "rebuild":
+                rebuild.append(table)
     if rebuild:
-        materialize_image(plpy, repo, state["image_hash"], only=rebuild)
+        # made again from HEAD as checkout makes tables: definitions restored as the caller
+        materialize_new(plpy, plan["repository"], rebuild)
     _check_foreign_keys(plpy, deferred)
+    db.run(plpy, "select splitgraph_internal.reset_end($1, $2)", repository, table_name)
+
+
+def _undo(plpy, target, cols, entry):
+    """Put back the logged old values of every key changed since HEAD, and remove keys HEAD did not have (log:
+    the temporary table reset_begin filled with each changed key's first record)."""
+    key = tbl.key_columns(cols)
+    match = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
+    insert, written = fragments.insert_into(target, cols)
+    log = entry["log"]["relation"]
+    plpy.execute(f"""
+        delete from {target} t using {log} f where {match};
+        {insert} select {tbl.column_list(written, 'f.')} from {log} f where f.sg_audit_kind = 0""")
+
+
+def _refill(plpy, target, cols, entry):
+    """Replace a table's rows with HEAD's, in place (views over it, grants and indexes stay)."""
+    plpy.execute(f"delete from {'only ' if entry['only'] else ''}{target}")
+    fragments.apply_to_table(plpy, target, cols, entry["objects"], as_caller=True, only=entry["only"])
 
 
 def _defer_foreign_keys(plpy, schema, tables):
@@ -399,28 +419,122 @@ def _check_foreign_keys(plpy, keys):
     plpy.execute(";\n".join(statements))
 
 
-def _refill(plpy, schema, table, cols, object_ids):
-    """Replace a table's rows with HEAD's, in place (views over it, grants and indexes stay), and track it
-    afresh."""
-    target = names.qualified(schema, table)
-    tracking.untrack(plpy, schema, table)
-    plpy.execute(f"delete from {target}")
-    fragments.apply_to_table(plpy, target, cols, fragments.object_rows(plpy, object_ids))
-    tracking.track(plpy, schema, table)
+def _reset_targets(plpy, repo, state, table_name):
+    """(schema, HEAD's tables, live tables, the tables a reset of `table_name` (None: all) concerns)."""
+    schema = names.schema_of(repo)
+    head = meta.image_tables(plpy, repo, state["image_hash"])
+    live = tbl.list_tables(plpy, schema)
+    if table_name is not None and table_name not in head and table_name not in live:
+        errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table_name}" is neither in HEAD nor in the checkout of '
+                                                  f'repository "{repo}"')
+    targets = [table_name] if table_name is not None else sorted(set(head) | set(live))
+    return schema, head, live, targets
 
 
-def _undo(plpy, schema, table, cols, tracked):
-    """Put back the logged old values of every key changed since HEAD, and remove keys HEAD did not have."""
-    key = tbl.key_columns(cols)
-    target = names.qualified(schema, table)
-    key_list = tbl.column_list(key, "a.")
-    first = (f"(select distinct on ({key_list}) a.* from {tracked['audit_table']} a "
-             f"where a.sg_audit_kind < {tracking.SENTINEL} "
-             f"order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f")
-    match = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
-    insert, written = fragments.insert_into(target, cols)
+def _lock_against_writers(plpy, schema, tables):
+    """Lock live tables of a checkout against writers (a writer still open is waited for), before their logs are
+    read: LOCK runs no code of the tables'."""
+    if tables:
+        plpy.execute("lock table " + ", ".join(names.qualified(schema, t) for t in sorted(tables))
+                     + " in exclusive mode")
+
+
+@helper("reset_begin(repository text, table_name text) returns jsonb",
+        "reset_begin(repository, table_name): the first half of reset, for the caller's rights: checks the caller "
+        "may write the repository, locks the tables, and returns what to do to each (with HEAD's objects, and the "
+        "logged old values in a temporary table)",
+        public=True)
+def reset_begin(plpy, repository, table_name):
+    """What reset(repository, table_name) must do to each table, decided after the tables are locked against
+    writers: keep (the log is trusted and empty), undo (the log is trusted and keyed: its first records, copied
+    into a temporary table the caller may read, are put back), refill (replace the rows with HEAD's), rebuild
+    (drop and make again from HEAD), drop.
+    Tables to refill, rebuild or drop are untracked here; reset_end tracks them again."""
+    tracking.require_read_committed(plpy, "reset")
+    repo = meta.writable(plpy, repository)
+    state = meta.require_checkout(plpy, repo)
+    if state["layered"]:
+        return json.dumps({"layered": True})
+    schema, head, live, targets = _reset_targets(plpy, repo, state, table_name)
+    for table in targets:
+        if table in live:
+            tbl.source(plpy, schema, table)  # what the caller may read, and what reads run no code
+    _lock_against_writers(plpy, schema, [t for t in targets if t in live])
+    if not db.schema_exists(plpy, schema):
+        create_schema(plpy, repo)
+    tracked = tracking.schema_tracking(plpy, schema)
+    plan = []
+    for table in targets:
+        t = tracked.get(table)
+        entry = {"table": table, "live": table in live, "spec": None, "objects": []}
+        if table in head:
+            entry["spec"] = head[table].spec
+            entry["objects"] = [{"object_id": o["object_id"], "inserts_only": o["inserts_only"]}
+                                for o in fragments.object_rows(plpy, head[table].object_ids)]
+        cols = tbl.columns(plpy, schema, table) if table in live else None
+        if table in head and table in live and tbl.same_schema(head[table].spec, cols):
+            if t is not None and t["state"] == "tracking" and not tracking.logged(plpy, t):
+                entry["action"] = "keep"  # nothing logged since HEAD: nothing to undo
+            elif t is not None and t["state"] == "tracking" and t["has_primary_key"]:
+                entry.update(action="undo", log=_logged_first_records(plpy, schema, table, t, cols))
+            else:
+                tracking.untrack(plpy, schema, table)
+                entry.update(action="refill", only=tbl.source(plpy, schema, table).startswith("only "))
+        else:
+            tracking.untrack(plpy, schema, table)
+            entry["action"] = "rebuild" if table in head else "drop"
+        plan.append(entry)
+    return json.dumps({"layered": False, "repository": repo, "schema": schema, "tables": plan})
+
+
+def _logged_first_records(plpy, schema, table, tracked, cols):
+    """Copy each changed key's first logged record (its state at HEAD) into a temporary table the caller may
+    read, dropped at the end of the transaction; returns its name and the table's generated columns."""
+    key_list = tbl.column_list(tbl.key_columns(cols), "a.")
+    temp = ident(db.temp_name("sg_reset"))
+    name = f"pg_temp.{temp}"
     plpy.execute(f"""
-        delete from {target} t using {first} where {match};
-        {insert} select {tbl.column_list(written, 'f.')} from {first}
-        where f.sg_audit_kind = 0""")
-    tracking.restart(plpy, tracked)
+        create temp table {temp} on commit drop as
+        select distinct on ({key_list}) a.* from {tracked['audit_table']} a
+        where a.sg_audit_kind < {tracking.SENTINEL}
+        order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind;
+        grant select on {name} to session_user""")
+    return {"relation": name}
+
+
+@helper("reset_end(repository text, table_name text) returns void",
+        "reset_end(repository, table_name): the second half of reset: restarts the logs of the tables it "
+        "concerns, trusting a log only when the table is verified to equal HEAD",
+        public=True)
+def reset_end(plpy, repository, table_name):
+    """Track the tables reset concerns afresh. A table is trusted again only when verified: a logged table whose
+    log now nets to no change restarts its log (otherwise the log, still true, keeps the changes pending); any
+    other table is tracked anew, trusted only when its rows hash to HEAD's content hash (else it is compared with
+    HEAD, as an untracked table would be). So however this is called, nothing changed is ever taken for HEAD."""
+    tracking.require_read_committed(plpy, "reset")
+    repo = meta.writable(plpy, repository)
+    state = meta.require_checkout(plpy, repo)
+    if state["layered"]:
+        return
+    schema, head, live, targets = _reset_targets(plpy, repo, state, table_name)
+    for table in targets:
+        if table in live:
+            tbl.source(plpy, schema, table)
+    _lock_against_writers(plpy, schema, [t for t in targets if t in live])
+    tracked = tracking.schema_tracking(plpy, schema)
+    for table in targets:
+        if table not in live:
+            tracking.untrack(plpy, schema, table)
+            continue
+        t = tracked.get(table)
+        cols = tbl.columns(plpy, schema, table)
+        if t is not None and t["state"] == "tracking":
+            if not changes.has_changes(plpy, t, schema, table, cols):
+                tracking.restart(plpy, t)
+            continue
+        if tracking.comparison_reason(plpy, schema, table, len(cols)) is not None:
+            tracking.track(plpy, schema, table)
+            continue
+        equal = (table in head and tbl.same_schema(head[table].spec, cols)
+                 and changes.same_content(plpy, tbl.source(plpy, schema, table), cols, head[table].object_ids))
+        tracking.track(plpy, schema, table, state="tracking" if equal else "lost")

@@ -157,6 +157,8 @@ def _table_diff(plpy, repo, table, image_1, image_2, result, made):
         if v1 is None and cols2 is None:
             errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{table}" is neither in image {h1[:12]} nor in the '
                                                       f'checkout of repository "{repo}"')
+        # the live table: read only when the caller may read it, and only what runs no code (42501, 0A000)
+        live = tbl.source(plpy, schema, table) if cols2 is not None else None
         same = cols2 is not None and v1 is not None and tbl.same_schema(v1.spec, cols2)
         tracked = tracking.registry(plpy, schema, table) if cols2 is not None else None
         if (same and h1 == meta.checkout_state(plpy, repo)["image_hash"] and tracked is not None
@@ -166,8 +168,7 @@ def _table_diff(plpy, repo, table, image_1, image_2, result, made):
                 _delta_rows(plpy, result, delta)
                 delta.drop(plpy)
                 return False
-        _compare(plpy, result, cols1, changes.materialized(plpy, v1, made), cols2,
-                 names.qualified(schema, table) if cols2 is not None else None)
+        _compare(plpy, result, cols1, changes.materialized(plpy, v1, made), cols2, live)
         return not same
     h2, _ = meta.resolve(plpy, repo, image_2)
     v2 = meta.image_tables(plpy, repo, h2).get(table)
@@ -218,10 +219,13 @@ def _tables_of(plpy, repo, image):
      "diff_summary(repository, image_1, image_2 = pending state): per changed table, rows added, removed, "
      "updated, and whether the schema changed")
 def diff_summary(plpy, repository, image_1, image_2=None):
+    """Live tables of the checkout that the caller may not read are left out (the pending state only)."""
     repo = meta.require(plpy, repository)
     h1, _ = meta.resolve(plpy, repo, image_1)
     summary = []
     for table in sorted(set(_tables_of(plpy, repo, h1)) | set(_tables_of(plpy, repo, image_2))):
+        if image_2 is None and not _may_read_pending(plpy, repo, table):
+            continue
         name, result = _result(plpy)
         schema_changed = table_diff(plpy, repo, table, h1, image_2, result)
         counts = db.one(plpy, f"""select count(*) filter (where change = 'add') as added,
@@ -239,9 +243,41 @@ def diff_summary(plpy, repository, image_1, image_2=None):
 # The pending changes of checkouts
 # ---------------------------------------------------------------------------------------------------------------
 
+def _may_read_pending(plpy, repo, table):
+    """Whether the caller may read the live table of a checkout (true when there is none)."""
+    schema = names.schema_of(repo)
+    return not tbl.exists(plpy, schema, table) or tbl.readable(plpy, schema, table)
+
+
+# How long status() of every repository waits for a checkout's table that another session holds locked (e.g. an
+# open transaction that altered it) before it skips that repository, saying so.
+STATUS_LOCK_TIMEOUT = "200ms"
+
+
+def _why_skip(plpy, repo):
+    """For status() of every repository: why a checkout is skipped, or None once the live tables the caller may
+    read are share-locked. A table another session holds locked is waited for at most STATUS_LOCK_TIMEOUT; a
+    table splitgraph refuses to read (a foreign partition...) skips its repository too, rather than failing the
+    whole call."""
+    schema = names.schema_of(repo)
+    for table in tbl.list_tables(plpy, schema):
+        if not tbl.readable(plpy, schema, table):
+            continue
+        refused = tbl.refusal(plpy, schema, table)
+        if refused is not None:
+            return refused[1]
+        try:
+            with plpy.subtransaction(), db.settings(plpy, {"lock_timeout": STATUS_LOCK_TIMEOUT}):
+                plpy.execute(f"lock table {names.qualified(schema, table)} in access share mode")
+        except plpy.spiexceptions.LockNotAvailable:
+            return f'its table "{table}" is locked by another session'
+    return None
+
+
 @api("status(repository text default null) returns setof splitgraph.status_row",
      "status(repository = all): pending changes of checked-out repositories, per changed table: rows added, "
-     "removed, updated, and whether the schema changed")
+     "removed, updated, and whether the schema changed; tables the caller may not read are left out; status() "
+     "of all skips, with a NOTICE, a checkout whose table another session holds locked or cannot be read safely")
 def status(plpy, repository=None):
     if repository is None:
         repos = db.column(plpy, "select repository from splitgraph_meta.checkouts order by repository")
@@ -250,7 +286,12 @@ def status(plpy, repository=None):
         meta.require_checkout(plpy, repos[0])
     rows = []
     for repo in repos:
-        for table in pending.changed_tables_of(plpy, repo):
+        if repository is None:
+            why = _why_skip(plpy, repo)
+            if why is not None:
+                db.notice(plpy, f'status of repository "{repo}" skipped: {why}')
+                continue
+        for table in pending.changed_tables_of(plpy, repo, readable_only=True):
             name, result = _result(plpy)
             schema_changed = table_diff(plpy, repo, table, "HEAD", None, result)
             counts = db.one(plpy, f"""select count(*) filter (where change = 'add') as added,

@@ -216,10 +216,11 @@ def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=
     """Store the rows of schema.table as base fragments; returns their object ids in key order.
 
     Identical rows give identical objects, so storing the same data twice (anywhere) adds no object. More than
-    max_objects chunks (when given) is refused (54000) before anything is stored.
+    max_objects chunks (when given) is refused (54000) before anything is stored. Only what reading runs no code
+    is read, and only what the caller may read (tables.source).
     """
     tbl.check_storable(plpy, table, cols)
-    source = f"{ident(schema)}.{ident(table)}"
+    source = tbl.source(plpy, schema, table)
     count = db.scalar(plpy, f"select count(*) from {source}")
     if count == 0:
         return []
@@ -444,15 +445,15 @@ def insert_into(target, cols):
     return f"insert into {target} ({tbl.column_list(written)}){overriding}", written
 
 
-def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False):
+def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, only=False):
     """Apply objects (rows of object_rows) in order to an existing table `target` (qualified SQL name) whose
     columns are `cols`; as_caller: the code runs with its caller's rights and reads the objects through
-    fragment_rows."""
+    fragment_rows; only: rows are deleted from the table itself, not from its inheritance children."""
     insert, written = insert_into(target, cols)
     for inserts_only, ids in _runs(objects):
         if not inserts_only:
             source = object_source(ids[0], cols, "f", as_caller)
-            plpy.execute(f"delete from {target} t using {source} where {_key_match(cols)}")
+            plpy.execute(f"delete from {'only ' if only else ''}{target} t using {source} where {_key_match(cols)}")
             where = f"f.{FLAG_COLUMN}" + (f" and ({quals})" if quals else "")
             plpy.execute(f"{insert} select {restored_list(written, 'f.')} from {source} where {where}")
         else:
@@ -474,12 +475,14 @@ def gap_columns(cols):
     return gaps
 
 
-def materialize(plpy, schema, table, cols, object_ids, primary_key=None, keep_ordinals=False):
+def materialize(plpy, schema, table, cols, object_ids, primary_key=None, keep_ordinals=False, objects=None,
+                as_caller=False):
     """Create schema.table (columns `cols`, of their sql_type) from its fragments: the leading base fragments
     in one CREATE TABLE AS, then the primary key (named primary_key, or as Postgres names it), then the rest
-    applied in order. keep_ordinals: the columns get their stored ordinals as attnums."""
+    applied in order. keep_ordinals: the columns get their stored ordinals as attnums; objects: their
+    object_rows when known already; as_caller: the code runs with its caller's rights (see apply_to_table)."""
     target = f"{ident(schema)}.{ident(table)}"
-    objects = object_rows(plpy, object_ids)
+    objects = object_rows(plpy, object_ids) if objects is None else objects
     runs = _runs(objects)
     gaps = gap_columns(cols) if keep_ordinals else []
     in_order = sorted([(c.ordinal, c) for c in cols] + [(n, name) for n, name in gaps], key=lambda x: x[0])
@@ -492,7 +495,7 @@ def materialize(plpy, schema, table, cols, object_ids, primary_key=None, keep_or
 
         select = tbl.select_list(*(item(c) for _, c in in_order))
         plpy.execute(f"create table {target} as " + " union all ".join(
-            f"select {select} from {object_source(o, cols, 'f')}" for o in runs[0][1]))
+            f"select {select} from {object_source(o, cols, 'f', as_caller)}" for o in runs[0][1]))
         objects = objects[len(runs[0][1]):]
     else:
         plpy.execute(f"create table {target} (" + tbl.select_list(*(
@@ -504,7 +507,7 @@ def materialize(plpy, schema, table, cols, object_ids, primary_key=None, keep_or
         changes.append(f"add {named}primary key ({tbl.column_list(key)})")
     if changes:
         plpy.execute(f"alter table {target} " + ", ".join(changes))
-    apply_to_table(plpy, target, cols, objects)
+    apply_to_table(plpy, target, cols, objects, as_caller=as_caller)
     comment_columns(plpy, target, cols)
 
 

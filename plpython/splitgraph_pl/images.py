@@ -109,6 +109,7 @@ def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, 
      "(random hash, returned); tables are stored as content-addressed fragments of chunk_size rows (default "
      "10000); index_options e.g. {\"bloom\": {\"t\": {\"col\": {\"probability\": 0.01}}}}")
 def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, index_options=None):
+    tracking.require_read_committed(plpy, "commit")
     repo = meta.writable(plpy, repository)
     state = meta.require_checkout(plpy, repo)
     chunk_size = _chunk_size(plpy, chunk_size)
@@ -123,20 +124,25 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
         ranges, blooms = _index_options(plpy, index_options, table_names)
         namespace = names.namespace_of(repo)
         head_tables = meta.image_tables(plpy, repo, parent)
+        # A consistent view of the tables (and their logs) for the whole commit: writers wait until it is done,
+        # and the logs are verified only now, when nothing can bypass them any more (LOCK runs no code).
+        if table_names:
+            plpy.execute("lock table " + ", ".join(names.qualified(schema, t) for t in table_names)
+                         + " in share mode")
         tracked = tracking.schema_tracking(plpy, schema)
         stored = {}
         budget = fragments.object_limit(plpy)  # objects this commit may still create
         for n, table in enumerate(table_names, 1):
             # values of types that are not built-in are stored as built-in types (tables.storage_ctes): storing
             # them runs no code of the table's (not even a domain's checks)
+            # read only what runs no code and what the caller may read (0A000, 42501)
+            tbl.source(plpy, schema, table)
             cols = tbl.columns(plpy, schema, table)
             _check_columns(plpy, table, cols, ranges.get(table, []), "range")
             _check_columns(plpy, table, cols, blooms.get(table, {}), "bloom")
             if table in ranges:
                 for c in cols:
                     c.ranged = c.ranged and (c.is_pk or c.name in ranges[table])
-            # A consistent view of the table (and its log) for the whole commit: writers wait until it is done.
-            plpy.execute(f"lock table {names.qualified(schema, table)} in share mode")
             head = head_tables.get(table)
             object_ids, how = store_table(plpy, schema, table, cols, head, tracked.get(table),
                                           snapshot, chunk_size, namespace, blooms.get(table), budget)
@@ -304,6 +310,7 @@ def store_fragment(plpy, schema, table_name, snapshot=False, chunk_size=None):
     elif not meta.caller_is_admin(plpy):
         errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, "only superusers may store fragments of other schemas")
     cols = tbl.columns(plpy, schema, table_name)
+    tbl.source(plpy, schema, table_name)
     plpy.execute(f"lock table {names.qualified(schema, table_name)} in share mode")
     head = None
     if repo is not None:

@@ -262,13 +262,13 @@ def image_tables(plpy, source, source_image):
 
 @helper("import_stage(templates text[]) returns text[]",
         "import_stage(templates): for each of the caller's temporary tables named, an empty staging table with "
-        "its columns that the caller may insert into and import_staged reads; returns their names",
+        "its columns that the caller may insert into (and read back) and import_staged reads; returns their names",
         public=True)
 def stage(plpy, templates):
     """Staging tables for rows the caller computes: temporary (this session only), owned by the extension, so
-    the caller can only insert into them (no trigger, rule, policy or index of the caller's can be put on
-    them), and dropped when the transaction ends. Only the column definitions of each template are read, from
-    the catalog: its rows never are."""
+    the caller can only insert into them and read them back (no trigger, rule, policy or index of the caller's
+    can be put on them), and dropped when the transaction ends. Only the column definitions of each template are
+    read, from the catalog: its rows never are."""
     staged = []
     for template in templates or []:
         found = db.one(plpy, """select n.nspname::text as schema from pg_catalog.pg_class c
@@ -282,7 +282,7 @@ def stage(plpy, templates):
         cols = tbl.columns(plpy, found["schema"], template)
         name = db.temp_name("sg_stage")
         plpy.execute(f"create temporary table {ident(name)} ({tbl.column_definitions(cols)}) on commit drop;\n"
-                     f"grant insert on table pg_temp.{ident(name)} to public")
+                     f"grant insert, select on table pg_temp.{ident(name)} to public")
         staged.append(name)
     return staged
 

@@ -21,6 +21,15 @@ def _check_caller_owns(plpy, schema, table):
                                                          "its tracking")
 
 
+_UNKNOWN_BECAUSE = {
+    "altered": "it was altered (ALTER TABLE) since tracking began",
+    "lost": "its log did not survive a crash, or it was not tracked before",
+    "untrusted": "its log may have missed writes (a tracking trigger was dropped, replaced or disabled, it gained "
+                 "inheritance relatives, or it was restored from a dump)",
+    "compared": "it is partitioned, has inheritance relatives or is too wide to log, and is compared with HEAD",
+}
+
+
 @api("track_tables(schema text, tables text[]) returns void",
      "track_tables(schema, tables): log every change to the tables (statement-level triggers); a table already "
      "tracked keeps its log")
@@ -35,8 +44,10 @@ def track_tables(plpy, schema, tables):
                                                                                  $2::text)))""", schema, table):
             continue
         # A checkout's table that was not tracked may already differ from HEAD: its log starts untrusted, so
-        # the next commit stores it as a snapshot and status compares it with HEAD.
-        tracking.track(plpy, schema, table, state="lost" if repo is not None else "tracking")
+        # the next commit stores it as a snapshot and status compares it with HEAD. Elsewhere there is no HEAD to
+        # compare with: a table whose changes cannot be logged row by row is refused.
+        tracking.track(plpy, schema, table, state="lost" if repo is not None else "tracking",
+                       compare=repo is not None)
 
 
 @api("untrack_tables(schema text, tables text[]) returns void",
@@ -68,13 +79,14 @@ def _changed(plpy, schema, table, t):
 
 
 @api("changed_tables(schema text) returns text[]",
-     "changed_tables(schema): names of the tables with pending changes")
+     "changed_tables(schema): names of the tables with pending changes (of those the caller may read)")
 def changed_tables(plpy, schema):
+    """Tables the caller may not read are left out: their changes are theirs to know."""
     repo = meta.repository_of_schema(plpy, schema)
     if repo is not None:
-        return changed_tables_of(plpy, repo)
+        return changed_tables_of(plpy, repo, readable_only=True)
     return [table for table, t in sorted(tracking.schema_tracking(plpy, schema).items())
-            if _changed(plpy, schema, table, t)]
+            if tbl.readable(plpy, schema, table) and _changed(plpy, schema, table, t)]
 
 
 @api("has_pending_changes(schema text) returns boolean",
@@ -90,8 +102,10 @@ def has_pending_changes(plpy, schema):
      "of added, removed, updated",
      rows="temp")
 def get_pending_changes(plpy, schema, table_name, aggregate=False):
-    """Fill a temporary table with the net changes of a tracked table; returns its name."""
+    """Fill a temporary table with the net changes of a tracked table; returns its name. The caller must be able
+    to read the table (42501)."""
     tbl.require(plpy, schema, table_name)
+    tbl.source(plpy, schema, table_name)
     t = tracking.registry(plpy, schema, table_name)
     if t is None:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'table "{schema}"."{table_name}" is not tracked',
@@ -101,9 +115,10 @@ def get_pending_changes(plpy, schema, table_name, aggregate=False):
         d = changes.head_comparison(plpy, meta.repository_of_schema(plpy, schema), table_name, cols)
         if d is None:
             errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        f'table "{schema}"."{table_name}" was {t["state"]} since tracking began: its changes are '
-                        "no longer known row by row",
-                        hint="commit it (as a snapshot), or compare versions with splitgraph.diff")
+                        f'the changes of table "{schema}"."{table_name}" are no longer known row by row: '
+                        + _UNKNOWN_BECAUSE[t["state"]],
+                        hint="discard them to track it afresh, commit it (as a snapshot), or compare versions with "
+                             "splitgraph.diff")
     else:
         d = changes.from_log(plpy, t, schema, table_name, cols)
         if d is None:
@@ -140,7 +155,9 @@ def get_pending_changes(plpy, schema, table_name, aggregate=False):
      "as it is); a checkout's changes are undone with reset")
 def discard_pending_changes(plpy, schema, table_name=None):
     """Forget logged changes (the data stays as it is). A checkout's changes are undone with reset instead:
-    forgetting them would let the checkout drift from its HEAD unnoticed."""
+    forgetting them would let the checkout drift from its HEAD unnoticed. Each table is locked against writers
+    before its log is read, so a write committed meanwhile is either forgotten with the rest or logged after."""
+    tracking.require_read_committed(plpy, "discard_pending_changes")
     repo = meta.repository_of_schema(plpy, schema)
     if table_name is not None:
         tbl.require(plpy, schema, table_name)
@@ -148,26 +165,33 @@ def discard_pending_changes(plpy, schema, table_name=None):
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
                     f'schema "{schema}" is the checkout of repository "{repo}"',
                     hint="commit the changes, or undo them with splitgraph.reset")
+    candidates = [table_name] if table_name is not None else tracking.tracked_names(plpy, schema)
+    for name in candidates:
+        _check_caller_owns(plpy, schema, name)
+    if candidates:
+        plpy.execute("lock table " + ", ".join(names.qualified(schema, t) for t in sorted(candidates))
+                     + " in share mode")
     tracked = tracking.schema_tracking(plpy, schema)
     if table_name is not None and table_name not in tracked:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'table "{schema}"."{table_name}" is not tracked')
     for name, t in tracked.items():
         if table_name is None or name == table_name:
             _check_caller_owns(plpy, schema, name)
-            if t["state"] == "altered":
-                tracking.track(plpy, schema, name)
-            else:
-                tracking.restart(plpy, t)
+            tracking.restart(plpy, t, compare=False)
 
 
-def changed_tables_of(plpy, repo):
-    """Tables of a checkout whose contents or schema differ from HEAD (cheap: no counting)."""
+def changed_tables_of(plpy, repo, readable_only=False):
+    """Tables of a checkout whose contents or schema differ from HEAD (cheap: no counting). readable_only leaves
+    out the live tables the caller may not read (without looking at them)."""
     state = meta.checkout_state(plpy, repo)
     if state is None or state["layered"]:
         return []
     schema = names.schema_of(repo)
     head = meta.image_tables(plpy, repo, state["image_hash"])
     live = tbl.list_tables(plpy, schema)
+    if readable_only:
+        live = [table for table in live if tbl.readable(plpy, schema, table)]
+        head = {table: v for table, v in head.items() if table in live or not tbl.exists(plpy, schema, table)}
     tracked = tracking.schema_tracking(plpy, schema)
     changed = []
     for table in sorted(set(head) | set(live)):
@@ -180,10 +204,8 @@ def changed_tables_of(plpy, repo):
             changed.append(table)
         elif t is None or t["state"] != "tracking":
             # changes the log does not know row by row: compare with HEAD
-            delta = changes.head_comparison(plpy, repo, table, cols)
-            if delta.changed(plpy):
+            if changes.differs_from_head(plpy, repo, table, cols):
                 changed.append(table)
-            delta.drop(plpy)
         elif changes.has_changes(plpy, t, schema, table, cols):
             changed.append(table)
     return changed

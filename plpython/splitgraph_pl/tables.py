@@ -484,6 +484,63 @@ def require(plpy, schema, table):
         errors.fail(plpy, errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist')
 
 
+_READING = """
+select c.relkind::text as kind,
+       pg_catalog.has_schema_privilege(session_user, c.relnamespace, 'USAGE')
+       and pg_catalog.has_table_privilege(session_user, c.oid, 'SELECT') as readable,
+       c.relrowsecurity
+       and not (pg_catalog.pg_has_role(session_user, c.relowner, 'USAGE') and not c.relforcerowsecurity)
+       and not exists (select from pg_catalog.pg_roles r
+                       where r.rolname = session_user and (r.rolsuper or r.rolbypassrls)) as policed,
+       (select pg_catalog.format('%I.%I', pn.nspname, pc.relname)
+        from pg_catalog.pg_partition_tree(c.oid) p
+        join pg_catalog.pg_class pc on pc.oid = p.relid
+        join pg_catalog.pg_namespace pn on pn.oid = pc.relnamespace
+        where pc.relkind not in ('r', 'p') order by p.level, 1 limit 1) as odd_partition
+from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where n.nspname = $1 and c.relname = $2"""
+
+
+def readable(plpy, schema, table):
+    """Whether the caller (session_user) may read the table's rows itself: USAGE on its schema, SELECT on it, and
+    no row-level security hiding rows from it."""
+    row = db.one(plpy, _READING, schema, table)
+    return row is not None and row["readable"] and not row["policed"]
+
+
+def refusal(plpy, schema, table):
+    """Why code running with the extension's rights may not read a live table for its caller, as (sqlstate,
+    message, hint), or None. Only relations whose reading runs no code are read: a plain table (ONLY: its
+    inheritance children are tables of their own, and may be anything), or a partitioned table whose partitions
+    are all plain tables; and only what the caller may read itself."""
+    row = db.one(plpy, _READING, schema, table)
+    if row is None:
+        return errors.UNDEFINED_TABLE, f'table "{schema}"."{table}" does not exist', None
+    if not row["readable"] or row["policed"]:
+        return (errors.INSUFFICIENT_PRIVILEGE, f'permission denied to read table "{schema}"."{table}"',
+                "ask its owner for SELECT on it (and for the rows that row-level security hides)")
+    if row["kind"] not in ("r", "p"):
+        return errors.FEATURE_NOT_SUPPORTED, f'"{schema}"."{table}" is not a table', None
+    if row["odd_partition"] is not None:
+        return (errors.FEATURE_NOT_SUPPORTED,
+                f'table "{schema}"."{table}" has partition {row["odd_partition"]}, which is not a plain table: '
+                "splitgraph reads only tables whose reading runs no code",
+                "detach that partition (or move its rows into a plain table partition) first")
+    return None
+
+
+def source(plpy, schema, table):
+    """The FROM item by which code running with the extension's rights reads a live table for its caller: ONLY a
+    plain table, or a partitioned table whose partitions are all plain tables; an error otherwise (refusal)."""
+    refused = refusal(plpy, schema, table)
+    if refused is not None:
+        errors.fail(plpy, refused[0], refused[1], hint=refused[2])
+    kind = db.scalar(plpy, """select c.relkind::text from pg_catalog.pg_class c
+                              join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                              where n.nspname = $1 and c.relname = $2""", schema, table)
+    return ("only " if kind == "r" else "") + f"{ident(schema)}.{ident(table)}"
+
+
 def check_storable(plpy, table, cols):
     if any(c.name == FLAG_COLUMN for c in cols):
         errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,

@@ -10,6 +10,16 @@ updating a row back to its values, or deleting and re-inserting an identical row
 Audit tables are UNLOGGED: logging a change writes no WAL. A crash empties them, so each holds a sentinel row
 (kind 2) from the moment tracking starts: a log without its sentinel was lost, and its table is committed as a
 snapshot (state "lost") instead of trusting an empty log.
+
+A log is trusted only while nothing could have bypassed it. The triggers are enabled ALWAYS (they fire under
+session_replication_role = replica too), and whenever a log is read (schema_tracking) the table and its triggers
+are compared with the fingerprint taken when tracking began: a trigger dropped, replaced, disabled or made again,
+columns changed unseen, or a table that gained inheritance relatives makes the log "untrusted". Some tables are
+tracked by comparison from the start ("compared"): partitioned tables (a write straight into a partition fires no
+trigger of the parent), inheritance parents and children (a write through a parent changes its children's rows,
+which its transition tables hold), and tables too wide for a Delta. An untrusted or compared table's changes are
+found by comparing it with HEAD, and its next commit stores it as a snapshot: a write may be slower to find, but
+is never lost.
 """
 from . import db, errors, names
 from . import tables as tbl
@@ -24,6 +34,10 @@ TRIGGERS = (
     ("sg_track_delete", "after delete", "referencing old table as sg_old", "on_delete"),
     ("sg_track_truncate", "before truncate", "", "on_truncate"),
 )
+TRIGGER_NAMES = tuple(name for name, *_ in TRIGGERS)
+# A Delta (changes.py) holds every column twice, beside four of its own, and a table has at most 1600 columns:
+# wider tables are tracked by comparison.
+MAX_LOGGED_COLUMNS = (1600 - 4) // 2
 
 _STORAGE_TYPES = """
 with recursive base (n, oid, typmod, depth) as (
@@ -40,7 +54,8 @@ from base order by n, depth desc"""
 
 
 def registry(plpy, schema, table):
-    """The tracking row of a live table (matched by oid, so a table dropped and made again is untracked)."""
+    """The tracking row of a live table (matched by oid, so a table dropped and made again is untracked), its log
+    verified (schema_tracking)."""
     return schema_tracking(plpy, schema).get(table)
 
 
@@ -50,22 +65,71 @@ def _storage_types(plpy, cols):
     return db.column(plpy, _STORAGE_TYPES, [c.type for c in cols])
 
 
+def require_read_committed(plpy, call):
+    """Calls that consume or rewrite a change log read it as of now: a REPEATABLE READ or SERIALIZABLE snapshot
+    would miss the writes committed since it was taken, and consume their log records unseen."""
+    level = db.scalar(plpy, "select pg_catalog.current_setting('transaction_isolation')")
+    if level != "read committed":
+        errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,
+                    f"{call} needs a READ COMMITTED transaction, not {level.upper()}: its snapshot would miss "
+                    "writes committed since, whose logged changes the call would consume",
+                    hint=f"run {call} in a READ COMMITTED transaction (the default), e.g. on its own")
+
+
+def comparison_reason(plpy, schema, table, column_count):
+    """Why a table's changes cannot be logged row by row (it is then tracked by comparison with HEAD), or None."""
+    row = db.one(plpy, """
+        select c.relkind::text as kind, c.relispartition as partition,
+               exists (select from pg_catalog.pg_inherits h where h.inhparent = c.oid) as parent,
+               exists (select from pg_catalog.pg_inherits h where h.inhrelid = c.oid) as child
+        from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1 and c.relname = $2""", schema, table)
+    if row["kind"] == "p":
+        return "it is partitioned (a write straight into a partition fires no trigger of the parent)"
+    if row["partition"]:
+        return "it is a partition (a write through its parent fires none of its triggers)"
+    if row["parent"]:
+        return "it has inheritance children (a write through it changes their rows too)"
+    if row["child"]:
+        return "it inherits from another table (a write through the parent changes its rows)"
+    if column_count > MAX_LOGGED_COLUMNS:
+        return f"it has {column_count} columns, and at most {MAX_LOGGED_COLUMNS} are logged row by row"
+    return None
+
+
+def _drop_triggers(plpy, relids):
+    """Drop the triggers named like ours on these tables (those that are there: DROP ... IF EXISTS would tell the
+    client about the others)."""
+    ddl = db.column(plpy, """
+        select pg_catalog.format('drop trigger %I on %s', g.tgname, g.tgrelid::regclass)
+        from pg_catalog.pg_trigger g
+        where g.tgrelid = any($1::text[]::oid[]) and g.tgname = any($2::text[]::name[])
+        order by g.tgrelid, g.tgname""", [str(r) for r in relids], list(TRIGGER_NAMES))
+    if ddl:
+        plpy.execute(";\n".join(ddl))
+
+
 def untrack(plpy, schema, table):
-    """Stop tracking a table (if it still exists) and drop its log."""
+    """Stop tracking a table and drop its log, and the triggers named like ours on it (if it still exists)."""
     rows = db.run(plpy, f"""delete from {AUDIT}.tracked where schema_name = $1 and table_name = $2
-                            returning audit_table, relid::regclass::text as target,
-                                      pg_catalog.to_regclass(relid::regclass::text) is not null as live""",
-                  schema, table)
-    for r in rows:
-        statements = [f"drop table if exists {r['audit_table']}"]
-        if r["live"]:
-            statements += [f"drop trigger if exists {name} on {r['target']}" for name, *_ in TRIGGERS]
-        plpy.execute(";\n".join(statements))
+                            returning audit_table, relid::bigint as relid,
+                                      pg_catalog.to_regclass(audit_table) is not null as kept""", schema, table)
+    relids = [r["relid"] for r in rows]
+    live = db.scalar(plpy, "select pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))::oid::bigint",
+                     schema, table)
+    if live is not None:
+        relids.append(live)
+    _drop_triggers(plpy, relids)
+    dropped = [r["audit_table"] for r in rows if r["kept"]]
+    if dropped:
+        plpy.execute("drop table " + ", ".join(dropped))
 
 
-def track(plpy, schema, table, state="tracking"):
+def track(plpy, schema, table, state="tracking", compare=True):
     """Start tracking a table: from now on its changes are logged. Tracking it again starts a fresh log.
-    `state` "lost" starts a log that is not trusted (the table's changes since HEAD are unknown)."""
+    `state` "lost" starts a log that is not trusted (the table's changes since HEAD are unknown). A table whose
+    changes cannot be logged row by row (comparison_reason) is tracked by comparison when `compare` (in a
+    checkout, where HEAD is there to compare with), and refused otherwise."""
     tbl.require(plpy, schema, table)
     kind = db.scalar(plpy, """select c.relkind::text from pg_catalog.pg_class c
                               join pg_catalog.pg_namespace n on n.oid = c.relnamespace
@@ -73,57 +137,113 @@ def track(plpy, schema, table, state="tracking"):
     if kind not in ("r", "p"):
         errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED, f'"{schema}"."{table}" is not a table; only tables are tracked')
     cols = tbl.columns(plpy, schema, table)
-    clash = [c.name for c in cols if c.name in RESERVED]
-    if clash:
+    reason = comparison_reason(plpy, schema, table, len(cols))
+    if reason is not None and not compare:
         errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,
-                    f'table "{table}" has a column named {clash[0]}, which change tracking uses for itself',
-                    hint="rename the column to track the table")
+                    f'table "{schema}"."{table}" cannot be tracked row by row: {reason}',
+                    hint="commit it in a repository, whose checkout finds such a table's changes by comparing it "
+                         "with HEAD")
+    if reason is None:
+        clash = [c.name for c in cols if c.name in RESERVED]
+        if clash:
+            errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED,
+                        f'table "{table}" has a column named {clash[0]}, which change tracking uses for itself',
+                        hint="rename the column to track the table")
     untrack(plpy, schema, table)
     key = tbl.key_columns(cols) or cols
     audit = f"{AUDIT}.{ident(db.temp_name('changes'))}"
-    definitions = [c.definition(t) for c, t in zip(cols, _storage_types(plpy, cols), strict=True)]
     target = names.qualified(schema, table)
-    statements = [f"create unlogged table {audit} ("
-                  + ", ".join(definitions + ["sg_audit_stmt bigint not null", "sg_audit_kind smallint not null"]) + ")",
+    own = ["sg_audit_stmt bigint not null", "sg_audit_kind smallint not null"]
+    if reason is None:
+        definitions = [c.definition(t) for c, t in zip(cols, _storage_types(plpy, cols), strict=True)]
+    else:
+        definitions, state = [], "compared"
+    statements = [f"create unlogged table {audit} (" + ", ".join(definitions + own) + ")",
                   f"insert into {audit} (sg_audit_stmt, sg_audit_kind) values (0, {SENTINEL})"]
-    statements += [f"create trigger {name} {event} on {target} {transition} for each statement "
-                   f"execute function {AUDIT}.{function}()" for name, event, transition, function in TRIGGERS]
+    if reason is None:
+        statements += [f"create trigger {name} {event} on {target} {transition} for each statement "
+                       f"execute function {AUDIT}.{function}()" for name, event, transition, function in TRIGGERS]
+        # ALWAYS: writes under session_replication_role = replica (logical replication) are logged too
+        statements.append(f"alter table {target} "
+                          + ", ".join(f"enable always trigger {name}" for name, *_ in TRIGGERS))
     plpy.execute(";\n".join(statements))
     db.run(plpy, f"""insert into {AUDIT}.tracked (relid, schema_name, table_name, audit_table, key_columns,
-                                                 all_columns, has_primary_key, state)
-                     values (pg_catalog.to_regclass($1)::oid, $2, $3, $4, $5, $6, $7, $8)""",
+                                                 all_columns, has_primary_key, state, fingerprint)
+                     select r.oid, $2, $3, $4, $5, $6, $7, $8, {AUDIT}.fingerprint(r.oid)
+                     from (select pg_catalog.to_regclass($1)::oid as oid) r""",
            target, schema, table, audit, tbl.column_list(key), tbl.column_list(cols), bool(tbl.key_columns(cols)),
            state)
 
 
-def restart(plpy, tracked):
-    """Forget the logged changes of a tracked table (after they were committed, discarded or reset)."""
+def restart(plpy, tracked, compare=True):
+    """Forget the logged changes of a tracked table (after they were committed, discarded or reset). A log that
+    is not trusted starts afresh (new triggers and fingerprint)."""
+    if tracked["state"] != "tracking":
+        track(plpy, tracked["schema_name"], tracked["table_name"], compare=compare)
+        return
     plpy.execute(f"truncate {tracked['audit_table']}; "
                  f"insert into {tracked['audit_table']} (sg_audit_stmt, sg_audit_kind) values (0, {SENTINEL})")
-    if tracked["state"] in ("truncated", "lost"):
-        db.run(plpy, f"update {AUDIT}.tracked set state = 'tracking' where relid = $1::bigint::oid", tracked["relid"])
+
+
+def mark(plpy, tracked, state):
+    """Record that a table's log is no longer trusted (tracked["state"] follows)."""
+    db.run(plpy, f"update {AUDIT}.tracked set state = $2 where relid = $1::bigint::oid", tracked["relid"], state)
+    tracked["state"] = state
+
+
+def _adopt(plpy, schema):
+    """A table restored from a dump has a new oid, and carries our triggers: it takes over the tracking row of
+    the table of its name that is gone, untrusted (its contents are whatever the dump held). A table made again
+    without our trigger functions (whatever its triggers are named) is simply not tracked."""
+    restored = db.run(plpy, f"""
+        select e.relid::bigint as old, c.oid::bigint as new
+        from {AUDIT}.tracked e
+        join pg_catalog.pg_namespace n on n.nspname = e.schema_name
+        join pg_catalog.pg_class c on c.relnamespace = n.oid and c.relname = e.table_name
+        where e.schema_name = $1 and c.relkind in ('r', 'p')
+          and not exists (select from pg_catalog.pg_class gone where gone.oid = e.relid)
+          and not exists (select from {AUDIT}.tracked o where o.relid = c.oid)
+          and exists (select from pg_catalog.pg_trigger g
+                      join pg_catalog.pg_proc p on p.oid = g.tgfoid
+                      where g.tgrelid = c.oid and p.pronamespace = '{AUDIT}'::regnamespace)""", schema)
+    for r in restored:  # (rarely any: nothing is written otherwise, so that a read-only transaction can read)
+        db.run(plpy, f"update {AUDIT}.tracked set relid = $2::bigint::oid, state = 'untrusted' "
+                     "where relid = $1::bigint::oid", r["old"], r["new"])
 
 
 def schema_tracking(plpy, schema):
-    """Tracking rows of the live tables of a schema, by table name."""
-    db.run(plpy, f"""select {AUDIT}.adopt(c.oid) from pg_catalog.pg_class c
-                     join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-                     join {AUDIT}.tracked t on t.schema_name = n.nspname and t.table_name = c.relname
-                     where n.nspname = $1 and t.relid <> c.oid""", schema)
-    rows = db.run(plpy, f"""select t.* from {AUDIT}.tracked t
+    """Tracking rows of the live tables of a schema, by table name, each log verified: one whose table or
+    triggers no longer match their fingerprint is marked untrusted, one a crash emptied is marked lost."""
+    _adopt(plpy, schema)
+    rows = db.run(plpy, f"""select t.*, t.fingerprint is not distinct from {AUDIT}.fingerprint(t.relid) as intact
+                            from {AUDIT}.tracked t
                             join pg_catalog.pg_class c on c.oid = t.relid
                             join pg_catalog.pg_namespace n on n.oid = c.relnamespace
                             where t.schema_name = $1 and n.nspname = $1 and c.relname = t.table_name""", schema)
-    return {r["table_name"]: _check_sentinel(plpy, dict(r)) for r in rows}
+    result = {}
+    for r in rows:
+        tracked = dict(r)
+        if not tracked.pop("intact") and tracked["state"] == "tracking":
+            mark(plpy, tracked, "untrusted")
+        result[tracked["table_name"]] = _check_sentinel(plpy, tracked)
+    return result
 
 
 def _check_sentinel(plpy, tracked):
     """A log emptied by a crash has lost its sentinel: from then on the table is not trusted row by row."""
     if tracked["state"] == "tracking" and not db.scalar(
             plpy, f"select exists (select from {tracked['audit_table']} where sg_audit_kind = {SENTINEL})"):
-        db.run(plpy, f"update {AUDIT}.tracked set state = 'lost' where relid = $1::bigint::oid", tracked["relid"])
-        tracked["state"] = "lost"
+        mark(plpy, tracked, "lost")
     return tracked
+
+
+def tracked_names(plpy, schema):
+    """Names of the live tables of a schema that have a tracking row (not verified: see schema_tracking)."""
+    return db.column(plpy, f"""select t.table_name from {AUDIT}.tracked t
+                              join pg_catalog.pg_class c on c.oid = t.relid
+                              join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                              where t.schema_name = $1 and n.nspname = $1 and c.relname = t.table_name
+                              order by 1""", schema)
 
 
 def forget_schema(plpy, schema):
@@ -133,8 +253,9 @@ def forget_schema(plpy, schema):
 
 def forget_schema_except(plpy, schema, keep):
     """Drop the logs of a schema's tracked tables, but for the live tables named in `keep`."""
-    rows = db.run(plpy, f"""select table_name, pg_catalog.to_regclass(relid::regclass::text) is not null as live
-                            from {AUDIT}.tracked where schema_name = $1""", schema)
+    rows = db.run(plpy, f"""select t.table_name,
+                                   exists (select from pg_catalog.pg_class c where c.oid = t.relid) as live
+                            from {AUDIT}.tracked t where t.schema_name = $1""", schema)
     for r in rows:
         if not (r["live"] and r["table_name"] in keep):
             untrack(plpy, schema, r["table_name"])
@@ -143,5 +264,3 @@ def forget_schema_except(plpy, schema, keep):
 def logged(plpy, tracked):
     """Whether anything was logged for a table since tracking (re)started."""
     return db.scalar(plpy, f"select exists (select from {tracked['audit_table']} where sg_audit_kind < {SENTINEL})")
-
-

@@ -8,7 +8,8 @@ create table splitgraph_audit.tracked (
     all_columns text not null,
     has_primary_key boolean not null,
     state text not null default 'tracking',
-    constraint state_known check (state in ('tracking', 'altered', 'truncated', 'lost'))
+    fingerprint text,
+    constraint state_known check (state in ('tracking', 'compared', 'untrusted', 'altered', 'lost'))
 );
 create unique index tracked_by_name on splitgraph_audit.tracked (schema_name, table_name);
 comment on table splitgraph_audit.tracked is
@@ -21,8 +22,14 @@ comment on column splitgraph_audit.tracked.key_columns is 'Quoted key columns (t
 comment on column splitgraph_audit.tracked.all_columns is 'Quoted columns, in order';
 comment on column splitgraph_audit.tracked.has_primary_key is 'False when the whole row is the key';
 comment on column splitgraph_audit.tracked.state is
-'tracking; altered (ALTER TABLE since: changes no longer known row by row); truncated; lost (the log did not '
-'survive a crash)';
+'tracking (the log is trusted); compared (by design: a partitioned table, an inheritance parent or child, or a '
+'table too wide to log; its changes are found by comparing it with HEAD); untrusted (the log may have missed '
+'writes: a tracking trigger was dropped, replaced or disabled, the table gained inheritance relatives or became a '
+'partition, or it was restored from a dump); altered (ALTER TABLE since: changes no longer known row by row); '
+'lost (the log did not survive a crash)';
+comment on column splitgraph_audit.tracked.fingerprint is
+'What the table and its tracking triggers were when tracking began (splitgraph_audit.fingerprint): a log is '
+'trusted only while they are unchanged';
 
 -- Statements that changed tracked tables, in order: the first record of a key tells its state before tracking.
 create sequence splitgraph_audit.statements;

@@ -4,11 +4,16 @@
 -- without a primary key, the whole new row). Old and new records of one UPDATE share its statement number; the
 -- old sorts first (kind 0), so a key's first record always tells its state before tracking. The triggers run as
 -- the extension's owner so that no role can write audit rows directly, and they take their audit table from
--- splitgraph_audit.tracked by the table's oid, never from trigger arguments a table owner could forge.
+-- splitgraph_audit.tracked by the table's oid, never from trigger arguments a table owner could forge. They are
+-- enabled ALWAYS, so writes under session_replication_role = replica (logical replication) are logged too.
+-- Partitioned tables, inheritance parents and children, and tables too wide to log get no triggers: their changes
+-- are found by comparing them with HEAD (tracking.py).
 
 -- log_statement(relid, source, whole_rows): the INSERT that appends the rows of `source` (a transition table, or
--- the table itself before a TRUNCATE) to the table's audit table, or null when the table is not being tracked.
--- (Transition tables are visible to the trigger function's own statements only, so the trigger function runs it.)
+-- the table itself before a TRUNCATE) to the table's audit table, or null when the table's log is not kept (it is
+-- not tracked, or not trusted). (Transition tables are visible to the trigger function's own statements only, so
+-- the trigger function runs it.) A table is found by its oid only: a table restored from a dump, or made again
+-- with triggers named like ours, is not logged (schema_tracking adopts a restored table, untrusted).
 create function splitgraph_audit.log_statement(relid oid, source text, whole_rows boolean)
 returns text
 language plpgsql volatile security definer
@@ -19,10 +24,13 @@ declare
     columns text;
 begin
     select * into t from splitgraph_audit.tracked where tracked.relid = log_statement.relid;
-    if not found then
-        t := splitgraph_audit.adopt(relid);
+    if not found or t.state <> 'tracking' then
+        return null;
     end if;
-    if t.state is distinct from 'tracking' then
+    -- A statement on an inheritance parent changes its children's rows too, and its transition tables hold them:
+    -- the log could no longer tell the parent's own rows. From now on the table is compared with HEAD.
+    if exists (select from pg_inherits h where h.inhparent = log_statement.relid) then
+        update splitgraph_audit.tracked set state = 'untrusted' where tracked.relid = log_statement.relid;
         return null;
     end if;
     columns := case when whole_rows then t.all_columns else t.key_columns end;
@@ -32,24 +40,33 @@ begin
 end
 $$;
 
--- adopt(relid): a restored dump gives every table a new oid. A tracked entry whose table is gone is taken over
--- by the table of the same name that carries our triggers (restored with it); a table dropped and made again
--- has no triggers and stays untracked.
-create function splitgraph_audit.adopt(relid oid) returns splitgraph_audit.tracked
-language plpgsql volatile security definer
+-- fingerprint(relid): what a tracked table and its tracking triggers are: its kind, whether it is a partition or
+-- has inheritance relatives, its columns and key, and each trigger named like ours (oid, function, enabled state,
+-- events, transition tables). Taken when tracking begins and compared whenever the log is read: a trigger
+-- dropped, replaced, disabled or made again, a column changed without an event trigger seeing it
+-- (session_replication_role = replica), or a table that gained inheritance relatives, gives another value, and
+-- the log is no longer trusted. (The triggers' row versions are left out: freezing pg_trigger changes what xmin
+-- shows, and no role but a superuser can put our trigger functions on a table, or disable and enable a trigger
+-- again unseen.)
+create function splitgraph_audit.fingerprint(relid oid) returns text
+language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-    t splitgraph_audit.tracked;
-begin
-    update splitgraph_audit.tracked e set relid = adopt.relid
-    from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where c.oid = adopt.relid and e.schema_name = n.nspname and e.table_name = c.relname
-      and not exists (select from pg_class gone where gone.oid = e.relid)
-      and exists (select from pg_trigger g where g.tgrelid = adopt.relid and g.tgname = 'sg_track_insert')
-    returning e.* into t;
-    return t;
-end
+    select concat_ws(' | ',
+        (select c.relkind::text || case when c.relispartition then ' partition' else '' end
+         from pg_class c where c.oid = fingerprint.relid),
+        (select 'inheritance' where exists (select from pg_inherits h
+                                            where h.inhrelid = fingerprint.relid or h.inhparent = fingerprint.relid)),
+        (select string_agg(concat_ws(':', a.attnum, quote_ident(a.attname), a.atttypid, a.atttypmod, a.attcollation,
+                                     coalesce(a.attnum = any(i.indkey), false)), ', ' order by a.attnum)
+         from pg_attribute a
+         left join pg_index i on i.indrelid = a.attrelid and i.indisprimary
+         where a.attrelid = fingerprint.relid and a.attnum > 0 and not a.attisdropped),
+        (select string_agg(concat_ws(':', g.tgname, g.oid, g.tgfoid::regproc, g.tgenabled, g.tgtype, g.tgoldtable,
+                                     g.tgnewtable), ', ' order by g.tgname)
+         from pg_trigger g
+         where g.tgrelid = fingerprint.relid
+           and g.tgname in ('sg_track_insert', 'sg_track_update', 'sg_track_delete', 'sg_track_truncate')))
 $$;
 
 create function splitgraph_audit.on_insert() returns trigger
@@ -103,7 +120,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    old_rows text := splitgraph_audit.log_statement(tg_relid, tg_relid::regclass::text, true);
+    old_rows text := splitgraph_audit.log_statement(tg_relid, 'only ' || tg_relid::regclass::text, true);
 begin
     if old_rows is not null then
         execute old_rows using nextval('splitgraph_audit.statements'), 0::smallint;
@@ -113,26 +130,36 @@ end
 $$;
 
 -- After ALTER TABLE on a tracked table, its changes are no longer known row by row (and the triggers' column
--- lists may no longer fit): stop logging it and mark it, so that its next commit stores a snapshot.
+-- lists may no longer fit): stop logging it and mark it, so that its next commit stores a snapshot. The tables
+-- an ALTER TABLE makes (or made) inheritance relatives of the altered one (INHERIT, ATTACH PARTITION) are marked
+-- untrusted: a write through a parent reaches them without firing their own triggers.
 create function splitgraph_audit.on_alter_table() returns event_trigger
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
     altered record;
+    tracking_trigger name;
 begin
+    update splitgraph_audit.tracked t set state = 'untrusted'
+    where t.state = 'tracking' and t.relid in (
+        select h.inhrelid from pg_event_trigger_ddl_commands() c join pg_inherits h on h.inhparent = c.objid
+        union all
+        select h.inhparent from pg_event_trigger_ddl_commands() c join pg_inherits h on h.inhrelid = c.objid);
     for altered in
         select distinct t.relid
         from pg_event_trigger_ddl_commands() c
         join splitgraph_audit.tracked t on t.relid = c.objid and t.state <> 'altered'
     loop
         update splitgraph_audit.tracked set state = 'altered' where relid = altered.relid;
-        -- by oid: the table may just have been renamed
-        execute format('drop trigger if exists sg_track_insert on %1$s; '
-                       'drop trigger if exists sg_track_update on %1$s; '
-                       'drop trigger if exists sg_track_delete on %1$s; '
-                       'drop trigger if exists sg_track_truncate on %1$s',
-                       altered.relid::regclass);
+        -- by oid: the table may just have been renamed; only the triggers that are there (no NOTICE)
+        for tracking_trigger in
+            select g.tgname from pg_trigger g
+            where g.tgrelid = altered.relid
+              and g.tgname in ('sg_track_insert', 'sg_track_update', 'sg_track_delete', 'sg_track_truncate')
+        loop
+            execute format('drop trigger %I on %s', tracking_trigger, altered.relid::regclass);
+        end loop;
     end loop;
 end
 $$;
@@ -142,5 +169,12 @@ create event trigger splitgraph_track_alter on ddl_command_end when tag in ('ALT
 execute function splitgraph_audit.on_alter_table();
 -- noqa: enable=PRS
 
+-- No role but the owner may run these: a role that could execute a trigger function could put it on a table of
+-- its own (and write audit rows through it) or make a restored table look tracked.
 revoke all on function splitgraph_audit.log_statement(oid, text, boolean) from public;
-revoke all on function splitgraph_audit.adopt(oid) from public;
+revoke all on function splitgraph_audit.fingerprint(oid) from public;
+revoke all on function splitgraph_audit.on_insert() from public;
+revoke all on function splitgraph_audit.on_update() from public;
+revoke all on function splitgraph_audit.on_delete() from public;
+revoke all on function splitgraph_audit.on_truncate() from public;
+revoke all on function splitgraph_audit.on_alter_table() from public;
