@@ -14,6 +14,8 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from support.cluster import Cluster  # noqa: E402
+from support.queries import sql, value  # noqa: E402,F401 - the tests import them from here
+from support.security import Roles  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -58,16 +60,17 @@ def conn(cluster, dbname):
         yield c
 
 
-def sql(conn, query, *args):
-    """Run a query, return all rows (or None for statements without results)."""
-    with conn.cursor() as cur:
-        cur.execute(query, args or None)
-        return cur.fetchall() if cur.description else None
+@pytest.fixture
+def roles(cluster, dbname):
+    """Real LOGIN roles that are not superusers, made on demand (support.security.Roles), put back after the test
+    (an attack that worked on a faulty engine would have made one a superuser)."""
+    made = Roles(cluster, dbname)
+    yield made
+    made.cleanup()
 
 
-def value(conn, query, *args):
-    rows = sql(conn, query, *args)
-    return rows[0][0] if rows else None
+
+
 
 
 def fails(conn, query, *args, sqlstate=None):

@@ -14,14 +14,7 @@ repository of its own into another of its own.
 import pytest
 
 from conftest import sql, value
-from support.security import Roles, attempt
-
-
-@pytest.fixture
-def roles(cluster, dbname):
-    made = Roles(cluster, dbname)
-    yield made
-    made.cleanup()
+from support.security import attempt
 
 
 @pytest.fixture

@@ -6,14 +6,6 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from conftest import fails, sql, value
-from support.security import Roles
-
-
-@pytest.fixture
-def roles(cluster, dbname):
-    made = Roles(cluster, dbname)
-    yield made
-    made.cleanup()
 
 
 def make_repo(conn, repo, rows=2):

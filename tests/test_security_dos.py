@@ -18,17 +18,10 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from conftest import sql, value
-from support.security import Roles, attempt, object_dump, object_id_of
+from support.security import attempt, object_dump, object_id_of
 
 OBJECTS_KEY = 1936287602
 REPOSITORY_KEY = 1936287603
-
-
-@pytest.fixture
-def roles(cluster, dbname):
-    made = Roles(cluster, dbname)
-    yield made
-    made.cleanup()
 
 
 def notices_of(conn):

@@ -17,14 +17,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from conftest import sql, value
-from support.security import Roles, attempt, is_superuser, object_dump, server_name
-
-
-@pytest.fixture
-def roles(cluster, dbname):
-    made = Roles(cluster, dbname)
-    yield made
-    made.cleanup()
+from support.security import attempt, is_superuser, object_dump, server_name
 
 
 def payload(role, schema, record=True, escalate=True, swallow=True):

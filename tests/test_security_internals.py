@@ -15,14 +15,7 @@ import pytest
 from psycopg import sql as pgsql
 
 from conftest import sql, value
-from support.security import Roles, attempt, object_dump
-
-
-@pytest.fixture
-def roles(cluster, dbname):
-    made = Roles(cluster, dbname)
-    yield made
-    made.cleanup()
+from support.security import attempt, object_dump
 
 
 def sandboxes(conn):

@@ -20,14 +20,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from conftest import sql, value
-from support.security import PasswordCatcher, Roles, attempt, server_file
-
-
-@pytest.fixture
-def roles(cluster, dbname):
-    made = Roles(cluster, dbname)
-    yield made
-    made.cleanup()
+from support.security import PasswordCatcher, attempt, server_file
 
 
 @pytest.fixture(scope="module")

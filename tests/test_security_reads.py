@@ -14,14 +14,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from conftest import sql, value
-from support.security import Roles, attempt, objects_containing
-
-
-@pytest.fixture
-def roles(cluster, dbname):
-    made = Roles(cluster, dbname)
-    yield made
-    made.cleanup()
+from support.security import attempt, objects_containing
 
 
 @pytest.fixture

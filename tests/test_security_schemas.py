@@ -12,14 +12,7 @@ from psycopg import sql as pgsql
 from psycopg.types.json import Jsonb
 
 from conftest import sql, value
-from support.security import Roles, attempt
-
-
-@pytest.fixture
-def roles(cluster, dbname):
-    made = Roles(cluster, dbname)
-    yield made
-    made.cleanup()
+from support.security import attempt
 
 
 def owner_of_schema(conn, schema):

@@ -141,38 +141,24 @@ def finish(plpy, plan):
         db.run(plpy, "select splitgraph_internal.checkout_track($1, $2::text[])", plan["repository"], plan["track"])
 
 
-def materialize_image(plpy, repo, image_hash, layered=False, only=None):
-    """Create the tables of HEAD (image_hash) in the checkout schema (all, or those named in `only` that it
-    lacks) and track them. Call it from code that runs as the caller (security invoker): the extension's part
-    runs in the definer helper checkout_materialize, and what evaluates expressions runs here."""
-    plan = db.scalar(plpy, "select splitgraph_internal.checkout_materialize($1, $2, $3, $4::text[])",
-                     repo, image_hash, bool(layered), None if only is None else list(only))
-    finish(plpy, json.loads(plan))
-
-
 def materialize_new(plpy, repo, tables):
-    """materialize_image for the named tables of HEAD that the checkout lacks; nothing when the repository is
-    not checked out (same rules: call it from code that runs as the caller)."""
-    plan = db.scalar(plpy, "select splitgraph_internal.checkout_materialize($1, null, null, $2::text[])",
-                     repo, list(tables))
+    """Make the named tables of HEAD that the checkout lacks, and track them; nothing when the repository is not
+    checked out. Call it from code that runs as the caller: the extension's part runs in the definer helper
+    checkout_materialize, and what evaluates expressions runs here (finish)."""
+    plan = db.scalar(plpy, "select splitgraph_internal.checkout_materialize($1, $2::text[])", repo, list(tables))
     finish(plpy, json.loads(plan))
 
 
-@helper("checkout_materialize(repository text, image_hash text, layered boolean, tables text[]) returns text",
-        "checkout_materialize(...): make tables of HEAD that the checkout lacks (all, or those named), as stored; "
-        "returns the plan the caller carries out (HEAD when image_hash is null: nothing when not checked out)",
+@helper("checkout_materialize(repository text, tables text[]) returns text",
+        "checkout_materialize(repository, tables): make the named tables of HEAD that the checkout lacks, as "
+        "stored; returns the plan the caller carries out (nothing when the repository is not checked out)",
         public=True)
-def checkout_materialize(plpy, repository, image_hash, layered, tables):
+def checkout_materialize(plpy, repository, tables):
     repo = meta.writable(plpy, repository)
     state = meta.checkout_state(plpy, repo)
-    if state is None and image_hash is None:
+    if state is None:
         return json.dumps({"repository": repo, "steps": [], "after": [], "track": []})
-    state = meta.require_checkout(plpy, repo)
-    image_hash = state["image_hash"] if image_hash is None else image_hash
-    layered = state["layered"] if layered is None else layered
-    if state["image_hash"] != image_hash or bool(state["layered"]) != bool(layered):
-        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    f'image {str(image_hash)[:12]} is not the HEAD of the checkout of repository "{repo}"')
+    image_hash, layered = state["image_hash"], state["layered"]
     existing = set(tbl.list_tables(plpy, names.schema_of(repo)))
     wanted = [t for t in (tables if tables is not None else meta.image_tables(plpy, repo, image_hash))
               if t not in existing]

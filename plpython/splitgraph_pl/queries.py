@@ -18,6 +18,7 @@ What passes runs as the caller, with the caller's rights, and the text that runs
 (pglast), so what was checked is what runs.
 """
 from . import db, errors, parsing
+from . import tables as tbl
 from .parsing import ParseError, RawStream, ast, parse_sql
 
 # Types whose values are names looked up in the catalogs.
@@ -200,23 +201,9 @@ def check(plpy, query, tables, schema=None):
 
 def check_types(plpy, types):
     """Refuse (42501) the column types of the tables a query reads when a cast from one of them (or from a type
-    they are made of: a domain's base, an array's element, a composite's fields) is a function outside
+    they are made of: tables.TYPES_REACHED) is a function outside
     pg_catalog: an import query would run that role's function, with the caller's rights, without naming it."""
-    found = db.one(plpy, """
-        with recursive reach (oid) as (
-            select pg_catalog.to_regtype(x)::oid from pg_catalog.unnest($1::text[]) as x
-            union
-            select n.oid from reach r
-            join pg_catalog.pg_type ty on ty.oid = r.oid
-            cross join lateral (
-                select ty.typbasetype where ty.typtype = 'd'
-                union all
-                select ty.typelem where ty.typelem <> 0 and ty.typtype <> 'd'
-                union all
-                select a.atttypid from pg_catalog.pg_attribute a
-                where ty.typtype = 'c' and a.attrelid = ty.typrelid and a.attnum > 0 and not a.attisdropped
-            ) as n (oid)
-        )
+    found = db.one(plpy, tbl.TYPES_REACHED + """
         select pg_catalog.format_type(c.castsource, null) as source,
                pg_catalog.format_type(c.casttarget, null) as target, c.castfunc::regprocedure::text as function
         from pg_catalog.pg_cast c

@@ -355,10 +355,9 @@ def from_spec(plpy, spec, definition=None, dump=False):
     return cols
 
 
-# Types reached from a column's type (through domains, arrays, composites' attributes and ranges' subtypes)
-# that are domains with constraints owned by a role that is not a superuser: casting a value to such a type
-# runs that role's code.
-_UNTRUSTED = """
+# reach (n, oid): the types named in $1 (text[], numbered n) and every type their values are made of: a domain's
+# base type, an array's element, a composite's attributes, a range's subtype.
+TYPES_REACHED = """
 with recursive reach (n, oid) as (
     select u.n, pg_catalog.to_regtype(u.type)::oid from pg_catalog.unnest($1::text[]) with ordinality as u (type, n)
     union
@@ -374,7 +373,11 @@ with recursive reach (n, oid) as (
         union all
         select g.rngsubtype from pg_catalog.pg_range g where ty.typtype = 'r' and g.rngtypid = ty.oid
     ) as x (oid)
-)
+)"""
+
+# Types reached from a column's type that are domains with constraints owned by a role that is not a superuser:
+# casting a value to such a type runs that role's code.
+_UNTRUSTED = TYPES_REACHED + """
 select r.n, pg_catalog.format_type(ty.oid, null) as type from reach r
 join pg_catalog.pg_type ty on ty.oid = r.oid
 join pg_catalog.pg_roles o on o.oid = ty.typowner

@@ -6,6 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
+from support.queries import sql as run
+from support.queries import value as one
+
 ZERO = "0" * 64
 TIMEOUT = "20s"
 
@@ -19,15 +22,8 @@ def connect(cluster, dbname, user="postgres", autocommit=True, timeout=TIMEOUT):
     return c
 
 
-def run(conn, query, *args):
-    with conn.cursor() as cur:
-        cur.execute(query, args or None)
-        return cur.fetchall() if cur.description else None
 
 
-def one(conn, query, *args):
-    rows = run(conn, query, *args)
-    return rows[0][0] if rows else None
 
 
 def ensure_roles(cluster, *roles):

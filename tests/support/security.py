@@ -19,6 +19,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql as pgsql
 
+from support.queries import sql as run
+from support.queries import value as one
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "plpython"))
 from splitgraph_pl import hashing  # noqa: E402
 
@@ -26,16 +29,8 @@ MOUNT_ROLE = "splitgraph_mount"
 _numbers = itertools.count(1)
 
 
-def run(conn, query, *args):
-    """Run a query; all rows, or None for statements without results."""
-    with conn.cursor() as cur:
-        cur.execute(query, args or None)
-        return cur.fetchall() if cur.description else None
 
 
-def one(conn, query, *args):
-    rows = run(conn, query, *args)
-    return rows[0][0] if rows else None
 
 
 def attempt(conn, query, *args):
