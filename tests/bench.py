@@ -115,7 +115,7 @@ def bench_commit_checkout(conn, rows, repeat):
         got = run(conn, 'select count(*), sum(id) from "bench/snap".t')[0]
         assert got == (rows, rows * (rows + 1) // 2), f"checkout restored {got}"
 
-        run(conn, "select splitgraph.rm('bench/snap')")
+        run(conn, "select splitgraph.rm('bench/snap', force => true)")
         run(conn, "select splitgraph.cleanup()")
         print(f"  round {i + 1}/{repeat}: commit {commit.ours[-1]:.3f}s / {commit.limit[-1]:.3f}s, "
               f"checkout {checkout.ours[-1]:.3f}s / {checkout.limit[-1]:.3f}s", flush=True)
@@ -147,7 +147,7 @@ def bench_tracked_writes(conn, repeat):
         total.limit.append(sum(m.limit[-1] for m in measures))
         assert run(conn, "select count(*) from splitgraph.get_pending_changes('bench/tracked', 't')")[0][0] == 150000
         run(conn, "drop table public.untracked")
-        run(conn, "select splitgraph.rm('bench/tracked')")
+        run(conn, "select splitgraph.rm('bench/tracked', force => true)")
         print(f"  round {i + 1}/{repeat}: " + ", ".join(f"{m.name[8:]} {m.ours[-1]:.3f}s / {m.limit[-1]:.3f}s"
                                                          for m in measures), flush=True)
     return [total] + measures
@@ -176,7 +176,7 @@ def bench_delta_commit(conn, repeat, changes=10000):
             added = run(conn, "select (splitgraph.table_info('bench/delta', %s, 't') -> 'objects') ->> 1", image)[0][0]
             assert run(conn, "select splitgraph.object_info(%s) ->> 'rows_inserted'", added)[0][0] == str(changes)
             run(conn, "drop table public.changed")
-            run(conn, "select splitgraph.rm('bench/delta')")
+            run(conn, "select splitgraph.rm('bench/delta', force => true)")
             run(conn, "select splitgraph.cleanup()")
         scale.ours.append(delta.ours[-1])
         print(f"  round {i + 1}/{repeat}: delta commit {delta.ours[-1]:.3f}s at 1M, {scale.limit[-1]:.3f}s at 100k, "
