@@ -8,7 +8,9 @@ line of SECURITY.md, e.g.
 
     - `splitgraph_internal.import_staged(...)`: reads only ... ; safe because ...
 
-One mention covers every overload of that name. Nothing else of the file is parsed.
+One mention covers every overload of that name. Likewise every privilege PUBLIC holds on a schema, table, view
+or sequence of the extension must be written down, as `schema NAME` or `relation SCHEMA.NAME` in some line.
+Nothing else of the file is parsed.
 """
 from conftest import ROOT
 
@@ -53,3 +55,29 @@ def _inventory(conn):
     with conn.cursor() as cur:
         cur.execute(INVENTORY, {"schemas": list(SCHEMAS)})
         return cur.fetchall()
+
+
+# What PUBLIC may do with the extension's schemas and relations (beyond functions).
+PUBLIC_GRANTS = """
+select 'schema ' || n.nspname, a.privilege_type
+from pg_catalog.pg_namespace n
+cross join lateral pg_catalog.aclexplode(coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
+where n.nspname = any(%(schemas)s) and a.grantee = 0
+union all
+select 'relation ' || n.nspname || '.' || c.relname, a.privilege_type
+from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+cross join lateral pg_catalog.aclexplode(c.relacl) a
+where n.nspname = any(%(schemas)s) and a.grantee = 0
+order by 1, 2
+"""
+
+
+def test_security_md_covers_every_grant_to_public(conn):
+    with conn.cursor() as cur:
+        cur.execute(PUBLIC_GRANTS, {"schemas": list(SCHEMAS)})
+        grants = cur.fetchall()
+    assert ("schema splitgraph", "USAGE") in grants, "the inventory query found no grant at all: it is broken"
+    lines = SECURITY_MD.read_text(encoding="utf-8").splitlines() if SECURITY_MD.exists() else []
+    missing = [f"{name} ({privilege})" for name, privilege in grants
+               if not any(f"`{name}`" in line for line in lines)]
+    assert not missing, f"{SECURITY_MD.name} lacks grants to PUBLIC:\n  " + "\n  ".join(missing)
