@@ -29,10 +29,10 @@ AUDIT = "splitgraph_audit"
 RESERVED = ("sg_audit_stmt", "sg_audit_kind")
 SENTINEL = 2
 TRIGGERS = (
-    ("sg_track_insert", "after insert", "referencing new table as sg_new", "on_insert"),
-    ("sg_track_update", "after update", "referencing old table as sg_old new table as sg_new", "on_update"),
-    ("sg_track_delete", "after delete", "referencing old table as sg_old", "on_delete"),
-    ("sg_track_truncate", "before truncate", "", "on_truncate"),
+    ("sg_track_insert", "after insert", "referencing new table as sg_new", "on_change"),
+    ("sg_track_update", "after update", "referencing old table as sg_old new table as sg_new", "on_change"),
+    ("sg_track_delete", "after delete", "referencing old table as sg_old", "on_change"),
+    ("sg_track_truncate", "before truncate", "", "on_change"),
 )
 TRIGGER_NAMES = tuple(name for name, *_ in TRIGGERS)
 # A Delta (changes.py) holds every column twice, beside four of its own, and a table has at most 1600 columns:

@@ -69,61 +69,34 @@ as $$
            and g.tgname in ('sg_track_insert', 'sg_track_update', 'sg_track_delete', 'sg_track_truncate')))
 $$;
 
-create function splitgraph_audit.on_insert() returns trigger
+-- on_change(): the one function of the four tracking triggers (tracking.TRIGGERS). An INSERT logs the keys it
+-- wrote (kind 1), a DELETE the old rows (kind 0), an UPDATE both under one statement number, old first; a
+-- TRUNCATE has no transition table: just before it, every row is logged with its old values.
+create function splitgraph_audit.on_change() returns trigger
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    keys text := splitgraph_audit.log_statement(tg_relid, 'sg_new', false);
-begin
-    if keys is not null then
-        execute keys using nextval('splitgraph_audit.statements'), 1::smallint;
-    end if;
-    return null;
-end
-$$;
-
-create function splitgraph_audit.on_update() returns trigger
-language plpgsql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    old_rows text := splitgraph_audit.log_statement(tg_relid, 'sg_old', true);
+    old_rows text;
+    new_keys text;
     statement bigint;
 begin
+    if tg_op in ('UPDATE', 'DELETE', 'TRUNCATE') then
+        old_rows := splitgraph_audit.log_statement(
+            tg_relid, case when tg_op = 'TRUNCATE' then 'only ' || tg_relid::regclass::text else 'sg_old' end, true);
+    end if;
+    if tg_op in ('INSERT', 'UPDATE') then
+        new_keys := splitgraph_audit.log_statement(tg_relid, 'sg_new', false);
+    end if;
+    if old_rows is null and new_keys is null then
+        return null;  -- the table is not tracked, or its log is not trusted
+    end if;
+    statement := nextval('splitgraph_audit.statements');
     if old_rows is not null then
-        statement := nextval('splitgraph_audit.statements');
         execute old_rows using statement, 0::smallint;
-        execute splitgraph_audit.log_statement(tg_relid, 'sg_new', false) using statement, 1::smallint;
     end if;
-    return null;
-end
-$$;
-
-create function splitgraph_audit.on_delete() returns trigger
-language plpgsql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    old_rows text := splitgraph_audit.log_statement(tg_relid, 'sg_old', true);
-begin
-    if old_rows is not null then
-        execute old_rows using nextval('splitgraph_audit.statements'), 0::smallint;
-    end if;
-    return null;
-end
-$$;
-
--- A TRUNCATE has no transition table: just before it, every row is logged with its old values.
-create function splitgraph_audit.on_truncate() returns trigger
-language plpgsql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    old_rows text := splitgraph_audit.log_statement(tg_relid, 'only ' || tg_relid::regclass::text, true);
-begin
-    if old_rows is not null then
-        execute old_rows using nextval('splitgraph_audit.statements'), 0::smallint;
+    if new_keys is not null then
+        execute new_keys using statement, 1::smallint;
     end if;
     return null;
 end
@@ -173,8 +146,5 @@ execute function splitgraph_audit.on_alter_table();
 -- its own (and write audit rows through it) or make a restored table look tracked.
 revoke all on function splitgraph_audit.log_statement(oid, text, boolean) from public;
 revoke all on function splitgraph_audit.fingerprint(oid) from public;
-revoke all on function splitgraph_audit.on_insert() from public;
-revoke all on function splitgraph_audit.on_update() from public;
-revoke all on function splitgraph_audit.on_delete() from public;
-revoke all on function splitgraph_audit.on_truncate() from public;
+revoke all on function splitgraph_audit.on_change() from public;
 revoke all on function splitgraph_audit.on_alter_table() from public;
