@@ -39,3 +39,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements-dev.txt"
   echo "$want" > "$stamp"
 fi
+# The client (sgr and splitgraph_client.connect), as the README's set-up installs it.
+client_stamp="$venv/.client.sha"
+client_want=$(cat "$here/client/pyproject.toml" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$client_stamp" 2>/dev/null)" != "$client_want" ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$here/client"
+  echo "$client_want" > "$client_stamp"
+fi

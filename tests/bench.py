@@ -9,8 +9,10 @@ target. Absolute times are printed for context only.
 """
 import argparse
 import json
+import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -184,12 +186,35 @@ def bench_delta_commit(conn, repeat, changes=10000):
     return [delta, scale]
 
 
+def bench_client(cluster, repeat, runs=20):
+    """The client stays thin: `sgr sql "select 1"` (a new process, connection and query) against `psql -c` doing
+    the same, interleaved."""
+    measure = Measure("sgr sql vs psql -c", 3.0, "psql -c")
+    sgr = pathlib.Path(sys.executable).parent / "sgr"
+    command = [str(sgr)] if sgr.exists() else [sys.executable, "-m", "splitgraph_client"]
+    env = dict(os.environ, SG_ENGINE_HOST="127.0.0.1", SG_ENGINE_PORT=str(cluster.port), SG_ENGINE_USER="postgres",
+               SG_ENGINE_DB_NAME="bench", PYTHONPATH=str(ROOT / "client"))
+    psql = ["psql", "-X", "-q", "-A", "-t", "-d", cluster.dsn("bench"), "-c", "select 1"]
+    for i in range(repeat):
+        ours, limit = [], []
+        for _ in range(runs):
+            for argv, times in ((command + ["sql", "select 1"], ours), (psql, limit)):
+                start = time.perf_counter()
+                subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+                times.append(time.perf_counter() - start)
+        measure.ours.append(statistics.median(ours))
+        measure.limit.append(statistics.median(limit))
+        print(f"  round {i + 1}/{repeat}: sgr sql {measure.ours[-1] * 1000:.1f} ms, "
+              f"psql {measure.limit[-1] * 1000:.1f} ms", flush=True)
+    return [measure]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark cluster's folder")
-    parser.add_argument("--only", choices=["snapshot", "tracking", "delta"], action="append",
+    parser.add_argument("--only", choices=["snapshot", "tracking", "delta", "client"], action="append",
                         help="run only these parts (default: all)")
     args = parser.parse_args()
 
@@ -203,7 +228,7 @@ def main():
         with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
             run(conn, "set client_min_messages = warning")
             print(f"benchmark: {args.rows} rows, {args.repeat} rounds, cluster in {base}", flush=True)
-            parts = args.only or ["snapshot", "tracking", "delta"]
+            parts = args.only or ["snapshot", "tracking", "delta", "client"]
             results = []
             if "snapshot" in parts:
                 results += bench_commit_checkout(conn, args.rows, args.repeat)
@@ -211,6 +236,8 @@ def main():
                 results += bench_tracked_writes(conn, args.repeat)
             if "delta" in parts:
                 results += bench_delta_commit(conn, args.repeat)
+            if "client" in parts:
+                results += bench_client(cluster, args.repeat)
         print()
         for m in results:
             print(m.line())
