@@ -1,7 +1,9 @@
 """The demo and the README's commands work as written."""
+import os
 import pathlib
 import re
 import subprocess
+import sys
 
 import psycopg
 
@@ -61,3 +63,22 @@ def test_readme_tour_runs_as_written(cluster, dbname):
         assert value(conn, 'select count(*) from "noaa/climate".readings') == 3, "reset restored HEAD"
         branch = "select branch from splitgraph.repositories() where repository = 'noaa/climate'"
         assert sql(conn, branch) == [("main",)]
+
+
+def test_readme_terminal_section_runs_as_written(cluster, dbname, tmp_path):
+    """The README's terminal section, run line by line with sgr against the test engine."""
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"## From a terminal(.*?)\n## ", text, re.S).group(1)
+    lines = [line for block in re.findall(r"```sh\n(.*?)```", section, re.S)[1:] for line in block.splitlines()]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SG_")}
+    env.update(SG_ENGINE_HOST="127.0.0.1", SG_ENGINE_PORT=str(cluster.port), SG_ENGINE_USER="postgres",
+               SG_ENGINE_DB_NAME=dbname, HOME=str(tmp_path), PYTHONPATH=str(ROOT / "client"),
+               PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}")
+    outputs = []
+    for line in lines:
+        out = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, f"{line}: {out.stderr}"
+        outputs.append(out.stdout)
+    assert "noaa/terminal" in outputs[lines.index("sgr status noaa/terminal")]
+    assert "tag v1" in outputs[lines.index("sgr log noaa/terminal --tree")]
+    assert outputs[-1].splitlines()[1:] == ["london,2024-01-01,7.5", "oslo,2024-01-01,-3.0"], "v1's rows came back"

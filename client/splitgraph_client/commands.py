@@ -437,6 +437,38 @@ def revoke_namespace(namespace, role):
     call("revoke_namespace", namespace=namespace, role=role)
 
 
+@cli.command(name="configure-s3")
+@click.argument("endpoint")
+@click.argument("access_key")
+@click.argument("bucket")
+@click.option("--secret-key", prompt=True, hide_input=True, help="asked for when not given")
+@click.option("--secure", is_flag=True, default=None, help="https")
+@click.option("--region")
+def configure_s3(endpoint, access_key, bucket, secret_key, secure, region):
+    """Where this registry keeps objects (S3-compatible storage; owner only)."""
+    call("configure_s3", endpoint=endpoint, access_key=access_key, secret_key=secret_key, bucket=bucket,
+         secure=secure, region=region)
+
+
+@cli.command(name="register-mount-handler")
+@click.argument("name")
+@click.argument("handler")
+@click.option("--description")
+def register_mount_handler(name, handler, description):
+    """Register a mount handler: a function (mountpoint text, options jsonb, tables jsonb) returns void."""
+    call("register_mount_handler", name=name, handler=Arg(handler, "regprocedure"), description=description)
+
+
+@cli.command(name="register-external-handler")
+@click.argument("name")
+@click.argument("upload")
+@click.argument("download")
+def register_external_handler(name, upload, download):
+    """Register an object store beside DB and S3 (its upload and download functions)."""
+    call("register_external_handler", name=name, upload=Arg(upload, "regprocedure"),
+         download=Arg(download, "regprocedure"))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Splitfiles
 # ---------------------------------------------------------------------------------------------------------------
@@ -468,6 +500,16 @@ def build(splitfile, output_repository, args):
     path = pathlib.Path(splitfile)
     text = inline_sql_files(path.read_text(encoding="utf-8"), path.parent)
     call("build", splitfile=text, output_repository=output_repository, params=jsonb(json.dumps(dict(args))))
+
+
+@cli.command(name="register-command")
+@click.argument("name")
+@click.argument("calc_hash")
+@click.argument("execute")
+def register_command(name, calc_hash, execute):
+    """Register a custom Splitfile command (its calc_hash and execute functions)."""
+    call("register_command", name=name, calc_hash=Arg(calc_hash, "regprocedure"),
+         execute=Arg(execute, "regprocedure"))
 
 
 @cli.command()
