@@ -731,7 +731,7 @@ def provenance(plpy, repository, image):
         group by 1, 2 order by min(e.n), min(s.m)""", repo, image_hash)
 
 
-@api("dependents(repository text, image text) returns table (repository text, image_hash text)",
+@api("dependents(repository text, image text) returns setof splitgraph.dependents_row",
      "dependents(repository, image): the images that Splitfiles built from the image (in any repository)",
      volatility="stable")
 def dependents(plpy, repository, image):
