@@ -99,8 +99,12 @@ class _Build:
     def prepare(self):
         plpy = self.plpy
         for stage in self.parsed.stages:
-            if not names.is_repository(stage.output):
-                names.repository(plpy, stage.output)
+            names.repository(plpy, stage.output)
+            if names.reserved_schema(names.schema_of(stage.output)):
+                errors.fail(plpy, errors.INVALID_NAME, f'repository "{stage.output}" cannot be an output: its checkout '
+                                                       "would be a schema of the system or the extension",
+                            hint="choose a repository name that is not public, information_schema, pg_*, "
+                                 "splitgraph* or sg_query_*")
             if stage.output not in self.outputs:
                 self.outputs[stage.output] = json.loads(db.scalar(plpy, "select splitgraph_internal.build_output($1)",
                                                                   stage.output))
@@ -168,6 +172,8 @@ class _Build:
             errors.fail(plpy, _sqlstate(stopped.error), text, hint=hint, detail=detail)
         try:
             with plpy.subtransaction():
+                self.outputs[stopped.repository].update(json.loads(db.scalar(
+                    plpy, "select splitgraph_internal.build_output($1)", stopped.repository)))
                 self.ensure_checkout(stopped.repository, stopped.current)
         except (plpy.SPIError, plpy.Error) as error:
             if _sqlstate(error) == CANCELED:
