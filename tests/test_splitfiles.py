@@ -356,6 +356,8 @@ def test_a_refusal_points_at_the_statement_in_a_block(conn):
     ("FROM ns/src IMPORT {SELEC 1} AS q", {}, "42601", "Splitfile line 1, column 21: the query does not parse"),
     ("FROM ns/src IMPORT {INSERT INTO t VALUES (1)} AS q", {}, "42601", "an import query must be exactly one SELECT"),
     ("SQL FILE x.sql", {}, "0A000", "SQL FILE is read by the client"),
+    ("FROM MOUNT nohandler '{}' IMPORT t", {}, "42704",
+     'Splitfile line 1, column 12: unknown mount handler "nohandler"'),
     ("FROM EMPTY AS pg_catalog\nSQL CREATE TABLE x (a int)", {}, None, "pg_catalog"),
 ])
 def test_a_splitfile_that_cannot_be_read_builds_nothing(conn, text, params, sqlstate, message):
@@ -595,7 +597,9 @@ def test_the_helpers_never_make_images_in_another_namespace(conn, roles, source)
 PIECES = ["FROM ", "EMPTY", " AS ", " IMPORT ", "ALL", "MOUNT ", "SQL ", "{", "}", "\n", "\\\n", "#", ", ", ":",
           "${P}", "'", "sf/src", "sf/fz", "t", "u", "SELECT 1", "CREATE TABLE x (a int)", "SELECT * FROM t", ";",
           "DROP SCHEMA public", "pg_sleep(1)", "é", "$$", "\\}", "(", ")"]
-fuzz_texts = st.lists(st.sampled_from(PIECES) | st.text(max_size=3), min_size=1, max_size=14).map("".join)
+# (a client cannot send NUL characters)
+fuzz_texts = st.lists(st.sampled_from(PIECES) | st.text(st.characters(blacklist_characters="\x00"), max_size=3),
+                      min_size=1, max_size=14).map("".join)
 FUZZ_COMMON = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
 

@@ -116,6 +116,12 @@ class _Build:
         if command.kind == "SQL":
             return self._checked(command.sql, lambda: queries.SqlStep(plpy, command.sql.value, stage.output))
         if command.kind == "IMPORT":
+            if isinstance(command.source, splitfiles.Mount) and not db.scalar(
+                    plpy, "select exists (select from splitgraph.mount_handlers() where name = $1)",
+                    command.source.handler):
+                self.fail(self.parsed.error(f'unknown mount handler "{command.source.handler}"',
+                                            command.source.position, "see splitgraph.mount_handlers()",
+                                            errors.UNDEFINED_OBJECT))
             return [None if item.query is None else
                     self._checked(item.query, lambda q=item.query: queries.canonical_query(plpy, q.value))
                     for item in command.items or []]
