@@ -369,6 +369,29 @@ def test_a_splitfile_that_cannot_be_read_builds_nothing(conn, text, params, sqls
     assert not value(conn, "select exists (select from splitgraph.repositories() where repository = %s)", out)
 
 
+def test_images_named_are_resolved_before_anything_runs(conn, source):
+    src, _ = source
+    out = fresh()
+    error = fails(conn, "select splitgraph.build(%s, %s)",
+                  f"SQL CREATE TABLE a (x int)\nFROM {src}:v9 IMPORT t", out, sqlstate="42704")
+    assert error.diag.message_primary == f'Splitfile line 2, column 6: image "v9" not found in repository "{src}"'
+    error = fails(conn, "select splitgraph.build(%s, %s)",
+                  'SQL {CREATE TABLE a (x int);\n  INSERT INTO a SELECT id FROM "no/such:v1".t}', out, sqlstate="42704")
+    assert error.diag.message_primary == 'Splitfile line 2, column 32: repository "no/such" does not exist'
+    assert not value(conn, "select exists (select from splitgraph.repositories() where repository = %s)", out)
+
+
+def test_a_first_command_that_fails_leaves_no_new_repository(conn, source):
+    src, _ = source
+    out = fresh()
+    notices = Notices(conn)
+    assert build(conn, f"FROM {src}:v1 IMPORT {{SELECT 1 / 0 AS x}} AS q", out) is None
+    warning = [m for s, _, m in notices.take() if s == "WARNING"]
+    assert warning == [f'splitgraph: Splitfile line 1 (IMPORT) failed: the import query fails: division by zero; '
+                       f'nothing was built for "{out}"']
+    assert not value(conn, "select exists (select from splitgraph.repositories() where repository = %s)", out)
+
+
 def test_params_must_be_strings_or_numbers(conn):
     fails(conn, "select splitgraph.build('SQL SELECT 1', 'sf/p', '[1]')", sqlstate="22023")
     fails(conn, """select splitgraph.build('SQL SELECT 1', 'sf/p', '{"A": [1]}')""", sqlstate="22023")

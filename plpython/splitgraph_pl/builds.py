@@ -17,6 +17,7 @@ Provenance: every image a build makes records the commands of its stage up to it
 sources: [{repository, image}]}); reconstruct_splitfile writes them back as a Splitfile with full hashes.
 """
 import json
+import re
 
 from . import (
     checkout,
@@ -40,6 +41,7 @@ ROOT = meta.ROOT
 CANCELED = "57014"
 _TYPES = ("FROM", "IMPORT", "SQL", "CUSTOM", "MOUNT")
 _COMMENT_LENGTH = 4096
+_PYTHON_PREFIX = re.compile(r"^(?:(?:plpy\.Error|spiexceptions\.[A-Za-z]+): )+")
 
 
 def import_hash(parent, source_image, tables, aliases):
@@ -64,10 +66,12 @@ def _sqlstate(error):
 
 
 def _error_parts(error):
-    """(message, detail, hint) of a caught plpy.Error or SPIError."""
+    """(message, detail, hint) of a caught plpy.Error or SPIError, without the prefixes PL/Python gives the
+    message of an error raised in Python (as tidy_error takes them off for the doors)."""
     data = getattr(error, "spidata", None)
     detail, hint = (data[1], data[2]) if data else (getattr(error, "detail", None), getattr(error, "hint", None))
-    return str(error.args[0] if error.args else error).strip(), detail, hint
+    message = str(error.args[0] if error.args else error).strip()
+    return _PYTHON_PREFIX.sub("", message), detail, hint
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -90,7 +94,7 @@ class _Build:
 
     def __init__(self, plpy, parsed, keep_layers):
         self.plpy, self.parsed, self.keep = plpy, parsed, keep_layers
-        self.outputs, self.finals, self.prepared, self.images = {}, {}, {}, {}
+        self.outputs, self.finals, self.prepared, self.images, self.created = {}, {}, {}, {}, set()
 
     def fail(self, error):
         errors.fail(self.plpy, error.code, error.text(), hint=error.hint, detail=error.detail())
@@ -110,6 +114,30 @@ class _Build:
                                                                   stage.output))
             for command in stage.commands:
                 self.prepared[id(command)] = self._prepare(stage, command)
+        # every image named that no stage of this build makes must exist
+        built = {stage.output for stage in self.parsed.stages}
+        for command in self.parsed.commands():
+            images = []
+            if command.kind == "FROM" or (command.kind == "IMPORT" and isinstance(command.source, splitfiles.Image)):
+                image = command.image if command.kind == "FROM" else command.source
+                images.append((image.repository, image.ref, image.position))
+            elif command.kind == "SQL":
+                images += [(source, ref, command.sql.position(location))
+                           for source, ref, _, location in self.prepared[id(command)].references.values()]
+            for source, ref, position in images:
+                if source not in built:
+                    self._resolvable(source, ref, position)
+
+    def _resolvable(self, repository, ref, position):
+        plpy = self.plpy
+        try:
+            with plpy.subtransaction():
+                db.scalar(plpy, "select splitgraph_internal.build_resolve($1, $2)", repository, ref)
+        except plpy.SPIError as error:
+            if _sqlstate(error) == CANCELED:
+                raise
+            message, _, hint = _error_parts(error)
+            self.fail(self.parsed.error(message, position, hint, _sqlstate(error)))
 
     def _prepare(self, stage, command):
         plpy = self.plpy
@@ -176,16 +204,27 @@ class _Build:
         text = f"Splitfile {stopped.label} failed: {message}"
         if not self.keep:
             errors.fail(plpy, _sqlstate(stopped.error), text, hint=hint, detail=detail)
-        try:
-            with plpy.subtransaction():
-                self.outputs[stopped.repository].update(json.loads(db.scalar(
-                    plpy, "select splitgraph_internal.build_output($1)", stopped.repository)))
-                self.ensure_checkout(stopped.repository, stopped.current)
-        except (plpy.SPIError, plpy.Error) as error:
-            if _sqlstate(error) == CANCELED:
-                raise
-        kept = (f'; the images built before it are kept: "{stopped.repository}" is checked out at '
-                f"{stopped.current[:12]}, and a rerun resumes from there")
+        if stopped.current != ROOT or stopped.repository not in self.created or stopped.repository in self.finals:
+            try:
+                with plpy.subtransaction():
+                    self.outputs[stopped.repository].update(json.loads(db.scalar(
+                        plpy, "select splitgraph_internal.build_output($1)", stopped.repository)))
+                    self.ensure_checkout(stopped.repository, stopped.current)
+            except (plpy.SPIError, plpy.Error) as error:
+                if _sqlstate(error) == CANCELED:
+                    raise
+        if stopped.current == ROOT:
+            kept = f'; nothing was built for "{stopped.repository}"'
+            if stopped.repository in self.created and stopped.repository not in self.finals:
+                try:
+                    with plpy.subtransaction():
+                        db.run(plpy, "select splitgraph.rm($1, true)", stopped.repository)
+                except (plpy.SPIError, plpy.Error) as error:
+                    if _sqlstate(error) == CANCELED:
+                        raise
+        else:
+            kept = (f'; the images built before it are kept: "{stopped.repository}" is checked out at '
+                    f"{stopped.current[:12]}, and a rerun resumes from there")
         plpy.warning("splitgraph: " + text + kept, sqlstate=_sqlstate(stopped.error),
                      **{k: v for k, v in (("detail", detail), ("hint", hint)) if v})
 
@@ -225,6 +264,7 @@ class _Build:
         if not state["exists"]:
             db.run(self.plpy, "select splitgraph.init($1)", repository)
             state.update(exists=True, image=ROOT, layered=False)
+            self.created.add(repository)
         if stage.base is None:
             return ROOT, []
         image = stage.base.image
@@ -328,7 +368,7 @@ class _Build:
         plpy = self.plpy
         step = self.prepared[id(command)]
         pins, sources = {}, []
-        for schema, (source, ref, _) in step.references.items():
+        for schema, (source, ref, _, _) in step.references.items():
             image_hash = self.resolve((source, ref))
             pins[schema] = f"{source}:{image_hash}"
             if {"repository": source, "image": image_hash} not in sources:
@@ -341,7 +381,7 @@ class _Build:
             return image_hash, entries + [entry]
         self.ensure_checkout(repository, current)
         reads, types = {}, []
-        for schema, (source, _, read) in step.references.items():
+        for schema, (source, _, read, _) in step.references.items():
             pinned = pins[schema].split(":", 1)[1]
             tables = self.tables_of(source, pinned)
             for table in sorted(read):
@@ -797,7 +837,7 @@ def rebuild(plpy, repository, image, update_sources):
         elif entry["type"] == "SQL" and any(s["repository"] in pinned for s in entry["sources"]):
             step = queries.SqlStep(plpy, entry["sql"], repository)
             entry["sql"] = step.canonical({schema: f"{source}:{pinned[source]}" if source in pinned else schema
-                                           for schema, (source, _, _) in step.references.items()})
+                                           for schema, (source, _, _, _) in step.references.items()})
     return build(plpy, render(plpy, entries), repository, "{}")
 
 

@@ -446,7 +446,7 @@ class _StepWalk:
         if not read:
             self.refuse(f'"{schema}".{name} is a table of an image, which a step may only read (in FROM)', node)
             return node
-        self.references.setdefault(schema, (repository, ref if colon else None, set()))[2].add(name)
+        self.references.setdefault(schema, (repository, ref if colon else None, set(), node.location))[2].add(name)
         if self.mode == "canonical":
             node.schemaname = self.pins[schema]
         elif self.mode == "execute":
@@ -522,7 +522,7 @@ def _print(node):
 class SqlStep:
     """The statements of a Splitfile SQL step (text) that changes the output repository `output`, checked:
     references maps each image reference as written (the schema of "ns/repo:tag".table) to (repository,
-    ref or None, tables read). Raises Refused."""
+    ref or None, tables read, where it is first named). Raises Refused."""
 
     def __init__(self, plpy, text, output):
         parsing.require(plpy)
