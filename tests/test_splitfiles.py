@@ -266,8 +266,10 @@ SQL {{
     ALTER TABLE renamed RENAME COLUMN a TO b;
     TRUNCATE renamed;
     DROP TABLE renamed;
-    SELECT count(*) FROM k
+    SELECT count(*) FROM k;
+    WITH gone AS (DELETE FROM t WHERE id <= 2 RETURNING *) SELECT * FROM gone
 }}""", out)
+    assert value(conn, f'select count(*) from "{out}".t') == 93, "a plain SELECT's WITH query ran to its end"
     assert value(conn, f'select count(*) from "{out}".k') == 6
     assert value(conn, f'select count(*) from "{out}".u') == 2
     assert value(conn, f"""select col_description('"{out}".k'::regclass, 2)""") == "a label"

@@ -394,8 +394,8 @@ class _Build:
         if types:
             queries.check_types(plpy, types)
         with db.settings(plpy, {"search_path": "pg_catalog, pg_temp"}):
-            for statement in step.executable(names.schema_of(repository), reads):
-                plpy.execute(statement)
+            for statement, rows in step.executable(names.schema_of(repository), reads):
+                plpy.execute(statement, rows)
         return self._commit(repository, command, current, entry, entries, image_hash, None)
 
     def _commit(self, repository, command, current, entry, entries, image_hash, returned):

@@ -456,15 +456,18 @@ class _StepWalk:
         return node
 
     def _column(self, node):
+        """A column named with its relation's schema ("ns/repo:tag".t.c): pinned, or without the schema when
+        the relation is a subquery. Only schemas of the statement's image references count (from the check):
+        a.b.c is also a field of a composite column."""
         parts = node.fields or ()
         first = getattr(parts[0], "sval", None) if len(parts) >= 3 else None
-        if len(parts) >= 4:
-            self.refuse(f"{'.'.join(str(n) for n in _names(parts))} names a database", node)
-        elif first is not None and self._own(first):
+        if first is None:
+            return node
+        if self._own(first):
             node.fields = ((ast.String(sval=self.schema),) if self.mode == "execute" else ()) + tuple(parts[1:])
-        elif first is not None and self.mode == "canonical" and first in self.pins:
+        elif self.mode == "canonical" and first in self.pins:
             node.fields = (ast.String(sval=self.pins[first]),) + tuple(parts[1:])
-        elif first is not None and self.mode == "execute":
+        elif self.mode == "execute" and (first, getattr(parts[1], "sval", None)) in self.reads:
             node.fields = tuple(parts[1:])
         return node
 
@@ -539,7 +542,7 @@ class SqlStep:
 
     def _walk(self, mode, **options):
         walk = _StepWalk(self.output, mode, **options)
-        printed = []
+        printed, selects = [], []
         for raw in _parse_step(self.text):
             try:
                 stmt = walk.statement(raw.stmt)
@@ -547,7 +550,8 @@ class SqlStep:
                 raise Refused("the SQL is nested too deeply to be checked", 0, "54001") from None
             if mode != "check":
                 printed.append(_print(stmt))
-        walk.printed = printed
+                selects.append(isinstance(stmt, ast.SelectStmt) and stmt.intoClause is None)
+        walk.printed, walk.selects = printed, selects
         return walk
 
     def canonical(self, pins):
@@ -556,9 +560,12 @@ class SqlStep:
         return ";\n".join(self._walk("canonical", pins=pins).printed)
 
     def executable(self, schema, reads):
-        """The statements to run, one text each: the output's tables in the checkout schema, each image table
-        (reads: (schema as written, table) -> SELECT of its rows) as a subquery."""
-        return self._walk("execute", schema=schema, reads=reads).printed
+        """The statements to run, as (text, rows): the output's tables in the checkout schema, each image table
+        (reads: (schema as written, table) -> SELECT of its rows) as a subquery; rows is how many result rows to
+        fetch (1 for a plain SELECT, whose result nobody reads; its WITH queries that change data run to their
+        end all the same; else 0, all)."""
+        walk = self._walk("execute", schema=schema, reads=reads)
+        return [(text, 1 if select else 0) for text, select in zip(walk.printed, walk.selects, strict=True)]
 
 
 def canonical_query(plpy, query):
