@@ -9,7 +9,7 @@ import os
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import fails, sql, value
@@ -446,6 +446,21 @@ def test_a_checkout_with_pending_changes_is_not_replaced(conn, source):
     assert value(conn, f'select count(*) from "{out}".t') == 0
 
 
+def test_main_moves_to_the_build_and_a_notice_names_what_it_leaves(conn):
+    out = fresh()
+    sql(conn, "select splitgraph.init(%s)", out)
+    sql(conn, f'create table "{out}".mine (a int)')
+    mine = value(conn, "select splitgraph.commit(%s)", out)
+    notices = Notices(conn)
+    final = build(conn, "SQL CREATE TABLE built (b int)", out)
+    assert value(conn, "select image_hash from splitgraph.branches(%s) where branch = 'main'", out) == final
+    assert f'splitgraph: branch main of "{out}" leaves image {mine[:12]}, which is not an ancestor of the build: ' \
+           "tag it to keep it from prune" in [m for _, _, m in notices.take()]
+    assert value(conn, f"select to_regclass('\"{out}\".mine')") is None
+    build(conn, "SQL CREATE TABLE built (b int)", out)
+    assert not any("leaves image" in m for _, _, m in notices.take())
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Provenance
 # ---------------------------------------------------------------------------------------------------------------
@@ -621,10 +636,19 @@ def test_the_helpers_never_make_images_in_another_namespace(conn, roles, source)
 
 PIECES = ["FROM ", "EMPTY", " AS ", " IMPORT ", "ALL", "MOUNT ", "SQL ", "{", "}", "\n", "\\\n", "#", ", ", ":",
           "${P}", "'", "sf/src", "sf/fz", "t", "u", "SELECT 1", "CREATE TABLE x (a int)", "SELECT * FROM t", ";",
-          "DROP SCHEMA public", "pg_sleep(1)", "é", "$$", "\\}", "(", ")"]
+          "DROP SCHEMA public", "pg_sleep(1)", "é", "$$", "\\}", "(", ")",
+          "FROM sf/src IMPORT t AS x\n", "SQL CREATE TABLE y AS SELECT * FROM x\n", "SQL {INSERT INTO y SELECT 1}\n",
+          "FROM EMPTY AS sf/fz2\n", 'SQL SELECT * FROM "sf/src:latest".t\n', "SQL SELECT 1/0\n"]
+# Whole commands, one of them maybe cut by a piece somewhere, so that builds also get past the reader.
+LINES = ["FROM sf/src IMPORT t AS x", "FROM sf/src:latest IMPORT ALL", "FROM EMPTY", "# a comment",
+         "SQL CREATE TABLE y AS SELECT * FROM x", "SQL {INSERT INTO y SELECT a + 1 FROM y}", "SQL DROP TABLE y",
+         'SQL CREATE TABLE z AS SELECT count(*) AS n FROM "sf/src:latest".t', "SQL SELECT 1/0",
+         "FROM sf/src IMPORT {SELECT a FROM t WHERE a > 0} AS q", "SQL ALTER TABLE x ADD COLUMN b int"]
 # (a client cannot send NUL characters)
 fuzz_texts = st.lists(st.sampled_from(PIECES) | st.text(st.characters(blacklist_characters="\x00"), max_size=3),
-                      min_size=1, max_size=14).map("".join)
+                      min_size=1, max_size=14).map("".join) | st.tuples(
+    st.lists(st.sampled_from(LINES), min_size=1, max_size=6).map("\n".join), st.integers(0, 300),
+    st.sampled_from(PIECES + [""] * 10)).map(lambda t: t[0][:t[1]] + t[2] + t[0][t[1]:])
 FUZZ_COMMON = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
 
@@ -653,8 +677,10 @@ def fuzz_source(conn):
         sql(conn, "select splitgraph.commit('sf/src')")
 
 
-@settings(max_examples=25, derandomize=True, **FUZZ_COMMON)
+@settings(max_examples=40, derandomize=True, **FUZZ_COMMON)
 @given(text=fuzz_texts)
+@example(text="FROM sf/src IMPORT t AS x\nSQL SELECT 1/0, ")
+@example(text="FROM sf/src IMPORT {SELECT 1,} AS q")
 def test_malformed_splitfiles_fail_cleanly(conn, fuzz_source, text):
     check_build_of(conn, text)
 

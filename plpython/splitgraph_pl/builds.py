@@ -717,6 +717,19 @@ def build_commit(plpy, repository, parent, step, earlier, returned):
 def build_finish(plpy, repository, image):
     repo = meta.writable(plpy, repository)
     _require_image(plpy, repo, image)
+    left = db.scalar(plpy, """
+        with recursive chain (image_hash) as (
+            select $2::text
+            union
+            select i.parent_id from chain c join splitgraph_meta.images i
+                on i.repository = $1 and i.image_hash = c.image_hash where i.parent_id is not null
+        )
+        select b.image_hash from splitgraph_meta.branches b
+        where b.repository = $1 and b.branch = 'main' and b.image_hash not in (select image_hash from chain)""",
+                     repo, image)
+    if left is not None:
+        db.notice(plpy, f'branch main of "{repo}" leaves image {left[:12]}, which is not an ancestor of the build: '
+                        "tag it to keep it from prune")
     db.run(plpy, """insert into splitgraph_meta.branches (repository, branch, image_hash) values ($1, 'main', $2)
                     on conflict (repository, branch) do update set image_hash = excluded.image_hash""", repo, image)
     state = meta.checkout_state(plpy, repo)

@@ -503,7 +503,9 @@ def _parse_step(text):
 
 def _character_offset(text, reported):
     """The character offset of a ParseError's position: pglast reports 2 * characters - bytes (it takes the
-    byte offset for a character one twice)."""
+    byte offset for a character one twice), or nothing at the end of the input."""
+    if not isinstance(reported, int):
+        return len(text)
     count = 0
     for i, ch in enumerate(text):
         if 2 * i - count == reported:
