@@ -322,6 +322,8 @@ HOSTILE = [
     ("VACUUM t", "VACUUM/ANALYZE is not allowed"),
     ("CREATE TABLE x AS EXECUTE plan", "EXECUTE is not allowed"),
     ("SELECT 1 OPERATOR(public.+) 1", "public.+ is of another schema"),
+    ('SELECT * FROM "ns/src:v1".t TABLESAMPLE bernoulli (50)', "TABLESAMPLE reads only tables of the output"),
+    ("CREATE STATISTICS s ON a, b FROM t", "CREATE STATISTICS is not allowed"),
 ]
 
 
@@ -342,6 +344,9 @@ def test_a_refusal_points_at_the_statement_in_a_block(conn):
                   "SQL {\n  CREATE TABLE a (x int);\n  SELECT pg_sleep(1)\n}", sqlstate="42501")
     assert error.diag.message_primary.startswith("Splitfile line 3, column 10: the SQL step calls pg_sleep")
     assert error.diag.message_detail == "  SELECT pg_sleep(1)\n         ^"
+    error = fails(conn, "select splitgraph.build(%s, 'sf/points')",
+                  "SQL {\n  CREATE TABLE a (x int);  SET work_mem = '1GB'\n}", sqlstate="42501")
+    assert error.diag.message_primary.startswith("Splitfile line 2, column 28: SET is not allowed")
     error = fails(conn, "select splitgraph.build(%s, 'sf/points')", "SQL {SELECT 1;\n SELEC 2}", sqlstate="42601")
     assert error.diag.message_primary.startswith("Splitfile line 2, column 2: the SQL does not parse")
 

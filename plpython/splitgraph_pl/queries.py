@@ -259,7 +259,14 @@ _STATEMENT_NAMES = {"VariableSetStmt": "SET", "VariableShowStmt": "SHOW", "LockS
                     "DefineStmt": "CREATE (aggregate, operator, type)",
                     "AlterOwnerStmt": "ALTER ... OWNER", "AlterObjectSchemaStmt": "ALTER ... SET SCHEMA",
                     "DeclareCursorStmt": "DECLARE", "ExplainStmt": "EXPLAIN", "VacuumStmt": "VACUUM/ANALYZE",
-                    "NotifyStmt": "NOTIFY", "ListenStmt": "LISTEN", "LoadStmt": "LOAD"}
+                    "NotifyStmt": "NOTIFY", "ListenStmt": "LISTEN", "LoadStmt": "LOAD",
+                    "CreateStatsStmt": "CREATE STATISTICS", "RefreshMatViewStmt": "REFRESH MATERIALIZED VIEW",
+                    "SecLabelStmt": "SECURITY LABEL", "CheckPointStmt": "CHECKPOINT", "AlterSeqStmt": "ALTER SEQUENCE",
+                    "CompositeTypeStmt": "CREATE TYPE", "CreateEnumStmt": "CREATE TYPE",
+                    "CreateRangeStmt": "CREATE TYPE",
+                    "CreatedbStmt": "CREATE DATABASE", "DropdbStmt": "DROP DATABASE", "AlterSystemStmt": "ALTER SYSTEM",
+                    "CreateForeignServerStmt": "CREATE SERVER", "CreateEventTrigStmt": "CREATE EVENT TRIGGER",
+                    "CreateTableSpaceStmt": "CREATE TABLESPACE", "CreatePLangStmt": "CREATE LANGUAGE"}
 _SERVER_STATE = frozenset("SVFOP_CURRENT_ROLE SVFOP_CURRENT_USER SVFOP_USER SVFOP_SESSION_USER SVFOP_CURRENT_CATALOG "
                           "SVFOP_CURRENT_SCHEMA".split())
 
@@ -290,9 +297,11 @@ class _StepWalk:
         self.output, self.mode = output, mode
         self.pins, self.reads, self.schema = pins or {}, reads or {}, schema
         self.refused, self.references, self.functions = [], {}, {}
+        self.statement_location = 0  # where the statement being walked starts (for what has no location)
 
     def refuse(self, message, node):
-        self.refused.append((message, getattr(node, "location", None)))
+        location = getattr(node, "location", None)
+        self.refused.append((message, self.statement_location if location is None else location))
 
     def _own(self, schema):
         return schema is None or schema in (self.output, names.schema_of(self.output))
@@ -378,6 +387,14 @@ class _StepWalk:
             return self._relation(node, scope, read)
         if isinstance(node, _DML):
             return self._dml(node, scope)
+        if isinstance(node, ast.RangeTableSample):
+            relation = node.relation
+            if isinstance(relation, ast.RangeVar) and not self._own(relation.schemaname):
+                self.refuse("TABLESAMPLE reads only tables of the output", relation)
+            node.relation = self.visit(relation, scope, read)
+            node.args = self.visit(node.args, scope)
+            node.repeatable = self.visit(node.repeatable, scope)
+            return node
         if isinstance(node, ast.JoinExpr):
             node.larg = self.visit(node.larg, scope, True)
             node.rarg = self.visit(node.rarg, scope, True)
@@ -546,6 +563,10 @@ class SqlStep:
         walk = _StepWalk(self.output, mode, **options)
         printed, selects = [], []
         for raw in _parse_step(self.text):
+            start = min(raw.stmt_location or 0, len(self.text))
+            while start < len(self.text) and self.text[start].isspace():
+                start += 1
+            walk.statement_location = start
             try:
                 stmt = walk.statement(raw.stmt)
             except RecursionError:
