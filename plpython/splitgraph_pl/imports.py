@@ -35,7 +35,7 @@ def import_tables(plpy, source_repository, source_tables, target_repository, tar
         return result
     check_schema_source(plpy, source_repository, source_tables)
     staged = stage_selects(plpy, [f"select * from {names.qualified(source_repository, table)}"
-                           for table in source_tables or []])
+                                  for table in source_tables or []])
     result = db.scalar(plpy, "select splitgraph_internal.import_staged($1, null, $2::text[], $3::text[], $4, "
                              "$5::text[], $6)", source_repository, source_tables, staged, target_repository,
                        target_tables, f"import {', '.join(source_tables or [])} from schema {source_repository}")
