@@ -181,3 +181,23 @@ def test_sql_file_includes_are_inlined(tmp_path):
 def test_tables_are_aligned():
     assert as_table(["a", "long_name"], [[1, None], [22, "x"]]).splitlines() == [
         "a   long_name", "--  ---------", "1", "22  x"]
+
+
+def test_build_runs_a_splitfile_and_a_failing_command_exits_non_zero(env, tmp_path):
+    make_repo(env, "cli/source")
+    sgr(env, "tag", "cli/source", "v1")
+    (tmp_path / "double.sql").write_text("CREATE TABLE doubled AS SELECT id * 2 AS id FROM t;\n")
+    good = tmp_path / "good.splitfile"
+    good.write_text("FROM cli/source:${TAG} IMPORT t\nSQL FILE double.sql\n")
+    out = sgr(env, "build", str(good), "-o", "cli/built", "-a", "TAG", "v1")
+    assert len(out.stdout.strip()) == 64
+    assert json.loads(sgr(env, "--json", "sql", 'select sum(id)::int as s from "cli/built".doubled').stdout) \
+        == [{"s": 12}]
+    bad = tmp_path / "bad.splitfile"
+    bad.write_text("FROM cli/source:v1 IMPORT t\nSQL CREATE TABLE broken AS SELECT missing_column FROM t\n")
+    failed = sgr(env, "build", str(bad), "-o", "cli/broken", ok=False)
+    assert failed.returncode == 1 and "the build failed" in failed.stderr and "missing_column" in failed.stderr
+    assert "cli/broken" in sgr(env, "repositories").stdout, "the import layer before the failing command stays"
+    strict = sgr(env, "build", str(bad), "-o", "cli/strict", "--no-keep-layers", ok=False)
+    assert strict.returncode == 1 and "missing_column" in strict.stderr
+    assert "cli/strict" not in sgr(env, "repositories").stdout

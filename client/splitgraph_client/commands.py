@@ -495,11 +495,19 @@ def inline_sql_files(text, folder):
 @click.argument("splitfile", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output-repository", required=True)
 @click.option("-a", "--arg", "args", nargs=2, multiple=True, metavar="KEY VALUE", help="a ${KEY} parameter")
-def build(splitfile, output_repository, args):
-    """Build a Splitfile (SQL FILE includes are inlined here)."""
+@click.option("--keep-layers/--no-keep-layers", default=True, show_default=True,
+              help="when a command fails, keep the images of the commands before it (a rerun resumes from them)")
+def build(splitfile, output_repository, args, keep_layers):
+    """Build a Splitfile (SQL FILE includes are inlined here). A failing command makes the exit status 1, also
+    when the layers before it are kept (the engine then warns and returns no image instead of raising)."""
     path = pathlib.Path(splitfile)
     text = inline_sql_files(path.read_text(encoding="utf-8"), path.parent)
-    call("build", splitfile=text, output_repository=output_repository, params=jsonb(json.dumps(dict(args))))
+    _, result = call("build", splitfile=text, output_repository=output_repository,
+                     params=jsonb(json.dumps(dict(args))), keep_layers=Arg(keep_layers, "boolean"))
+    if not result or result[0][0] is None:
+        click.echo("sgr: the build failed (see the warning above); the images of the commands before the failing "
+                   "one are kept, and a rerun resumes from them", err=True)
+        sys.exit(1)
 
 
 @cli.command(name="register-command")
