@@ -150,12 +150,15 @@ def claim_objects(plpy, objects):
     index, table_schema), register those not registered yet and return their ids: the caller stores their tables
     in this transaction, then calls record_sizes. The others are locked against cleanup() until the transaction
     ends. Row locks on the extension's own table order this work: no other role can take them, and two writers of
-    the same new object serialize on its row (the second waits, then finds it registered)."""
+    the same new object serialize on its row (the second waits, then finds it registered).
+    An object registered without its rows (by a lazy clone, on another engine's word) counts as new: the caller
+    stores it, and its metadata becomes the caller's, computed from the rows."""
     ids = sorted({o["object_id"] for o in objects})
     if not ids:
         return set()
     kept = set(db.column(plpy, f"""select object_id from {META}.objects where object_id = any($1::text[])
                                    order by object_id for key share""", ids))
+    rowless = _claim_rowless(plpy, [o for o in objects if o["object_id"] in kept])
     new = list({o["object_id"]: o for o in objects if o["object_id"] not in kept}.values())
     claimed = set(db.column(plpy, f"""
         insert into {META}.objects (object_id, namespace, rows_inserted, rows_deleted, insertion_hash, deletion_hash,
@@ -174,7 +177,37 @@ def claim_objects(plpy, objects):
         # registered by a concurrent transaction that committed while this one waited
         db.run(plpy, f"select from {META}.objects where object_id = any($1::text[]) order by object_id "
                      "for key share", lost)
-    return claimed
+        rowless |= _claim_rowless(plpy, [o for o in new if o["object_id"] in set(lost)])
+    return claimed | rowless
+
+
+def _claim_rowless(plpy, objects):
+    """Of registered `objects`, those whose table is not stored here (registered by a lazy clone): locked against
+    concurrent storers (a download, another commit), checked again, and given the metadata of `objects`."""
+    by_id = {o["object_id"]: o for o in objects}
+    rowless = db.column(plpy, f"""select u.id from pg_catalog.unnest($1::text[]) as u (id)
+                                  where pg_catalog.to_regclass(pg_catalog.format('{META}.%I', u.id)) is null
+                                  order by u.id""", sorted(by_id))
+    if not rowless:
+        return set()
+    db.run(plpy, f"select from {META}.objects where object_id = any($1::text[]) order by object_id "
+                 "for no key update", rowless)
+    still = [by_id[i] for i in db.column(plpy, f"""
+        select u.id from pg_catalog.unnest($1::text[]) as u (id)
+        where pg_catalog.to_regclass(pg_catalog.format('{META}.%I', u.id)) is null order by u.id""", rowless)]
+    db.run(plpy, f"""
+        update {META}.objects o
+        set rows_inserted = u.ins::bigint, rows_deleted = u.del::bigint, insertion_hash = u.ih, deletion_hash = u.dh,
+            index = u.idx::jsonb, table_schema = u.sch::jsonb
+        from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+             as u (id, ins, del, ih, dh, idx, sch)
+        where o.object_id = u.id""",
+           [o["object_id"] for o in still], [str(o["rows_inserted"]) for o in still],
+           [str(o["rows_deleted"]) for o in still], [o["insertion_hash"] for o in still],
+           [o["deletion_hash"] for o in still], [json.dumps(o["index"]) for o in still],
+           [json.dumps(o["table_schema"]) for o in still])
+    still = {o["object_id"] for o in still}
+    return set(still)
 
 
 def record_sizes(plpy, object_ids):
