@@ -44,14 +44,16 @@ def fragment_column_list(cols):
 # Hashing and indexing, in SQL
 # ---------------------------------------------------------------------------------------------------------------
 
-def _ranges_sql(cols, alias="s"):
-    """jsonb {column: [min, max]} over the rows of a group, for columns whose values order."""
+def _ranges_sql(cols, alias="s", where=None):
+    """jsonb {column: [min, max]} over the rows of a group (those where `where` holds), for columns whose values
+    order."""
     parts = []
+    only = f" filter (where {where})" if where else ""
     for i, c in enumerate(cols):
         if c.ranged:
             expr = f'{alias}.c{i}' + (' collate "C"' if c.collatable else "")
             parts.append(f"pg_catalog.jsonb_build_object({literal(c.name)}, "
-                         f"pg_catalog.jsonb_build_array(min({expr}), max({expr})))")
+                         f"pg_catalog.jsonb_build_array(min({expr}){only}, max({expr}){only}))")
     return " || ".join(parts) if parts else "'{}'::jsonb"
 
 
@@ -85,6 +87,32 @@ def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", paral
             "range": json.loads(r["ranges"]) if r["n"] else {},
         }
     return result
+
+
+def stage_rows(plpy, staging_sql, cols, source, rows):
+    """Parse the rows of an object's dump into `staging_sql` (its table: `cols` as stored, then the flag), and hash
+    its upserts. `source` is a FROM item yielding each row's text form, flag included, from $1 = `rows`. An upsert
+    is hashed as the text it arrived as, less its flag (`,t)`): for a dump made from an object, exactly the text
+    of the row's values that the object's id was computed over, so that the rows parsed from it (and stored) are
+    those rows; hashing the text received spares printing every row again. Returns {rows, insertion_hash, range,
+    deleted, odd}: odd counts the upserts whose flag is not written `,t)` (whose text is not what dumps write, and
+    which were not hashed: the caller refuses the dump)."""
+    db.run(plpy, f"insert into {staging_sql} select (r).* from (select x::{staging_sql} as r from {source} as x "
+                 "where x <> '' offset 0) s", rows)
+    # each digest is computed once: a set-returning projection keeps the planner from repeating it for every lane
+    text = db.run(plpy, f"""
+        select count(*) as n, {_lane_sums()} from (
+            select pg_catalog.unnest(array[pg_catalog.sha256(
+                       pg_catalog.convert_to(pg_catalog.left(x, -3) || ')', 'UTF8'))]) as h
+            from {source} as x where pg_catalog.right(x, 3) = ',t)') s""", rows)[0]
+    ranged = ", ".join(f"t.{ident(c.name)} as c{i}" for i, c in enumerate(cols) if c.ranged)
+    parsed = db.run(plpy, f"""
+        select count(*) filter (where s.flag) as n, count(*) filter (where not s.flag) as deleted,
+               ({_ranges_sql(cols, where="s.flag")})::text as ranges
+        from (select t.{FLAG_COLUMN} as flag{', ' + ranged if ranged else ''} from {staging_sql} t) s""")[0]
+    return {"rows": parsed["n"], "deleted": parsed["deleted"], "odd": parsed["n"] - text["n"],
+            "insertion_hash": hashing.to_hex(text[f"l{i}"] or 0 for i in range(hashing.LANES)),
+            "range": json.loads(parsed["ranges"]) if parsed["n"] else {}}
 
 
 def _bloom_groups(plpy, relation, cols, group, spec, prefix="t."):

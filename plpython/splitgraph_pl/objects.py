@@ -310,17 +310,24 @@ def store_dump(plpy, object_id, data, namespace=None):
     staging = db.temp_name("sg_tmp")
     staging_sql = f"{META}.{ident(staging)}"
     plpy.execute(f"create table {staging_sql} ({fragments.fragment_columns(cols)})")
-    # each row's text is parsed once (a subquery: (x::t).* would parse it once per column)
     source = ("pg_catalog.string_to_table($1, e'\\n')" if header.get("rows_format") == "lines"
               else "pg_catalog.unnest($1::text[])")
     try:
         with plpy.subtransaction():
-            db.run(plpy, f"insert into {staging_sql} select (r).* from (select x::{staging_sql} as r "
-                         f"from {source} as x where x <> '' offset 0) s", rows)
+            if cols:
+                hashed = fragments.stage_rows(plpy, staging_sql, cols, source, rows)
+            else:  # no column: a row's text is its flag alone
+                db.run(plpy, f"insert into {staging_sql} select (r).* from (select x::{staging_sql} as r "
+                             f"from {source} as x where x <> '' offset 0) s", rows)
     except plpy.SPIError:
         _corrupt(plpy, object_id, "its rows do not parse as the columns it declares")
-    hashed = fragments.hash_groups(plpy, staging_sql, cols, where=f"t.{FLAG_COLUMN}").get(None)
-    deleted = db.scalar(plpy, f"select count(*) from {staging_sql} where not {FLAG_COLUMN}")
+    if not cols:
+        hashed = fragments.hash_groups(plpy, staging_sql, cols, where=f"t.{FLAG_COLUMN}").get(None)
+        hashed["deleted"] = db.scalar(plpy, f"select count(*) from {staging_sql} where not {FLAG_COLUMN}")
+        hashed["odd"] = 0
+    if hashed["odd"]:
+        _corrupt(plpy, object_id, "some of its rows are not written as dumps write them")
+    deleted = hashed["deleted"]
     deletion = header["deletion_hash"]
     if not names.HASH.match(deletion):
         _corrupt(plpy, object_id, "its deletion hash is malformed")
