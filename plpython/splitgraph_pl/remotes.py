@@ -69,25 +69,63 @@ def add_remote(plpy, name, host, port, dbname, username, password):
                                 name, host, port, dbname, username, _current_user(plpy)))
     server, schema = made["server"], made["schema"]
     options = {"host": host, "port": str(port), "dbname": dbname, "batch_size": BATCH_SIZE, "fetch_size": "100"}
-    plpy.execute(f"create server {ident(server)} foreign data wrapper postgres_fdw options ("
-                 + ", ".join(f"{k} {literal(v)}" for k, v in options.items()) + ")")
+    plpy.execute(f"create server {ident(server)} foreign data wrapper postgres_fdw options ({_option_list(options)})")
     mapping = {"user": username, **({"password": password} if password is not None else {})}
+    _user_mapping(plpy, name, server, mapping)
+    plpy.execute(";\n".join(_foreign_tables(schema, server)))
+
+
+def _option_list(options):
+    return ", ".join(f"{ident(k)} {literal(v)}" for k, v in options.items())
+
+
+def _user_mapping(plpy, name, server, mapping):
+    """The caller's user mapping of a remote's server. The statement holds the password: its error says what
+    failed without it."""
     try:
         with plpy.subtransaction():
-            plpy.execute(f"create user mapping for current_user server {ident(server)} options ("
-                         + ", ".join(f"{k} {literal(v)}" for k, v in mapping.items()) + ")")
+            plpy.execute(f"create user mapping for current_user server {ident(server)} options "
+                         f"({_option_list(mapping)})")
     except plpy.SPIError as error:
-        # the statement held the password: say what failed without it
         errors.fail(plpy, error.sqlstate or errors.INVALID_PARAMETER_VALUE,
                     f'could not create the user mapping of remote "{name}"')
+
+
+def _foreign_tables(schema, server, suffix=""):
+    """Statements that make the foreign tables of a remote (named table + suffix) in `schema`."""
     statements = []
     for table, columns in FOREIGN_TABLES.items():
         table_options = {"schema_name": REMOTE_SCHEMA, "table_name": table}
         if table in FETCH_SIZE:
             table_options["fetch_size"] = FETCH_SIZE[table]
-        statements.append(f"create foreign table {names.qualified(schema, table)} ({columns}) server {ident(server)} "
-                          "options (" + ", ".join(f"{k} {literal(v)}" for k, v in table_options.items()) + ")")
-    plpy.execute(";\n".join(statements))
+        statements.append(f"create foreign table {names.qualified(schema, table + suffix)} ({columns}) "
+                          f"server {ident(server)} options ({_option_list(table_options)})")
+    return statements
+
+
+def twin(plpy, info, n):
+    """For the caller's transaction, a second way to the remote `info` (remote_of): a copy of its server, of the
+    caller's user mapping and of its foreign tables (named with the suffix returned). postgres_fdw keeps one
+    remote transaction per user mapping for the whole local transaction; a copy connects anew and opens another,
+    with a fresh snapshot (a push that lost a race retries through it). drop_twin drops it before the local
+    transaction ends; the remote transaction still commits with it. Runs as the caller, who owns the server and
+    so reads its own user mapping (the password never leaves the caller's rights)."""
+    server = f'{info["server"]}_t{n}'
+    suffix = f"_t{n}"
+    options = dict(o.split("=", 1) for o in db.column(plpy, """
+        select pg_catalog.unnest(srvoptions) from pg_catalog.pg_foreign_server where srvname = $1""", info["server"]))
+    mapping = dict(o.split("=", 1) for o in (db.scalar(plpy, """
+        select umoptions from pg_catalog.pg_user_mappings where srvname = $1 and usename = current_user""",
+                                                      info["server"]) or []))
+    plpy.execute(f"create server {ident(server)} foreign data wrapper postgres_fdw options ({_option_list(options)})")
+    _user_mapping(plpy, info["name"], server, mapping)
+    plpy.execute(";\n".join(_foreign_tables(info["schema"], server, suffix)))
+    return server, suffix
+
+
+def drop_twin(plpy, server):
+    with db.settings(plpy, {"client_min_messages": "warning"}):
+        plpy.execute(f"drop server {ident(server)} cascade")
 
 
 @helper("remote_begin(name text, host text, port integer, dbname text, username text, role text) returns text",
@@ -165,11 +203,11 @@ def remote_end(plpy, name, role):
 
 @helper("remote_of(name text, role text) returns text",
         "remote_of(name, role): the remote of role (the caller's current_user) of that name: host, port, dbname, "
-        "username, and the schema of its foreign tables",
+        "username, its server and the schema of its foreign tables",
         volatility="stable", public=True)
 def remote_of(plpy, name, role):
     role = meta.acting_role(plpy, role)
-    row = db.one(plpy, """select name, host, port, dbname, username, schema from splitgraph_meta.remotes
+    row = db.one(plpy, """select name, host, port, dbname, username, server, schema from splitgraph_meta.remotes
                           where owner = $1 and name = $2""", role, _remote_name(plpy, name))
     if row is None:
         errors.fail(plpy, errors.UNDEFINED_OBJECT, f'remote "{name}" does not exist for role "{role}"',
@@ -205,7 +243,7 @@ def set_upstream(plpy, repository, remote, remote_repository):
         db.run(plpy, "delete from splitgraph_meta.upstream where repository = $1", repo)
         return
     remote = _remote_name(plpy, remote)
-    if not meta.caller_is_admin(plpy) and not db.scalar(plpy, """
+    if not db.scalar(plpy, """
             select exists (select from splitgraph_meta.remotes r join pg_catalog.pg_roles o on o.rolname = r.owner
                            where r.name = $1 and pg_catalog.pg_has_role(session_user, o.oid, 'MEMBER'))""", remote):
         errors.fail(plpy, errors.UNDEFINED_OBJECT, f'remote "{remote}" does not exist',

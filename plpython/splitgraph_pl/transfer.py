@@ -28,6 +28,8 @@ _OBJECT_ID = re.compile(r"o[0-9a-f]{62}")
 # Bounds on what one table version may name, and on the index of an object registered without its rows.
 MAX_OBJECTS_PER_TABLE = 1_000_000
 MAX_INDEX_BYTES = 4 << 20
+# How many times a push that lost a race with another push to the same remote is tried (see push).
+PUSH_ATTEMPTS = 5
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -418,14 +420,16 @@ _UNREACHABLE = ("08", "28", "2F003", "3D000", "57P")
 
 
 class Remote:
-    """A remote of the calling role and the qualified names of its foreign tables."""
+    """A remote of the calling role and the qualified names of its foreign tables (suffix: of a twin, see
+    remotes.twin)."""
 
     def __init__(self, plpy, name):
         self.info = remotes.resolve(plpy, name)
         self.name = self.info["name"]
+        self.suffix = ""
 
     def table(self, table):
-        return names.qualified(self.info["schema"], table)
+        return names.qualified(self.info["schema"], table + self.suffix)
 
     def where(self):
         return f'remote "{self.name}" ({self.info["host"]}:{self.info["port"]}, database {self.info["dbname"]})'
@@ -439,7 +443,8 @@ def connect(plpy, remote):
     except plpy.SPIError as error:
         state = error.sqlstate or ""
         first = str(error).splitlines()[0]
-        detail = getattr(error, "detail", None)
+        spidata = getattr(error, "spidata", None)  # (sqlstate, detail, hint, ...): PL/Python's error data
+        detail = spidata[1] if isinstance(spidata, tuple) and len(spidata) > 1 else None
         if state.startswith(_UNREACHABLE):
             errors.fail(plpy, state, f"cannot reach {remote.where()}: {first}", detail=detail,
                         hint="check the remote's address and credentials (splitgraph.delete_remote, then "
@@ -626,7 +631,23 @@ def push(plpy, repository, remote=None, remote_repository=None, handler="DB", ha
     remote_repo = names.repository(plpy, remote_repository)
     target = Remote(plpy, remote_name)
     connect(plpy, target)
-    sent = _push_once(plpy, target, repo, remote_repo, local)
+    twins = []
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        try:
+            with plpy.subtransaction():
+                sent = _push_once(plpy, target, repo, remote_repo, local)
+            break
+        except plpy.SPIError as error:
+            if error.sqlstate not in ("40001", "40P01") or attempt == PUSH_ATTEMPTS:
+                raise
+            # Another push to the remote committed after this one's remote snapshot was taken (postgres_fdw's
+            # remote transactions are REPEATABLE READ), or the two deadlocked: everything this attempt sent was
+            # rolled back there. Try again through a new connection, whose transaction sees the other push.
+            server, target.suffix = remotes.twin(plpy, target.info, attempt)
+            twins.append(server)
+            connect(plpy, target)
+    for server in twins:
+        remotes.drop_twin(plpy, server)
     db.run(plpy, "select splitgraph_internal.push_upstream($1, $2, $3)", repo, target.name, remote_repo)
     if sent is None:
         db.notice(plpy, f'"{remote_repo}" on {target.where()} is up to date with "{repo}"')

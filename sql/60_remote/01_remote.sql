@@ -2,7 +2,8 @@
 -- engine reads these views and writes into `requests` through postgres_fdw foreign tables, as the role it logs in
 -- as here; everything it does happens in the one transaction postgres_fdw opens for its call. The views are the
 -- extension's: every role may read every repository (as through the API), and nobody reaches splitgraph_meta
--- directly. remotes.FOREIGN_TABLES declares the same columns on the client side.
+-- directly (functions in a view run as its reader, so the views name no table of splitgraph_meta by name: they
+-- find object tables in pg_class). remotes.FOREIGN_TABLES declares the same columns on the client side.
 create schema splitgraph_remote;
 comment on schema splitgraph_remote is 'What other engines read (and push through) to clone, pull and push';
 
@@ -64,7 +65,10 @@ select
     o.deletion_hash,
     o.index,
     o.table_schema,
-    pg_catalog.to_regclass(pg_catalog.format('splitgraph_meta.%I', o.object_id)) is not null as stored -- noqa: RF04
+    exists(
+        select from pg_catalog.pg_class as c
+        where c.relnamespace = 'splitgraph_meta'::regnamespace and c.relname = o.object_id
+    ) as stored -- noqa: RF04
 from splitgraph_meta.objects as o;
 comment on view splitgraph_remote.objects is 'Object metadata; stored: whether this engine has the object''s rows';
 
@@ -75,7 +79,10 @@ select
     o.object_id,
     splitgraph_internal.dump_for_transfer(o.object_id) as dump -- noqa: RF04
 from splitgraph_meta.objects as o
-where pg_catalog.to_regclass(pg_catalog.format('splitgraph_meta.%I', o.object_id)) is not null;
+where exists(
+    select from pg_catalog.pg_class as c
+    where c.relnamespace = 'splitgraph_meta'::regnamespace and c.relname = o.object_id
+);
 comment on view splitgraph_remote.object_dumps is 'Each stored object as bytes load_object accepts';
 
 -- A push writes here, one step a row, in order: repository, objects, images (parents first), tables, tags,
