@@ -643,6 +643,8 @@ def push(plpy, repository, remote=None, remote_repository=None, handler="DB", ha
             # Another push to the remote committed after this one's remote snapshot was taken (postgres_fdw's
             # remote transactions are REPEATABLE READ), or the two deadlocked: everything this attempt sent was
             # rolled back there. Try again through a new connection, whose transaction sees the other push.
+            db.notice(plpy, f"another push to {target.where()} committed first: pushing again "
+                            f"({str(error).splitlines()[0]})")
             server, target.suffix = remotes.twin(plpy, target.info, attempt)
             twins.append(server)
             connect(plpy, target)

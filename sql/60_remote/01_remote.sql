@@ -110,6 +110,9 @@ declare
     sg_hint text;
     sg_context text;
 begin
+    if tg_op <> 'INSERT' then
+        raise exception 'splitgraph_remote.requests takes inserts only' using errcode = 'feature_not_supported';
+    end if;
     perform splitgraph_internal.receive(new.repository, new.kind, new.payload, new.dump);
     return new;
 exception when others or query_canceled then
@@ -131,7 +134,9 @@ $$;
 revoke all on function splitgraph_internal.on_request() from public;
 comment on function splitgraph_internal.on_request() is 'Trigger of splitgraph_remote.requests: applies a push';
 
-create trigger receive instead of insert on splitgraph_remote.requests
+-- (UPDATE and DELETE are no privilege of anyone's; the trigger makes them fail as such, not as a view that
+-- cannot be updated.)
+create trigger receive instead of insert or update or delete on splitgraph_remote.requests
 for each row execute function splitgraph_internal.on_request();
 
 grant usage on schema splitgraph_remote to public;
