@@ -690,20 +690,18 @@ def _push_once(plpy, remote, repo, remote_repo, local):
                 if their_branches.get(b) != h]
     if not (missing or send_objects or tags or branches):
         return None
-    requests = remote.table("requests")
-    db.run(plpy, f"insert into {requests} (repository, kind) values ($1, 'repository')", remote_repo)
-    if send_objects:
-        db.run(plpy, f"""insert into {requests} (repository, kind, payload, dump)
-                         select $1, 'object', pg_catalog.jsonb_build_object('object_id', u.id),
-                                splitgraph_internal.dump_for_transfer(u.id)
-                         from pg_catalog.unnest($2::text[]) with ordinality as u (id, n) order by u.n""",
-               remote_repo, send_objects)
+    # One statement: the steps in order (repository, objects, images parents first, tables, tags, branches), each
+    # object's dump made as its row goes (PostgreSQL computes the costly select list after sorting), in batches.
+    steps = [{"kind": "repository"}] + [{"kind": "object", "payload": {"object_id": o}} for o in send_objects]
     for kind, items in (("image", missing), ("table", tables), ("tag", tags), ("branch", branches)):
-        if items:
-            db.run(plpy, f"""insert into {requests} (repository, kind, payload)
-                             select $1, $2, x.v from pg_catalog.jsonb_array_elements($3::jsonb) with ordinality
-                                                     as x (v, n)
-                             order by x.n""", remote_repo, kind, db.Json(items))
+        steps += [{"kind": kind, "payload": item} for item in items]
+    db.run(plpy, f"""
+        insert into {remote.table("requests")} (repository, kind, payload, dump)
+        select $1, s.kind, s.payload,
+               case when s.kind = 'object' then splitgraph_internal.dump_for_transfer(s.payload ->> 'object_id') end
+        from rows from (pg_catalog.jsonb_to_recordset($2::jsonb) as (kind text, payload jsonb))
+             with ordinality as s (kind, payload, n)
+        order by s.n""", remote_repo, db.Json(steps))
     return {"image(s)": len(missing), "table version(s)": len(tables), "object(s)": len(send_objects),
             "tag(s)": len(tags), "branch(es)": len(branches)}
 
