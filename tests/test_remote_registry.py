@@ -98,6 +98,8 @@ def test_a_role_pushes_its_namespace_and_a_second_push_changes_nothing(conn, reg
     assert {b for b, _ in metadata(reg, repo)["branches"]} == {"main", "dev"}
     assert set(objects_of_repository(conn, repo)) <= set(stored_objects(reg))
     assert upstream(conn, repo) == [(alice.remote, repo)]
+    shown = value(alice.client(), "select splitgraph.upstream(%s)::text", repo)
+    assert alice.remote in shown and repo in shown, f"upstream() shows {shown}"
     assert check_integrity(reg, cluster, f"{dbname}_check") >= 3
     before = state(conn), state(reg)
     sql(alice.client(), "select splitgraph.push(%s)", repo)
@@ -126,6 +128,15 @@ def test_pushing_into_another_namespace_is_refused_and_changes_nothing(conn, reg
     unchanged(before[1], state(reg), "the registry")
     unchanged(before[0], state(conn), "the client")
     assert upstream(conn, repo) == []
+
+
+def test_set_upstream_of_another_roles_repository_is_refused(conn, alice, bob, published):
+    """bob points alice's local repository at his remote: 42501, and its upstream stays alice's."""
+    before = state(conn)
+    refused(attempt(bob.client(), "select splitgraph.set_upstream(%s, %s, %s)", published["repo"], bob.remote,
+                    f"{bob.name}/stolen"), "bob's set_upstream of alice's repository")
+    unchanged(before, state(conn), "the client")
+    assert upstream(conn, published["repo"]) == [(alice.remote, published["repo"])]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -266,6 +277,36 @@ def test_pushing_what_the_registry_has_with_other_metadata_overwrites_nothing(re
     assert registry_record(reg, published) == before, f"bob's push changed alice's repository ({error})"
     assert first_object in stored_objects(reg)
     check_integrity(reg, cluster, f"{dbname}_check")
+
+
+def test_the_registry_keeps_object_metadata_computed_from_the_rows_not_the_pushers(reg, cluster, dbname, alice,
+                                                                                    bob):
+    """bob, administrator of his own client engine, forges the index (range) of an object there and pushes it
+    first; alice later pushes the same rows (the same object id) from her engine. The registry's metadata of that
+    object is what its rows give (alice's, computed by her engine), not bob's forgery: no role poisons the metadata
+    of an object another namespace will use."""
+    db = other_client_db(cluster, dbname)
+    c = bob.client(db)
+    remote = bob.add_remote(c, f"reg_{bob.name}_{next(_numbers)}")
+    rows = {"t": (12, f"poison{next(_numbers)}")}
+    theirs = f"{bob.name}/poison{next(_numbers)}"
+    image = make_repository(c, theirs, rows)
+    with connect(cluster.dsn(db)) as admin:
+        (poisoned,) = value(admin, "select object_ids from splitgraph_meta.tables where repository = %s "
+                                   "and image_hash = %s", theirs, image)
+        sql(admin, """update splitgraph_meta.objects set index = '{"range": {"id": [500, 600]}}'
+                      where object_id = %s""", poisoned)
+    attempt(c, "select splitgraph.push(%s, %s)", theirs, remote)
+    a = alice.client()
+    mine = f"{alice.name}/poison{next(_numbers)}"
+    make_repository(a, mine, rows)
+    sql(a, "select splitgraph.push(%s, %s)", mine, alice.remote)
+    assert objects_of_repository(reg, mine) == [poisoned]
+    fields = "rows_inserted, rows_deleted, insertion_hash, deletion_hash, index::text"
+    true_metadata = sql(a, f"select {fields} from splitgraph.object_info(%s) i(x) "
+                           "cross join lateral jsonb_to_record(x) as r(rows_inserted bigint, rows_deleted bigint, "
+                           "insertion_hash text, deletion_hash text, index jsonb)", poisoned)
+    assert sql(reg, f"select {fields} from splitgraph_meta.objects where object_id = %s", poisoned) == true_metadata
 
 
 def test_an_image_hash_pushed_again_with_other_metadata_is_not_overwritten(reg, cluster, dbname, alice, published):

@@ -388,22 +388,31 @@ select exists (
       and (l.mode = 'AccessExclusiveLock' or (l.mode = 'RowExclusiveLock' and n.nspname like 'splitgraph%%')))"""
 
 
-def when_writing(observer_dsn, user, dbname, action, started, fallback=1.5, timeout=30.0):
-    """A thread that waits until `started` is set and a backend of `user` writes the extension's data in `dbname`
-    (or `fallback` seconds after `started`), then calls action(); returns (thread, {"fired": ..., "how": ...})."""
+IN_TRANSACTION = """
+select exists (select from pg_catalog.pg_stat_activity a
+               where a.usename = %s and a.datname = %s and a.xact_start is not null
+                 and a.pid <> pg_catalog.pg_backend_pid())"""
+
+
+def when_writing(observer_dsn, user, dbname, action, fallback=1.0, timeout=30.0):
+    """A thread that calls action() as soon as a backend of `user` writes the extension's data in `dbname` (see
+    WRITING), or once such a backend has been in a transaction for `fallback` seconds; returns (thread, outcome):
+    outcome["how"] says which ("writing" or "fallback"), outcome["fired"] whether action() was called (not when
+    nothing happened within `timeout` seconds)."""
     outcome = {"fired": False, "how": None}
 
     def watch():
         with connect(observer_dsn) as observer:
-            started.wait(timeout)
-            begun = time.monotonic()
+            begun, seen = time.monotonic(), None
             while time.monotonic() - begun < timeout:
                 if one(observer, WRITING, user, dbname):
                     outcome["how"] = "writing"
                     break
-                if time.monotonic() - begun > fallback:
-                    outcome["how"] = "fallback"
-                    break
+                if one(observer, IN_TRANSACTION, user, dbname):
+                    seen = seen or time.monotonic()
+                    if time.monotonic() - seen > fallback:
+                        outcome["how"] = "fallback"
+                        break
                 time.sleep(0.005)
             else:
                 return
