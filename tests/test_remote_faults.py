@@ -65,7 +65,7 @@ def test_registry_killed_mid_push_leaves_nothing_half_done_and_a_rerun_completes
         registry_before = state(reg)
     client_before = state(conn)
 
-    watcher, outcome = when_writing(registry.dsn(regdb), alice.name, regdb, lambda: kill(registry))
+    watcher, outcome = when_writing(registry.dsn(regdb), alice.name, regdb, lambda: kill(registry), fallback=3.0)
     try:
         error = attempt(c, "select splitgraph.push(%s, %s)", repo, remote)
         watcher.join(40)
