@@ -20,7 +20,7 @@ SQL. Images never change: an image that exists must arrive with the same metadat
 import json
 import re
 
-from . import db, errors, fragments, hashing, meta, names, objects, remotes
+from . import db, definitions, errors, fragments, hashing, meta, names, objects, remotes
 from . import tables as tbl
 from .declare import api, helper
 
@@ -70,8 +70,9 @@ def check_image(plpy, item, source):
 
 def check_table(plpy, item, source, resolved):
     """A table version {image_hash, table_name, table_schema, table_definition, object_ids}, checked: its schema
-    resolves here (tables.from_spec; `resolved` caches schemas already checked), its definition is an object or
-    null (a checkout checks the rest), its object ids have the form of ids."""
+    resolves here (tables.from_spec), its definition is an object or null that a checkout can read (every
+    expression exactly one: definitions.check), its object ids have the form of ids. `resolved` caches the
+    schemas and definitions already checked."""
     if not isinstance(item, dict) or not _is_hash(item.get("image_hash")):
         _refuse(plpy, source, "a table version without a valid image hash")
     name = item.get("table_name")
@@ -87,12 +88,13 @@ def check_table(plpy, item, source, resolved):
     if (not isinstance(ids, list) or len(ids) > MAX_OBJECTS_PER_TABLE
             or not all(isinstance(o, str) and _OBJECT_ID.fullmatch(o) for o in ids)):
         _refuse(plpy, source, f"the object list of {where} is malformed")
-    key = json.dumps([spec, tbl.definition_columns(definition)], sort_keys=True)
+    key = json.dumps([name, spec, definition], sort_keys=True)
     if key not in resolved:
         problem = tbl.spec_problem(spec)
         if problem:
             _refuse(plpy, source, f"the schema of {where} is malformed: {problem}")
-        tbl.from_spec(plpy, spec, definition, dump=True)  # types and collations must resolve here
+        cols = tbl.from_spec(plpy, spec, definition, dump=True)  # types and collations must resolve here
+        definitions.check(plpy, name, cols, definition)  # its form, and each expression exactly one
         resolved.add(key)
     return {"image_hash": item["image_hash"], "table_name": name, "table_schema": spec,
             "table_definition": definition, "object_ids": ids}
