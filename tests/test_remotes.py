@@ -411,3 +411,19 @@ def test_malformed_metadata_from_a_remote_is_refused(cluster, dbname, hub, regis
         other.close()
     finally:
         sql(reg, "delete from splitgraph_meta.images where repository = %s and image_hash = any(%s)", repo, [a, b])
+
+
+def test_object_dumps_dumps_only_the_objects_asked_for(hub, reg, conn):
+    """What postgres_fdw sends for a download (`where object_id = any(...)`) is applied on the registry to
+    splitgraph_meta.objects (its primary key) before the select list, which makes the dumps, is computed."""
+    ids = [o for (o,) in sql(reg, "select object_id from splitgraph_meta.objects order by 1 limit 2")]
+    assert ids, "the registry has objects"
+    plan = "\n".join(r[0] for r in sql(reg, """explain (verbose, costs off)
+        select object_id, dump from splitgraph_remote.object_dumps where object_id = any(%s::text[])""", ids))
+    lines = plan.splitlines()
+    # the dumps are made by the plan's top node only, from the rows its scan of objects kept
+    assert [n for n, line in enumerate(lines) if "dump_for_transfer" in line] == [1], plan
+    scan = next(n for n, line in enumerate(lines) if "on splitgraph_meta.objects o" in line)
+    assert any("o.object_id = ANY" in line for line in lines[scan:scan + 4]), plan
+    got = sql(reg, "select object_id from splitgraph_remote.object_dumps where object_id = any(%s::text[])", ids)
+    assert sorted(r[0] for r in got) == ids
