@@ -46,7 +46,7 @@ def _current_user(plpy):
     return db.scalar(plpy, "select current_user::text")
 
 
-def _remote_name(plpy, name):
+def check_name(plpy, name):
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         errors.fail(plpy, errors.INVALID_NAME, f"invalid remote name {name!r}",
                     hint="letters, digits, _ . and -, at most 63 characters")
@@ -136,7 +136,7 @@ def drop_twin(plpy, server):
 def remote_begin(plpy, name, host, port, dbname, username, role):
     role = meta.acting_role(plpy, role)
     meta.check_mount_privilege(plpy, role, "add a remote")
-    name = _remote_name(plpy, name)
+    name = check_name(plpy, name)
     _text(plpy, "host", host)
     _text(plpy, "dbname", dbname)
     _text(plpy, "username", username)
@@ -185,7 +185,7 @@ def delete_remote(plpy, name):
 def remote_end(plpy, name, role):
     role = meta.acting_role(plpy, role)
     row = db.one(plpy, """select server, schema from splitgraph_meta.remotes where owner = $1 and name = $2
-                          for update""", role, _remote_name(plpy, name))
+                          for update""", role, check_name(plpy, name))
     if row is None:
         errors.fail(plpy, errors.UNDEFINED_OBJECT, f'remote "{name}" does not exist',
                     hint="remotes belong to the role that added them: see splitgraph.remotes()")
@@ -208,7 +208,7 @@ def remote_end(plpy, name, role):
 def remote_of(plpy, name, role):
     role = meta.acting_role(plpy, role)
     row = db.one(plpy, """select name, host, port, dbname, username, server, schema from splitgraph_meta.remotes
-                          where owner = $1 and name = $2""", role, _remote_name(plpy, name))
+                          where owner = $1 and name = $2""", role, check_name(plpy, name))
     if row is None:
         errors.fail(plpy, errors.UNDEFINED_OBJECT, f'remote "{name}" does not exist for role "{role}"',
                     hint="add it with splitgraph.add_remote (remotes belong to the role that added them)")
@@ -242,7 +242,7 @@ def set_upstream(plpy, repository, remote, remote_repository):
     if remote is None:
         db.run(plpy, "delete from splitgraph_meta.upstream where repository = $1", repo)
         return
-    remote = _remote_name(plpy, remote)
+    remote = check_name(plpy, remote)
     if not db.scalar(plpy, """
             select exists (select from splitgraph_meta.remotes r join pg_catalog.pg_roles o on o.rolname = r.owner
                            where r.name = $1 and pg_catalog.pg_has_role(session_user, o.oid, 'MEMBER'))""", remote):

@@ -293,8 +293,10 @@ def receive_metadata(plpy, payload):
     objects their tables name. A tag that points elsewhere here moves only with overwrite_tags; a branch moves
     forward when the remote's head descends from ours, unless it is checked out. Returns what was done."""
     p = json.loads(payload)
-    source = f'remote "{p["remote"]}"'
-    repo = meta.writable(plpy, p["repository"], must_exist=False)
+    remote = remotes.check_name(plpy, p.get("remote"))
+    source = f'remote "{remote}"'
+    repo = meta.writable(plpy, p.get("repository"), must_exist=False)
+    remote_repo = names.repository(plpy, p.get("remote_repository"))
     db.run(plpy, "insert into splitgraph_meta.repositories (repository) values ($1) on conflict do nothing", repo)
     meta.lock(plpy, repo)
     if not isinstance(p.get("images"), list) or not isinstance(p.get("tables"), list) \
@@ -332,7 +334,7 @@ def receive_metadata(plpy, payload):
                         select u.id, $2, 'DB' from pg_catalog.unnest($1::text[]) as u (id)
                         where exists (select from splitgraph_meta.objects o where o.object_id = u.id)
                           and pg_catalog.to_regclass(pg_catalog.format('splitgraph_meta.%I', u.id)) is null
-                        on conflict (object_id) do nothing""", [o["object_id"] for o in lazy], p["remote"])
+                        on conflict (object_id) do nothing""", [o["object_id"] for o in lazy], remote)
     if images:
         _insert_images(plpy, repo, images, source)
     if tables:
@@ -346,7 +348,7 @@ def receive_metadata(plpy, payload):
     done = {"images": len(images), "objects_registered": len(claimed), "tags": [], "branches": [], "kept": []}
     _merge_refs(plpy, repo, p, source, done)
     if p.get("upstream"):
-        remotes.record_upstream(plpy, repo, p["remote"], p["remote_repository"], True)
+        remotes.record_upstream(plpy, repo, remote, remote_repo, True)
     return json.dumps(done)
 
 
@@ -467,13 +469,14 @@ def _json(plpy, query, *args):
 
 def download(plpy, remote, object_ids):
     """Download objects from a remote, each verified and stored by load_object (as this engine's owner: every
-    role may load objects); an object the remote does not store fails the call."""
+    role may load objects); an object the remote does not store fails the call. The dumps stream: each is loaded
+    as it arrives (no ORDER BY, which would sort them all here first)."""
     if not object_ids:
         return
     loaded = set(db.column(plpy, f"""
         select s.object_id from (
             select d.object_id, splitgraph.load_object(d.object_id, d.dump) from {remote.table('object_dumps')} d
-            where d.object_id = any($1::text[]) order by d.object_id offset 0) s""", sorted(object_ids)))
+            where d.object_id = any($1::text[]) offset 0) s""", sorted(object_ids)))
     lacking = sorted(set(object_ids) - loaded)
     if lacking:
         errors.fail(plpy, errors.UNDEFINED_OBJECT,
