@@ -36,9 +36,9 @@ FOREIGN_TABLES = {
     "requests": "repository text, kind text, payload jsonb, dump bytea",
 }
 # Rows a foreign scan fetches at once (object_dumps: each row is an object of up to chunk_size rows), and rows
-# an insert sends at once.
+# an insert into requests sends at once (each may be an object's dump): a few dumps in memory at a time.
 FETCH_SIZE = {"object_dumps": "4"}
-BATCH_SIZE = "32"
+BATCH_SIZE = "8"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
 
 
