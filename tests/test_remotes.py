@@ -427,3 +427,28 @@ def test_object_dumps_dumps_only_the_objects_asked_for(hub, reg, conn):
     assert any("o.object_id = ANY" in line for line in lines[scan:scan + 4]), plan
     got = sql(reg, "select object_id from splitgraph_remote.object_dumps where object_id = any(%s::text[])", ids)
     assert sorted(r[0] for r in got) == ids
+
+
+def test_a_large_download_reads_through_two_connections_and_leaves_nothing(cluster, dbname, hub, registry_db,
+                                                                            conn):
+    """From 16 objects on, a download reads through a second connection too (a copy of the caller's server and
+    user mapping, dropped before the call ends): every object arrives, verified, and no server or foreign table
+    of the copy stays."""
+    repo = "rm_pusher/large"
+    sql(conn, "select splitgraph.init(%s)", repo)
+    sql(conn, f'create table "{repo}".t (id int primary key, v text)')
+    sql(conn, f'insert into "{repo}".t select i, md5(i::text) from generate_series(1, 400) i')
+    sql(conn, "select splitgraph.commit(%s, chunk_size => 10)", repo)
+    sql(conn, "select splitgraph.push(%s, 'hub')", repo)
+    other = other_engine(cluster, dbname, hub, registry_db)
+    servers = sql(other, "select srvname::text from pg_foreign_server order by 1")
+    tables = value(other, "select count(*) from pg_foreign_table")
+    sql(other, "select splitgraph.clone('hub', %s, download_all => true)", repo)
+    registered, stored = objects_state(other)
+    assert len(stored) == 40 and registered == stored
+    assert check_every_object(other) == 40
+    assert sql(other, "select srvname::text from pg_foreign_server order by 1") == servers
+    assert value(other, "select count(*) from pg_foreign_table") == tables
+    sql(other, "select splitgraph.checkout(%s, 'main')", repo)
+    assert value(other, f'select count(*) from "{repo}".t') == 400
+    other.close()

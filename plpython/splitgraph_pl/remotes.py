@@ -38,6 +38,9 @@ FOREIGN_TABLES = {
 # Rows a foreign scan fetches at once (object_dumps: each row is an object of up to chunk_size rows), and rows
 # an insert into requests sends at once (each may be an object's dump): a few dumps in memory at a time.
 FETCH_SIZE = {"object_dumps": "4"}
+# Foreign tables whose scans may run side by side (postgres_fdw's asynchronous execution): a large download reads
+# object_dumps through two connections at once (transfer.download).
+ASYNC = ("object_dumps",)
 BATCH_SIZE = "8"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
 
@@ -91,25 +94,31 @@ def _user_mapping(plpy, name, server, mapping):
                     f'could not create the user mapping of remote "{name}"')
 
 
-def _foreign_tables(schema, server, suffix=""):
-    """Statements that make the foreign tables of a remote (named table + suffix) in `schema`."""
+def _foreign_tables(schema, server, suffix="", only=None):
+    """Statements that make the foreign tables of a remote (named table + suffix; all, or those in `only`) in
+    `schema`."""
     statements = []
     for table, columns in FOREIGN_TABLES.items():
+        if only is not None and table not in only:
+            continue
         table_options = {"schema_name": REMOTE_SCHEMA, "table_name": table}
         if table in FETCH_SIZE:
             table_options["fetch_size"] = FETCH_SIZE[table]
+        if table in ASYNC:
+            table_options["async_capable"] = "true"
         statements.append(f"create foreign table {names.qualified(schema, table + suffix)} ({columns}) "
                           f"server {ident(server)} options ({_option_list(table_options)})")
     return statements
 
 
-def twin(plpy, info, n):
+def twin(plpy, info, n, only=None):
     """For the caller's transaction, a second way to the remote `info` (remote_of): a copy of its server, of the
-    caller's user mapping and of its foreign tables (named with the suffix returned). postgres_fdw keeps one
-    remote transaction per user mapping for the whole local transaction; a copy connects anew and opens another,
-    with a fresh snapshot (a push that lost a race retries through it). drop_twin drops it before the local
-    transaction ends; the remote transaction still commits with it. Runs as the caller, who owns the server and
-    so reads its own user mapping (the password never leaves the caller's rights)."""
+    caller's user mapping and of its foreign tables (those in `only`, or all; named with the suffix returned).
+    postgres_fdw keeps one remote transaction per user mapping for the whole local transaction; a copy connects
+    anew and opens another, with a fresh snapshot (a push that lost a race retries through it; a large download
+    reads through two at once). drop_twin drops it before the local transaction ends; the remote transaction
+    still commits with it. Runs as the caller, who owns the server and so reads its own user mapping (the
+    password never leaves the caller's rights)."""
     server = f'{info["server"]}_t{n}'
     suffix = f"_t{n}"
     options = dict(o.split("=", 1) for o in db.column(plpy, """
@@ -119,7 +128,7 @@ def twin(plpy, info, n):
                                                       info["server"]) or []))
     plpy.execute(f"create server {ident(server)} foreign data wrapper postgres_fdw options ({_option_list(options)})")
     _user_mapping(plpy, info["name"], server, mapping)
-    plpy.execute(";\n".join(_foreign_tables(info["schema"], server, suffix)))
+    plpy.execute(";\n".join(_foreign_tables(info["schema"], server, suffix, only)))
     return server, suffix
 
 

@@ -30,6 +30,9 @@ MAX_OBJECTS_PER_TABLE = 1_000_000
 MAX_INDEX_BYTES = 4 << 20
 # How many times a push that lost a race with another push to the same remote is tried (see push).
 PUSH_ATTEMPTS = 5
+# From how many objects a download reads through two connections at once (see download): a new connection costs
+# its login and the remote's first call of Python.
+PARALLEL_DOWNLOAD = 16
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -435,6 +438,14 @@ class Remote:
     def table(self, table):
         return names.qualified(self.info["schema"], table + self.suffix)
 
+    @classmethod
+    def twin_of(cls, plpy, remote, n, only=None):
+        """Another connection to the same remote for this transaction (remotes.twin)."""
+        twin = cls.__new__(cls)
+        twin.info, twin.name = remote.info, remote.name
+        twin.server, twin.suffix = remotes.twin(plpy, remote.info, n, only)
+        return twin
+
     def where(self):
         return f'remote "{self.name}" ({self.info["host"]}:{self.info["port"]}, database {self.info["dbname"]})'
 
@@ -470,13 +481,26 @@ def _json(plpy, query, *args):
 def download(plpy, remote, object_ids):
     """Download objects from a remote, each verified and stored by load_object (as this engine's owner: every
     role may load objects); an object the remote does not store fails the call. The dumps stream: each is loaded
-    as it arrives (no ORDER BY, which would sort them all here first)."""
+    as it arrives (no ORDER BY, which would sort them all here first). Many objects are read through two
+    connections at once (postgres_fdw's asynchronous Append, over a twin of the remote: remotes.twin), so that the
+    remote makes the next dumps while this engine loads the last ones."""
     if not object_ids:
         return
+    ids = sorted(object_ids)
+    twin = None
+    if len(ids) >= PARALLEL_DOWNLOAD:
+        twin = Remote.twin_of(plpy, remote, "d", only=("object_dumps",))
+        source = (f"select * from {remote.table('object_dumps')} where object_id = any($1::text[]) union all "
+                  f"select * from {twin.table('object_dumps')} where object_id = any($2::text[])")
+        args = (ids[0::2], ids[1::2])
+    else:
+        source = f"select * from {remote.table('object_dumps')} where object_id = any($1::text[])"
+        args = (ids,)
     loaded = set(db.column(plpy, f"""
         select s.object_id from (
-            select d.object_id, splitgraph.load_object(d.object_id, d.dump) from {remote.table('object_dumps')} d
-            where d.object_id = any($1::text[]) offset 0) s""", sorted(object_ids)))
+            select d.object_id, splitgraph.load_object(d.object_id, d.dump) from ({source}) d offset 0) s""", *args))
+    if twin is not None:
+        remotes.drop_twin(plpy, twin.server)
     lacking = sorted(set(object_ids) - loaded)
     if lacking:
         errors.fail(plpy, errors.UNDEFINED_OBJECT,
