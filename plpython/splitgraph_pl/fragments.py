@@ -517,20 +517,6 @@ def comment_columns(plpy, target, cols):
         plpy.execute(";\n".join(statements))
 
 
-def layered_view(plpy, schema, table, cols, object_ids):
-    """A read-only view of the table over its fragments, with no copy: the latest fragment row of each key
-    wins, and deletions hide the key. Every write through it fails (55000), whoever writes. Its columns have the
-    columns' types where the extension may cast to them (tbl.as_trusted), their storage types elsewhere."""
-    target = f"{ident(schema)}.{ident(table)}"
-    # Objects never change: the WITH keeps PostgreSQL from making the view updatable by itself (the planner
-    # inlines it all the same), and the trigger refuses every write with a message that says what to do.
-    plpy.execute(f"create view {target} as with sg_layers as ({layered_select(cols, object_rows(plpy, object_ids))}) "
-                 "select * from sg_layers;\n"
-                 f"create trigger sg_read_only instead of insert or update or delete on {target} "
-                 "for each row execute function splitgraph_internal.refuse_layered_write()")
-    comment_columns(plpy, target, cols)
-
-
 def layered_select(cols, objects, as_caller=False):
     """A SELECT of the table's rows from its fragments (rows of object_rows, in order): the latest fragment row
     of each key wins, and deletions hide the key. as_caller: for code running with its caller's rights, which

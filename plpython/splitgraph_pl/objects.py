@@ -3,7 +3,7 @@ import base64
 import json
 import zlib
 
-from . import db, errors, fragments, hashing, meta, names
+from . import db, errors, fragments, hashing, meta, names, reading
 from . import tables as tbl
 from .declare import api
 from .fragments import META, object_table
@@ -82,6 +82,9 @@ def cleanup(plpy):
                     skipped.append(f"{object_id} (in use by a concurrent transaction)")
         except plpy.SPIError as error:
             skipped.append(f"{object_id} ({str(error).splitlines()[0]})")
+    structures = reading.drop_unused(plpy)
+    if structures:
+        db.notice(plpy, f"dropped {structures} squash(es) or copies of objects that no view reads any more")
     if deleted:
         db.notice(plpy, f"deleted {deleted} unused object(s)")
     if skipped:
