@@ -74,6 +74,7 @@ def mount_image(plpy, repository, image, schema=None):
                     on conflict (schema_name) do update
                     set repository = excluded.repository, image_hash = excluded.image_hash, owner = excluded.owner,
                         created = pg_catalog.clock_timestamp()""", name, repo, image_hash, caller)
+    reading.drop_unused(plpy)  # a squash a copy was built from
     return name
 
 

@@ -257,12 +257,40 @@ def _squash(plpy, object_ids, cols, key):
 
 
 def _copy(plpy, objects, cols):
-    """A copy of the table version, built once from its objects as a checkout builds it (with its primary key)."""
+    """A copy of the table version, built once from its objects (with its primary key). With a key, in one pass:
+    the leading chunks' rows whose key a squash of the rest does not hold, and the squash's upserts; without one,
+    as a checkout builds it (rows may repeat)."""
     ids = [o["object_id"] for o in objects]
-    name = _content_name("c", [c.storage_definition() for c in cols], [c.name for c in cols if c.is_pk], ids)
-    if _claim(plpy, name, ids, "copy"):
+    key = tbl.key_columns(cols)
+    name = _content_name("c", [c.storage_definition() for c in cols], [c.name for c in key], ids)
+    if not _claim(plpy, name, ids, "copy"):
+        return name
+    if not key:
         fragments.materialize(plpy, META, name, cols, ids, objects=objects)
+        return name
+    leading = _leading(objects)
+    columns = tbl.column_list(cols)
+    parts = []
+    if leading:
+        chunks = " union all ".join(f"select {columns} from {object_table(o)}" for o in ids[:leading])
+        parts.append(f"select {tbl.column_list(cols, 'b.')} from ({chunks}) b")
+    if leading < len(ids):
+        squash = relation(_squash(plpy, ids[leading:], cols, key))
+        match = " and ".join(f"s.{ident(c.name)} = b.{ident(c.name)}" for c in key)
+        parts = [f"{p} where not exists (select from {squash} s where {match})" for p in parts]
+        parts.append(f"select {tbl.column_list(cols, 's.')} from {squash} s where s.{FLAG_COLUMN}")
+    plpy.execute(f"create table {relation(name)} ({tbl.storage_definitions(cols)});\n"
+                 f"insert into {relation(name)} ({columns}) {' union all '.join(parts)};\n"
+                 f"alter table {relation(name)} add primary key ({tbl.column_list(key)})")
     return name
+
+
+def _leading(objects):
+    """How many objects lead the list that only insert rows (the chunks of a snapshot, and the like)."""
+    n = 0
+    while n < len(objects) and objects[n]["inserts_only"]:
+        n += 1
+    return n
 
 
 def drop_unused(plpy):
@@ -305,14 +333,15 @@ def _settings(plpy):
         return tuple(float(v) for v in _DEFAULTS.values())
 
 
-# A delta's rows cost twice what a chunk's do (each base row is looked up among them), and a range filter reads
-# all of them: past a twentieth of the rows, reading a copy is faster.
-_DEFAULTS = {"read_copy_ratio": "0.05", "read_copy_min_rows": "10000"}
+# Every row read from the chunks is looked up among the squash's keys, and a key range reads all of the squash:
+# past a chunk's worth of rows, or a fiftieth of the rows, reading a copy is faster.
+_DEFAULTS = {"read_copy_ratio": "0.02", "read_copy_min_rows": "10000"}
 
 
 def _sizes(plpy, ids):
-    """{object id: (rows it inserts, rows it holds)} from the metadata."""
-    return {r["object_id"]: (r["rows_inserted"], r["rows_inserted"] + r["rows_deleted"]) for r in db.run(
+    """{object id: (rows it inserts, about the rows it holds)} from the metadata (a delta holding updates deletes
+    as many old rows as it upserts)."""
+    return {r["object_id"]: (r["rows_inserted"], max(r["rows_inserted"], r["rows_deleted"])) for r in db.run(
         plpy, f"select object_id, rows_inserted, rows_deleted from {META}.objects where object_id = any($1::text[])",
         ids)}
 
@@ -359,9 +388,7 @@ def select(plpy, cols, object_ids, lineage):
                                                                  ids[length:])):
         base, overlay = f"select {tbl.column_list(stored, 'c.')} from {relation(copy)} c", ids[length:]
     else:
-        leading = 0
-        while leading < len(objects) and objects[leading]["inserts_only"]:
-            leading += 1
+        leading = _leading(objects)
         if too_many(sum(sizes[o][0] for o in ids[:leading]), ids[leading:]):
             return f"select {restored('c')} from {relation(_copy(plpy, objects, stored))} c"
         members, rest = {}, []
