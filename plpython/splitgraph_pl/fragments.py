@@ -430,7 +430,7 @@ def _union(object_ids, cols, quals=None, as_caller=False, selected=None):
                               for o in object_ids)
 
 
-def _key_match(cols, target="t", fragment="f"):
+def key_match(cols, target="t", fragment="f"):
     key = tbl.key_columns(cols)
     if key:
         return " and ".join(f"{target}.{ident(c.name)} = {c.restored(fragment + '.' + ident(c.name))}" for c in key)
@@ -453,7 +453,7 @@ def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, onl
     for inserts_only, ids in _runs(objects):
         if not inserts_only:
             source = object_source(ids[0], cols, "f", as_caller)
-            plpy.execute(f"delete from {'only ' if only else ''}{target} t using {source} where {_key_match(cols)}")
+            plpy.execute(f"delete from {'only ' if only else ''}{target} t using {source} where {key_match(cols)}")
             where = f"f.{FLAG_COLUMN}" + (f" and ({quals})" if quals else "")
             plpy.execute(f"{insert} select {restored_list(written, 'f.')} from {source} where {where}")
         else:
