@@ -10,6 +10,7 @@ target. Absolute times are printed for context only.
 import argparse
 import json
 import pathlib
+import random
 import statistics
 import sys
 import tempfile
@@ -69,7 +70,13 @@ class Measure:
     def ratio(self):
         return statistics.median(self.ours) / statistics.median(self.limit)
 
+    absolute = False
+
     def line(self):
+        if self.absolute:
+            took = statistics.median(self.ours)
+            status = "ok" if took <= self.target else "ABOVE TARGET"
+            return f"{self.name:<34} {took * 1000:7.1f} ms (target <= {self.target * 1000:.0f} ms, {status})"
         ratio = self.ratio()
         status = "ok" if ratio <= self.target else "ABOVE TARGET"
         ours, limit = statistics.median(self.ours), statistics.median(self.limit)
@@ -184,12 +191,89 @@ def bench_delta_commit(conn, repeat, changes=10000):
     return [delta, scale]
 
 
+def _lookups(conn, relation, keys):
+    """1000 primary-key lookups, one query each (as a client sends them)."""
+    start = time.perf_counter()
+    with conn.cursor() as cur:
+        for k in keys:
+            cur.execute(f"select * from {relation} where id = %s", (k,))
+            cur.fetchall()
+    return time.perf_counter() - start
+
+
+def _set_read_mode(conn, fragments):
+    """fragments: read the chunks and a squash of the deltas whatever their size (no copy)."""
+    run(conn, "delete from splitgraph_meta.info where key in ('read_copy_ratio', 'read_copy_min_rows')")
+    if fragments:
+        run(conn, "insert into splitgraph_meta.info (key, value) values ('read_copy_ratio', '1e12'), "
+                  "('read_copy_min_rows', '1e12')")
+
+
+def bench_mount(conn, rows, repeat, deltas=20, changes=10000):
+    """mount_image of a snapshot of `rows` rows plus `deltas` delta commits of `changes` updated rows, read in the
+    two ways the engine has (the chunks and a squash of the deltas; a copy, which it chooses for this image), against
+    the same reads of the checkout's table: mount_image itself, 1000 key lookups, a key range of one chunk, a full
+    aggregate."""
+    run(conn, "select splitgraph.init('bench/mount')")
+    run(conn, FILL.format(table='"bench/mount".t', rows=rows))
+    run(conn, 'alter table "bench/mount".t add primary key (id)')
+    run(conn, "select splitgraph.commit('bench/mount')")
+    for _ in range(deltas):
+        run(conn, f"""update "bench/mount".t t set value = t.value + 1 from (
+                          select (random() * ({rows} - 1))::int + 1 as id from generate_series(1, {changes * 2})
+                          group by 1 limit {changes}) c where c.id = t.id""")
+        run(conn, "select splitgraph.commit('bench/mount')")
+    run(conn, "select splitgraph.tag('bench/mount', 'HEAD', 'bench')")
+    run(conn, 'vacuum analyze "bench/mount".t')
+    table = '"bench/mount".t'
+    chunk = run(conn, """select (o.index -> 'range' -> 'id' ->> 0)::int, (o.index -> 'range' -> 'id' ->> 1)::int
+                         from splitgraph_meta.objects o where o.object_id =
+                             (splitgraph.table_info('bench/mount', 'bench', 't') -> 'objects') ->> 50""")[0]
+    results = []
+    for label, fragments in (("chunks + squash", True), ("engine's choice", False)):
+        _set_read_mode(conn, fragments)
+        mounted = []
+        for n, what in enumerate(("first", "again")):
+            settle(conn)
+            elapsed, (schema,) = timed(conn, "select splitgraph.mount_image('bench/mount', 'bench', %s)", f"m{n}")
+            mounted.append(schema)
+            print(f"  {label}: mount_image ({what}) {elapsed * 1000:.1f} ms", flush=True)
+            m = Measure(f"mount_image ({label}, {what})", 0.05, "50 ms")
+            m.ours, m.limit = [elapsed], [1.0]
+            m.absolute = True
+            results.append(m)
+        view = '"m0".t'
+        lookups = Measure(f"1000 key lookups ({label})", 3.0, "the table")
+        span = Measure(f"key range of one chunk ({label})", 3.0, "the table")
+        total = Measure(f"full aggregate ({label})", 2.0, "the table")
+        ranged = f"select count(*), sum(value) from {{}} where id between {chunk[0]} and {chunk[1]}"
+        for i in range(repeat):
+            keys = [random.randint(1, rows) for _ in range(1000)]
+            for relation, side in ((table, "limit"), (view, "ours")):
+                getattr(lookups, side).append(_lookups(conn, relation, keys))
+                getattr(span, side).append(min(timed(conn, ranged.format(relation))[0] for _ in range(5)))
+                getattr(total, side).append(timed(conn, f"select count(*), sum(value) from {relation}")[0])
+            check = "select count(*), sum(id), round(sum(value)::numeric, 3) from {}"
+            assert run(conn, check.format(view)) == run(conn, check.format(table)), \
+                "the mounted image differs from its checkout"
+            print(f"  {label} round {i + 1}/{repeat}: lookups {lookups.ours[-1]:.3f}s / {lookups.limit[-1]:.3f}s, "
+                  f"range {span.ours[-1] * 1000:.1f} ms / {span.limit[-1] * 1000:.1f} ms, "
+                  f"aggregate {total.ours[-1] * 1000:.1f} ms / {total.limit[-1] * 1000:.1f} ms", flush=True)
+        results += [lookups, span, total]
+        for schema in mounted:
+            run(conn, "select splitgraph.unmount(%s)", schema)
+    _set_read_mode(conn, False)
+    run(conn, "select splitgraph.rm('bench/mount', force => true)")
+    run(conn, "select splitgraph.cleanup()")
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark cluster's folder")
-    parser.add_argument("--only", choices=["snapshot", "tracking", "delta"], action="append",
+    parser.add_argument("--only", choices=["snapshot", "tracking", "delta", "mount"], action="append",
                         help="run only these parts (default: all)")
     args = parser.parse_args()
 
@@ -203,7 +287,7 @@ def main():
         with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
             run(conn, "set client_min_messages = warning")
             print(f"benchmark: {args.rows} rows, {args.repeat} rounds, cluster in {base}", flush=True)
-            parts = args.only or ["snapshot", "tracking", "delta"]
+            parts = args.only or ["snapshot", "tracking", "delta", "mount"]
             results = []
             if "snapshot" in parts:
                 results += bench_commit_checkout(conn, args.rows, args.repeat)
@@ -211,6 +295,8 @@ def main():
                 results += bench_tracked_writes(conn, args.repeat)
             if "delta" in parts:
                 results += bench_delta_commit(conn, args.repeat)
+            if "mount" in parts:
+                results += bench_mount(conn, args.rows, args.repeat)
         print()
         for m in results:
             print(m.line())
