@@ -191,14 +191,18 @@ def bench_delta_commit(conn, repeat, changes=10000):
     return [delta, scale]
 
 
-def _lookups(conn, relation, keys):
-    """1000 primary-key lookups, one query each (as a client sends them)."""
+def _lookups(conn, relation, keys, prepared):
+    """1000 primary-key lookups, one query each: planned each time (ad hoc), or a prepared statement (psycopg
+    prepares a statement run five times, as drivers do)."""
+    conn.prepare_threshold = 5 if prepared else None
     start = time.perf_counter()
     with conn.cursor() as cur:
         for k in keys:
             cur.execute(f"select * from {relation} where id = %s", (k,))
             cur.fetchall()
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    conn.prepare_threshold = None
+    return elapsed
 
 
 def _set_read_mode(conn, fragments):
@@ -244,22 +248,25 @@ def bench_mount(conn, rows, repeat, deltas=20, changes=10000):
             results.append(m)
         view = '"m0".t'
         lookups = Measure(f"1000 key lookups ({label})", 3.0, "the table")
+        prepared = Measure(f"1000 prepared key lookups ({label})", 3.0, "the table")
         span = Measure(f"key range of one chunk ({label})", 3.0, "the table")
         total = Measure(f"full aggregate ({label})", 2.0, "the table")
         ranged = f"select count(*), sum(value) from {{}} where id between {chunk[0]} and {chunk[1]}"
         for i in range(repeat):
             keys = [random.randint(1, rows) for _ in range(1000)]
             for relation, side in ((table, "limit"), (view, "ours")):
-                getattr(lookups, side).append(_lookups(conn, relation, keys))
+                getattr(lookups, side).append(_lookups(conn, relation, keys, False))
+                getattr(prepared, side).append(_lookups(conn, relation, keys, True))
                 getattr(span, side).append(min(timed(conn, ranged.format(relation))[0] for _ in range(5)))
                 getattr(total, side).append(timed(conn, f"select count(*), sum(value) from {relation}")[0])
             check = "select count(*), sum(id), round(sum(value)::numeric, 3) from {}"
             assert run(conn, check.format(view)) == run(conn, check.format(table)), \
                 "the mounted image differs from its checkout"
             print(f"  {label} round {i + 1}/{repeat}: lookups {lookups.ours[-1]:.3f}s / {lookups.limit[-1]:.3f}s, "
+                  f"prepared {prepared.ours[-1]:.3f}s / {prepared.limit[-1]:.3f}s, "
                   f"range {span.ours[-1] * 1000:.1f} ms / {span.limit[-1] * 1000:.1f} ms, "
                   f"aggregate {total.ours[-1] * 1000:.1f} ms / {total.limit[-1] * 1000:.1f} ms", flush=True)
-        results += [lookups, span, total]
+        results += [lookups, prepared, span, total]
         for schema in mounted:
             run(conn, "select splitgraph.unmount(%s)", schema)
     _set_read_mode(conn, False)

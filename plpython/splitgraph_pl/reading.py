@@ -279,8 +279,8 @@ def _copy(plpy, objects, cols):
         match = " and ".join(f"s.{ident(c.name)} = b.{ident(c.name)}" for c in key)
         parts = [f"{p} where not exists (select from {squash} s where {match})" for p in parts]
         parts.append(f"select {tbl.column_list(cols, 's.')} from {squash} s where s.{FLAG_COLUMN}")
-    plpy.execute(f"create table {relation(name)} ({tbl.storage_definitions(cols)});\n"
-                 f"insert into {relation(name)} ({columns}) {' union all '.join(parts)};\n"
+    # CREATE TABLE AS reads in parallel (INSERT ... SELECT would not): the columns keep the objects' types
+    plpy.execute(f"create table {relation(name)} as {' union all '.join(parts)};\n"
                  f"alter table {relation(name)} add primary key ({tbl.column_list(key)})")
     return name
 
