@@ -2,9 +2,11 @@
 read, mount and unmount, what cleanup does with what mounts read, verify and blame."""
 import re
 
+import psycopg
 import pytest
 
 from conftest import fails, objects_of, sql, value
+from support.integrity import in_background, wait_blocked_or_done
 
 
 def explain(conn, query):
@@ -212,3 +214,53 @@ def test_blame_names_the_image_that_last_changed_each_row(conn):
     keyless = sorted(sql(conn, "select pk ->> 'a', pk ->> 'b', image_hash from splitgraph.blame(%s, 'k')", repo))
     assert keyless == [("1", "x", c1), ("1", "x", c1), ("3", "z", c2)]
     fails(conn, "select * from splitgraph.blame(%s, 'nope')", repo, sqlstate="42P01")
+
+
+@pytest.mark.parametrize("first_commits", [True, False])
+def test_two_sessions_mounting_one_image_at_once(conn, cluster, dbname, first_commits):
+    """The second waits for the first (row locks on the objects' metadata, the layers' table, the squash's
+    registration), then reuses what it built, or builds it itself when the first rolled back."""
+    repo = f"mnt/both{int(first_commits)}"
+    sql(conn, "select splitgraph.init(%s)", repo)
+    sql(conn, f'create table "{repo}".t (id int primary key, v text)')
+    sql(conn, f"""insert into "{repo}".t select i, 'x{int(first_commits)}' || i from generate_series(1, 60) i""")
+    sql(conn, "select splitgraph.commit(%s, chunk_size => 10)", repo)
+    sql(conn, f'update "{repo}".t set v = \'y\' where id % 7 = 0')
+    image = value(conn, "select splitgraph.commit(%s)", repo)
+    with psycopg.connect(cluster.dsn(dbname)) as first, psycopg.connect(cluster.dsn(dbname),
+                                                                        autocommit=True) as second:
+        sql(first, "select splitgraph.mount_image(%s, %s, %s)", repo, image, f"first{int(first_commits)}")
+        blocked = in_background(second, "select splitgraph.mount_image(%s, %s, %s)", repo, image,
+                                f"second{int(first_commits)}")
+        assert wait_blocked_or_done(conn, second.info.backend_pid, blocked)
+        first.commit() if first_commits else first.rollback()
+        blocked.result(timeout=30)
+    want = sql(conn, f'select * from "{repo}".t order by id')
+    assert sql(conn, f"select * from second{int(first_commits)}.t order by id") == want
+    if first_commits:
+        assert sql(conn, "select * from first1.t order by id") == want
+        sql(conn, "select splitgraph.unmount('first1')")
+    sql(conn, "select splitgraph.unmount(%s)", f"second{int(first_commits)}")
+
+
+def test_column_names_of_every_kind(conn):
+    """Columns named like what the read structures, blame and verify use for themselves, quotes and spaces."""
+    repo = "mnt/names"
+    sql(conn, "select splitgraph.init(%s)", repo)
+    sql(conn, '''create table "mnt/names"."odd ""t""" ("h" text, "k0" int, "sg_position" int, "image_hash" text,
+                                                      "upsert" bool, "c 0" text, primary key ("h", "k0"))''')
+    sql(conn, '''insert into "mnt/names"."odd ""t""" select 'é' || (i % 3), i, i, 'x', true, 'y'
+                 from generate_series(1, 25) i''')
+    first = value(conn, "select splitgraph.commit(%s, chunk_size => 4)", repo)
+    sql(conn, '''update "mnt/names"."odd ""t""" set "sg_position" = -1 where "k0" in (3, 9)''')
+    sql(conn, '''delete from "mnt/names"."odd ""t""" where "k0" = 4''')
+    second = value(conn, "select splitgraph.commit(%s)", repo)
+    sql(conn, "select splitgraph.mount_image(%s, %s, 'names')", repo, second)
+    want = sql(conn, '''select * from "mnt/names"."odd ""t""" order by "k0"''')
+    assert sql(conn, '''select * from names."odd ""t""" order by "k0"''') == want
+    assert sql(conn, '''select "k0" from names."odd ""t""" where "h" = 'é0' and "k0" = 9''') == [(9,)]
+    blamed = dict(sql(conn, """select (pk ->> 'k0')::int, image_hash from splitgraph.blame(%s, 'odd "t"')""", repo))
+    assert {k for k, v in blamed.items() if v == second} == {3, 9} and len(blamed) == 24 and \
+        set(blamed.values()) == {first, second}
+    assert value(conn, "select bool_and(ok) from splitgraph.verify(%s)", repo) is True
+    sql(conn, "select splitgraph.unmount('names')")

@@ -52,22 +52,24 @@ class _Keyed:
         self.cols, self.ids = cols, ids
 
     def _append(self, image_hash, cols, key, new):
-        """Objects appended to the last version: the keys they hold get their newest row (or go)."""
-        keys = tbl.column_list(key)
-        numbered = " union all ".join(f"select {n} as sg_position, f.* from {fragments.object_table(o)} f"
-                                      for n, o in enumerate(new))
+        """Objects appended to the last version: the keys they hold get their newest row (or go). The state's
+        columns are k0.. (the key), h (the row's hash) and image_hash: no name of the table's can clash."""
+        ks = [f"k{i}" for i in range(len(key))]
+        numbered = " union all ".join(
+            f"select {tbl.column_list(key, 'f.')}, f.{FLAG_COLUMN}, {_digest(cols, 'f')}, {n} "
+            f"from {fragments.object_table(o)} f" for n, o in enumerate(new))
         latest = ident(db.temp_name("sg_latest"))
-        match = " and ".join(f"s.{ident(c.name)} = n.{ident(c.name)}" for c in key)
+        match = " and ".join(f"s.{k} = n.{k}" for k in ks)
         self.plpy.execute(f"""
             create temp table {latest} as
-            select distinct on ({keys}) {tbl.column_list(key, 'u.')}, u.{FLAG_COLUMN} as upsert,
-                   {_digest(cols, 'u')} as h
-            from ({numbered}) u order by {keys}, u.sg_position desc;
+            select distinct on ({', '.join(ks)}) {', '.join(ks)}, u.upsert, u.h
+            from ({numbered}) u ({', '.join(ks)}, upsert, h, position)
+            order by {', '.join(ks)}, u.position desc;
             delete from {self.state} s using {latest} n where {match} and not n.upsert;
             update {self.state} s set h = n.h, image_hash = {literal(image_hash)}
             from {latest} n where {match} and n.upsert and s.h <> n.h;
-            insert into {self.state} ({keys}, h, image_hash)
-            select {tbl.column_list(key, 'n.')}, n.h, {literal(image_hash)} from {latest} n
+            insert into {self.state} ({', '.join(ks)}, h, image_hash)
+            select {', '.join(f'n.{k}' for k in ks)}, n.h, {literal(image_hash)} from {latest} n
             where n.upsert and not exists (select from {self.state} s where {match});
             drop table {latest}""")
 
@@ -78,25 +80,24 @@ class _Keyed:
         fragments.materialize(self.plpy, "pg_temp", raw, cols, ids)
         made = ident(raw)
         state = "pg_temp." + ident(db.temp_name("sg_blame"))
-        keys = tbl.column_list(key)
-        keep = "null::text"
-        old = ""
+        ks = [f"k{i}" for i in range(len(key))]
+        keep, old = "null::text", ""
         if self.state is not None and self.cols is not None and _same_key(cols, self.cols):
-            match = " and ".join(f"s.{ident(c.name)} = m.{ident(c.name)}" for c in key)
+            match = " and ".join(f"s.k{i} = m.{ident(c.name)}" for i, c in enumerate(key))
             old = f" left join {self.state} s on {match}"
             keep = f"case when s.h = {_digest(cols, 'm')} then s.image_hash end"
         self.plpy.execute(f"""
             create temp table {state.split('.', 1)[1]} as
-            select {tbl.column_list(key, 'm.')}, {_digest(cols, 'm')} as h,
+            select {', '.join(f'm.{ident(c.name)} as k{i}' for i, c in enumerate(key))}, {_digest(cols, 'm')} as h,
                    coalesce({keep}, {literal(image_hash)}) as image_hash
             from pg_temp.{made} m{old};
-            alter table {state} add primary key ({keys});
+            alter table {state} add primary key ({', '.join(ks)});
             drop table pg_temp.{made}""" + (f";\ndrop table {self.state}" if self.state else ""))
         self.state = state
 
     def result(self, name):
         key = tbl.key_columns(self.cols)
-        pairs = ", ".join(f"{literal(c.name)}, s.{ident(c.name)}" for c in key)
+        pairs = ", ".join(f"{literal(c.name)}, s.k{i}" for i, c in enumerate(key))
         self.plpy.execute(f"""create temp table {ident(name)} as
                               select pg_catalog.jsonb_build_object({pairs}) as pk, s.image_hash from {self.state} s;
                               drop table {self.state}""")

@@ -245,12 +245,19 @@ def _squash(plpy, object_ids, cols, key):
     name = _content_name("s", [c.storage_definition() for c in cols], [c.name for c in key], object_ids)
     if _claim(plpy, name, object_ids, "squash"):
         columns = tbl.select_list(tbl.column_list(cols), FLAG_COLUMN)
-        numbered = " union all ".join(f"select {n} as sg_position, {columns} from {object_table(o)}"
+        numbered = " union all ".join(f"select {columns}, {n} from {object_table(o)}"
                                       for n, o in enumerate(object_ids))
+        # the subquery's columns are renamed by position (c0.., then the flag and the position): no name of the
+        # table's can clash with them
+        renamed = ", ".join(f"c{i}" for i in range(len(cols)))
+        named = tbl.select_list(", ".join(f"u.c{i} as {ident(c.name)}" for i, c in enumerate(cols)),
+                                f"u.sg_flag as {FLAG_COLUMN}")
+        by_key = ", ".join(f"u.c{cols.index(c)}" for c in key)
         plpy.execute(f"""
             create table {relation(name)} as
-            select distinct on ({tbl.column_list(key)}) {columns} from ({numbered}) u
-            order by {tbl.column_list(key)}, u.sg_position desc;
+            select distinct on ({by_key}) {named}
+            from ({numbered}) u ({tbl.select_list(renamed, 'sg_flag, sg_position')})
+            order by {by_key}, u.sg_position desc;
             create index on {relation(name)} ({tbl.column_list(key)});
             analyze {relation(name)}""")
     return name
