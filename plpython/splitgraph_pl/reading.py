@@ -9,11 +9,13 @@ an object's rows or id (objects never change, so neither does what is derived fr
 - the leading objects of a table version that only insert rows (the chunks of a snapshot) are attached as
   partitions of a *layer*: a table partitioned by ranges of the key, shared by every object with the same
   columns. A filter on the key finds its chunk by partition pruning before the planner opens any other chunk, so
-  planning a lookup does not grow with the number of chunks. A view selects its own chunks of a layer by key span
-  (pruning) and table oid (exactness: other images' chunks may lie in the same layer);
+  planning a lookup does not grow with the number of chunks. A view selects its own chunks of a layer by table
+  oid (other images' chunks may lie in the same layer);
 - the objects after them (deltas) are *squashed* into one table holding the newest row of each key they touch
   (deletions included), shared by every table version with the same deltas: the view reads the chunks' rows whose
-  key the squash does not hold, and the squash's upserts. The squash is a copy of the deltas only.
+  key the squash does not hold, and the squash's upserts. The squash is a copy of the deltas only;
+- when the deltas outweigh the chunks (select), the table version is read from a *copy* built once from its
+  objects, and later versions that add a few deltas read that copy and a squash of those.
 A table without a primary key reads its objects directly when every object only inserts rows; otherwise a copy of
 the table version, built once from its objects exactly as a checkout builds it.
 
@@ -101,7 +103,10 @@ def prepare(plpy, object_ids, cols):
     for object_id in todo:
         table = object_table(object_id)
         if key:
-            plpy.execute(f"create index {ident(key_index(object_id))} on {table} ({tbl.column_list(key)})")
+            # statistics of the key (cheap, unlike those of every column) tell the planner how many rows a key
+            # range holds: without them it takes a chunk's range for a few rows and probes the deltas row by row
+            plpy.execute(f"create index {ident(key_index(object_id))} on {table} ({tbl.column_list(key)});\n"
+                         f"analyze {table} ({tbl.column_list(key)})")
         given = indexed.get(object_id, {})
         checks = [f"{ident(name)}{_C if ranged[name].collatable else ''} between {low} and {high}"
                   for name, (low, high) in sorted(given.items())]
@@ -112,7 +117,14 @@ def prepare(plpy, object_ids, cols):
         except plpy.SPIError as error:
             if getattr(error, "sqlstate", None) != "23514":  # check_violation: the range index is wrong
                 raise
-        _add_ranges(plpy, table, not_null + _row_ranges(plpy, table, list(ranged.values())))
+        try:
+            with plpy.subtransaction():
+                _add_ranges(plpy, table, not_null + _row_ranges(plpy, table, list(ranged.values())))
+        except plpy.SPIError as error:
+            if getattr(error, "sqlstate", None) != "23514":
+                raise
+            errors.fail(plpy, errors.DATA_CORRUPTED, f"object {object_id} has a row without a key",
+                        hint="its table was changed by hand: splitgraph.verify() lists what is wrong")
 
 
 def _add_ranges(plpy, table, checks):
@@ -259,7 +271,7 @@ def _squash(plpy, object_ids, cols, key):
             from ({numbered}) u ({tbl.select_list(renamed, 'sg_flag, sg_position')})
             order by {by_key}, u.sg_position desc;
             create index on {relation(name)} ({tbl.column_list(key)});
-            analyze {relation(name)}""")
+            analyze {relation(name)} ({tbl.select_list(tbl.column_list(key), FLAG_COLUMN)})""")
     return name
 
 
