@@ -264,3 +264,32 @@ def test_column_names_of_every_kind(conn):
         set(blamed.values()) == {first, second}
     assert value(conn, "select bool_and(ok) from splitgraph.verify(%s)", repo) is True
     sql(conn, "select splitgraph.unmount('names')")
+
+
+def test_cleanup_keeps_the_chunks_a_view_reads_and_only_those(conn):
+    """Two snapshots sharing their first chunk: the first mount reads its layer whole (and seals it), the second
+    reads that chunk of it by table oid and its other chunks from a layer of their own. Once both images are
+    deleted and the first is unmounted, cleanup drops the first's other chunks and keeps what the second reads."""
+    repo = "mnt/layers"
+    sql(conn, "select splitgraph.init(%s)", repo)
+    sql(conn, 'create table "mnt/layers".t (id int primary key, v text)')
+    sql(conn, """insert into "mnt/layers".t select i, 'a' from generate_series(1, 30) i""")
+    first = value(conn, "select splitgraph.commit(%s, chunk_size => 10)", repo)
+    sql(conn, """update "mnt/layers".t set v = 'b' where id > 10""")
+    second = value(conn, "select splitgraph.commit(%s, snapshot => true, chunk_size => 10)", repo)
+    a, b = objects_of(conn, repo, first, "t"), objects_of(conn, repo, second, "t")
+    assert a[0] == b[0] and not set(a[1:]) & set(b[1:])
+    sql(conn, "select splitgraph.mount_image(%s, %s, 'first')", repo, first)
+    sql(conn, "select splitgraph.mount_image(%s, %s, 'second')", repo, second)
+    assert "tableoid" in value(conn, "select pg_get_viewdef('second.t')")
+    assert "tableoid" not in value(conn, "select pg_get_viewdef('first.t')")
+    sql(conn, "select splitgraph.rm(%s, force => true)", repo)
+    sql(conn, "select splitgraph.unmount('first')")
+    sql(conn, "select splitgraph.cleanup()")
+    stored = lambda o: value(conn, "select to_regclass(%s) is not null", f'splitgraph_meta."{o}"')  # noqa: E731
+    assert [stored(o) for o in a] == [True, False, False]
+    assert all(stored(o) for o in b)
+    assert sql(conn, "select v, count(*) from second.t group by v order by v") == [("a", 10), ("b", 20)]
+    sql(conn, "select splitgraph.unmount('second')")
+    sql(conn, "select splitgraph.cleanup()")
+    assert not any(stored(o) for o in a + b)

@@ -76,10 +76,11 @@ def cleanup(plpy):
     for object_id in unused:
         try:
             with plpy.subtransaction(), db.settings(plpy, {"lock_timeout": CLEANUP_LOCK_TIMEOUT}):
-                if _drop_unused(plpy, object_id):
+                kept = _drop_unused(plpy, object_id)
+                if kept is None:
                     deleted += 1
                 else:
-                    skipped.append(f"{object_id} (in use by a concurrent transaction)")
+                    skipped.append(f"{object_id} ({kept})")
         except plpy.SPIError as error:
             skipped.append(f"{object_id} ({str(error).splitlines()[0]})")
     structures = reading.drop_unused(plpy)
@@ -98,18 +99,21 @@ CLEANUP_LOCK_TIMEOUT = "200ms"
 
 
 def _drop_unused(plpy, object_id):
-    """Drop one object that looked unused, unless a writer holds its row (it is about to reference it) or a
-    table version references it by now."""
+    """Drop one object that looked unused, unless a writer holds its row (it is about to reference it), a table
+    version references it by now, or a view reads it (a mounted image or a layered checkout, through the layer it
+    is a partition of); returns None, or why it was kept."""
     registered = db.scalar(plpy, f"select exists (select from {META}.objects where object_id = $1)", object_id)
     if registered and not db.column(plpy, f"""select object_id from {META}.objects where object_id = $1
                                               for update skip locked""", object_id):
-        return False
+        return "in use by a concurrent transaction"
     if db.scalar(plpy, f"select exists (select from {META}.tables t where t.object_ids @> array[$1::text])",
                  object_id):
-        return False
+        return "in use by a concurrent transaction"
+    if reading.read_by_a_view(plpy, object_id):
+        return "read by a mounted image or a layered checkout"
     plpy.execute(f"drop table if exists {object_table(object_id)}")
     db.run(plpy, f"delete from {META}.objects where object_id = $1", object_id)
-    return True
+    return None
 
 
 def _registered(plpy, object_id):

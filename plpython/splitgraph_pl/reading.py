@@ -195,13 +195,16 @@ def _new_layer(plpy, family, number, template, key):
 
 def _layered(plpy, candidates, key, layouts, lineage):
     """Attach the candidates (objects that only insert rows, leading a table version) to layers where they fit:
-    new attachments go to the layers of their lineage (the repository's table) and column layout. Returns
-    ({layer: [member object ids]}, [candidates that are not in a layer, in order])."""
+    new attachments go to the open layers of their lineage (the repository's table) and column layout. Returns
+    ({layer: [member object ids]}, [candidates that are not in a layer, in order]). The caller holds the lock
+    on read_layers until its transaction ends (see _layer_select)."""
     layout = layouts[candidates[0]]
     family = hashlib.sha256(json.dumps([layout, [c.name for c in key], lineage]).encode("utf-8")).hexdigest()
     # one session at a time decides where chunks go (a lock on the extension's own table)
     plpy.execute(f"lock table {META}.read_layers in share row exclusive mode")
-    layers = db.column(plpy, f"select layer from {META}.read_layers where family = $1 order by layer_no", family)
+    count = db.scalar(plpy, f"select count(*) from {META}.read_layers where family = $1", family)
+    layers = db.column(plpy, f"""select layer from {META}.read_layers where family = $1 and not sealed
+                                 order by layer_no""", family)
     parents = {r["id"]: r["layer"] for r in db.run(plpy, f"""
         select u.id, l.layer
         from pg_catalog.unnest($1::text[]) as u (id)
@@ -218,20 +221,47 @@ def _layered(plpy, candidates, key, layouts, lineage):
         else:
             bounds = _bounds(plpy, object_id, key)
             home = next((layer for layer in layers if _attach(plpy, layer, object_id, bounds)), None)
-            if home is None and len(layers) < MAX_LAYERS:
-                layers.append(_new_layer(plpy, family, len(layers) + 1, object_id, key))
+            if home is None and count < MAX_LAYERS:
+                count += 1
+                layers.append(_new_layer(plpy, family, count, object_id, key))
                 home = layers[-1] if _attach(plpy, layers[-1], object_id, bounds) else None
         (members.setdefault(home, []) if home is not None else rest).append(object_id)
     return members, rest
 
 
-def _layer_select(layer, object_ids, cols):
-    """The rows of a layer's partitions that are these objects, found by table oid (regclass constants: the view
-    depends on each object, so that cleanup() cannot drop one while the view exists). A filter on the key prunes
-    partitions before the oids are looked at."""
+def _layer_select(plpy, layer, object_ids, cols):
+    """The rows of a layer's partitions that are these objects. When they are all its partitions, the layer is read
+    whole and sealed: no object joins it any more. Otherwise its other partitions (other images' chunks) are left
+    out by table oid (regclass constants, which the view depends on); reading a sealed layer whole, the view depends
+    on the layer, and cleanup() keeps the partitions of a layer a view reads."""
+    columns = tbl.column_list(cols, "b.")
+    others = db.scalar(plpy, """select count(*) from pg_catalog.pg_inherits i
+                                 where i.inhparent = $1::pg_catalog.regclass
+                                   and i.inhrelid <> all($2::text[]::pg_catalog.regclass[])""",
+                       relation(layer), [object_table(o) for o in object_ids])
+    if not others:
+        db.run(plpy, f"update {META}.read_layers set sealed = true where layer = $1 and not sealed", layer)
+        return f"select {columns} from {relation(layer)} b"
     oids = ", ".join(f"{literal(object_table(o))}::pg_catalog.regclass" for o in object_ids)
-    return (f"select {tbl.column_list(cols, 'b.')} from {relation(layer)} b "
-            f"where b.tableoid = any (array[{oids}]::pg_catalog.oid[])")
+    return f"select {columns} from {relation(layer)} b where b.tableoid = any (array[{oids}]::pg_catalog.oid[])"
+
+
+def read_by_a_view(plpy, object_id):
+    """Whether a view reads the whole layer the object is a partition of (its rule depends on the layer and on
+    none of the layer's partitions)."""
+    return db.scalar(plpy, f"""
+        with part as (
+            select i.inhparent as layer from pg_catalog.pg_inherits i
+            where i.inhrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', '{META}', $1::text))
+        )
+        select exists (
+            select from part p
+            join pg_catalog.pg_depend d on d.refobjid = p.layer
+                                       and d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                       and d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+            where not exists (select from pg_catalog.pg_depend o
+                              join pg_catalog.pg_inherits i on i.inhrelid = o.refobjid and i.inhparent = p.layer
+                              where o.classid = d.classid and o.objid = d.objid))""", object_id)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -381,10 +411,13 @@ def select(plpy, cols, object_ids, lineage):
 
     A table with a primary key is read as a base (a copy of a prefix of its objects, or its leading chunks in
     layers) less the keys of a squash of the objects after it, plus the squash's upserts. When those objects
-    would be too many rows for that (_settings), the whole version is read from a copy instead."""
+    would be too many rows for that (_settings), the whole version is read from a copy instead.
+
+    Returns (the SELECT, whether it is a UNION ALL of chunks and a squash: PostgreSQL could otherwise make a view
+    of it updatable by itself)."""
     if not object_ids:
         nulls = ", ".join(f"null::{c.sql_type} as {ident(c.name)}" for c in cols)
-        return f"select {nulls} where false"
+        return f"select {nulls} where false", False
     stored = tbl.as_stored(cols)
     objects = fragments.object_rows(plpy, object_ids)
     ids = [o["object_id"] for o in objects]
@@ -393,8 +426,8 @@ def select(plpy, cols, object_ids, lineage):
     if not key:
         if all(o["inserts_only"] for o in objects):
             prepare(plpy, ids, stored)
-            return " union all ".join(f"select {restored('f')} from {object_table(o)} f" for o in ids)
-        return f"select {restored('c')} from {relation(_copy(plpy, objects, stored))} c"
+            return " union all ".join(f"select {restored('f')} from {object_table(o)} f" for o in ids), len(ids) > 1
+        return f"select {restored('c')} from {relation(_copy(plpy, objects, stored))} c", False
     ratio, minimum = _settings(plpy)
     sizes = _sizes(plpy, ids)
 
@@ -409,32 +442,34 @@ def select(plpy, cols, object_ids, lineage):
     else:
         leading = _leading(objects)
         if too_many(sum(sizes[o][0] for o in ids[:leading]), ids[leading:]):
-            return f"select {restored('c')} from {relation(_copy(plpy, objects, stored))} c"
+            return f"select {restored('c')} from {relation(_copy(plpy, objects, stored))} c", False
         members, rest = {}, []
         if leading:
             prepare(plpy, ids[:leading], stored)
             members, rest = _layered(plpy, ids[:leading], key, _layouts(plpy, ids[:leading]), lineage)
         overlay = rest + ids[leading:]
-        base = " union all ".join(_layer_select(layer, members[layer], stored) for layer in sorted(members))
+        base = " union all ".join(_layer_select(plpy, layer, members[layer], stored) for layer in sorted(members))
     if not overlay:
-        return f"select {restored('b')} from ({base}) b"
+        return f"select {restored('b')} from ({base}) b", False
     squash = relation(_squash(plpy, overlay, stored, key))
     newest = f"select {restored('s')} from {squash} s where s.{FLAG_COLUMN}"
     if not base:
-        return newest
+        return newest, False
     match = " and ".join(f"s.{ident(c.name)} = b.{ident(c.name)}" for c in key)
     return (f"select {restored('b')} from ({base}) b where not exists (select from {squash} s where {match}) "
-            f"union all {newest}")
+            f"union all {newest}"), True
 
 
 def make_view(plpy, schema, table, cols, object_ids, lineage):
     """A read-only view schema.table of a table version (columns cols, of their sql_type) over its objects. Every
-    write through it fails (55000), whoever writes: the WITH keeps PostgreSQL from making it updatable by itself
-    (the planner inlines it all the same), and the trigger refuses every write with a message that says what to
-    do."""
+    write through it fails (55000), whoever writes: PostgreSQL cannot update it by itself (a UNION ALL; a view of
+    one relation is wrapped in a WITH, which the planner inlines all the same, but which costs it a little more),
+    and the trigger refuses every write with a message that says what to do."""
     target = f"{ident(schema)}.{ident(table)}"
-    body = select(plpy, cols, object_ids, lineage)
-    plpy.execute(f"create view {target} as with sg_rows as ({body}) select * from sg_rows;\n"
+    body, union = select(plpy, cols, object_ids, lineage)
+    if not union:
+        body = f"with sg_rows as ({body}) select * from sg_rows"
+    plpy.execute(f"create view {target} as {body};\n"
                  f"create trigger sg_read_only instead of insert or update or delete on {target} "
                  "for each row execute function splitgraph_internal.refuse_layered_write()")
     fragments.comment_columns(plpy, target, cols)

@@ -4,6 +4,7 @@ create table splitgraph_meta.read_layers (
     family text not null,
     layer_no integer not null,
     layer text not null unique,
+    sealed boolean not null default false,
     primary key (family, layer_no),
     constraint layer_no_positive check (layer_no > 0)
 );
@@ -12,6 +13,8 @@ comment on table splitgraph_meta.read_layers is
 comment on column splitgraph_meta.read_layers.family is 'Hash of the column layout and key of its partitions';
 comment on column splitgraph_meta.read_layers.layer_no is 'Order in which a chunk tries the layers of its family';
 comment on column splitgraph_meta.read_layers.layer is 'The partitioned table in splitgraph_meta';
+comment on column splitgraph_meta.read_layers.sealed is
+'True once a view reads all its partitions (without a filter): no object joins it any more';
 
 create table splitgraph_meta.read_structures (
     name text primary key,
