@@ -293,3 +293,14 @@ def test_cleanup_keeps_the_chunks_a_view_reads_and_only_those(conn):
     sql(conn, "select splitgraph.unmount('second')")
     sql(conn, "select splitgraph.cleanup()")
     assert not any(stored(o) for o in a + b)
+
+
+def test_joins_order_and_limit_read_as_the_checkout(conn, chunked):
+    sql(conn, "select splitgraph.checkout(%s, 'v2')", chunked)
+    sql(conn, "select splitgraph.mount_image(%s, 'v2', 'sel')", chunked)
+    for query in ("select t.id, t.v, k.b from {s}.t join {s}.k on k.a = t.id % 3 order by t.id desc, k.b limit 7",
+                  "select v, count(*), max(n) from {s}.t group by v having count(*) > 0 order by 2 desc, 1 limit 5",
+                  "select id from {s}.t where v like 'v9%' or id in (5, 95) order by n offset 2 limit 4",
+                  "select count(*) from {s}.t a join {s}.t b on a.n = b.id"):
+        assert sql(conn, query.format(s="sel")) == sql(conn, query.format(s='"mnt/chunks"')), query
+    sql(conn, "select splitgraph.unmount('sel')")
