@@ -4,9 +4,11 @@ non-zero exit), subcommands whose function the engine lacks, and engines found t
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from conftest import sql, value
@@ -201,3 +203,37 @@ def test_build_runs_a_splitfile_and_a_failing_command_exits_non_zero(env, tmp_pa
     strict = sgr(env, "build", str(bad), "-o", "cli/strict", "--no-keep-layers", ok=False)
     assert strict.returncode == 1 and "missing_column" in strict.stderr
     assert "cli/strict" not in sgr(env, "repositories").stdout
+
+
+def test_sgconfig_remotes_are_registered_and_transfers_show_progress(env, cluster, registry_cluster, registry_db,
+                                                                     tmp_path):
+    """A [remote: NAME] section of .sgconfig is registered on the engine the first time a subcommand names it; a
+    push and a clone of 100 objects show the engine's per-batch progress ("(done/total)")."""
+    (tmp_path / ".sgconfig").write_text(f"[remote: hub]\nSG_ENGINE_HOST = 127.0.0.1\n"
+                                        f"SG_ENGINE_PORT = {registry_cluster.port}\nSG_ENGINE_USER = postgres\n"
+                                        f"SG_ENGINE_DB_NAME = {registry_db}\n")
+    sgr(env, "init", "cli/many")
+    sgr(env, "sql", 'create table "cli/many".t (id int primary key, v text)')
+    sgr(env, "sql", "insert into \"cli/many\".t select i, 'v' || i from generate_series(1, 1000) i")
+    sgr(env, "sql", "select splitgraph.commit('cli/many', chunk_size => 10)")
+    pushed = sgr(env, "push", "cli/many", "hub", cwd=tmp_path)
+    assert f"registered remote hub from {tmp_path / '.sgconfig'}" in pushed.stderr
+    steps = [(int(d), int(t)) for d, t in re.findall(r"pushed steps \((\d+)/(\d+)\)", pushed.stderr)]
+    # the repository, 100 objects, two images (init's empty one and the commit), a table version, branch main
+    assert steps and steps[-1] == (105, 105) and (64, 105) in steps, pushed.stderr
+    with psycopg.connect(registry_cluster.dsn(registry_db), autocommit=True) as reg:
+        assert value(reg, "select count(*) from splitgraph_meta.objects o join pg_class c on c.relname = o.object_id "
+                          "and c.relnamespace = 'splitgraph_meta'::regnamespace") == 100
+    again = sgr(env, "push", "cli/many", cwd=tmp_path)
+    assert "registered remote" not in again.stderr and "is up to date" in again.stderr
+
+    other = f"{registry_db}_other"
+    cluster.create_database(other)
+    elsewhere = dict(env, SG_ENGINE_DB_NAME=other)
+    cloned = sgr(elsewhere, "clone", "hub", "cli/many", "--download-all", cwd=tmp_path)
+    assert "registered remote hub" in cloned.stderr
+    loads = [(int(d), int(t)) for d, t in re.findall(r"downloaded objects \((\d+)/(\d+)\)", cloned.stderr)]
+    assert loads and loads[-1] == (100, 100) and (64, 100) in loads, cloned.stderr
+    sgr(elsewhere, "checkout", "cli/many", "main", cwd=tmp_path)
+    out = sgr(elsewhere, "--json", "sql", 'select count(*) as n, sum(id) as s from "cli/many".t')
+    assert json.loads(out.stdout) == [{"n": 1000, "s": 500500}]
