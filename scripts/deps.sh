@@ -28,7 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
-# The client-side tools (pytest, psycopg, linters) live in a virtual environment of the project.
+# The client-side tools (pytest, psycopg2, linters) live in a virtual environment of the project.
 venv="$here/.venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || /usr/bin/python3 -m venv "$venv"

@@ -8,6 +8,7 @@ target. Absolute times are printed for context only.
     bench.py [--rows 1000000] [--repeat 5] [--keep]
 """
 import argparse
+import io
 import json
 import os
 import pathlib
@@ -18,9 +19,8 @@ import sys
 import tempfile
 import time
 
-import psycopg
-
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from support import driver  # noqa: E402
 from support.cluster import PG_BIN, Cluster  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -235,8 +235,8 @@ def bench_remote(conn, cluster, registry, rows, repeat, changes=10000):
     breakdown = {"dump objects (sender)": [], "load objects (receiver)": []}
     registry.create_database("hub")
     cluster.create_database("consumer")
-    hub = psycopg.connect(registry.dsn("hub"), autocommit=True)
-    consumer = psycopg.connect(cluster.dsn("consumer"), autocommit=True)
+    hub = driver.connect(registry.dsn("hub"), autocommit=True)
+    consumer = driver.connect(cluster.dsn("consumer"), autocommit=True)
     for c in (hub, consumer):
         run(c, "set client_min_messages = warning")
     run(conn, "select splitgraph.add_remote('hub', '127.0.0.1', %s, 'hub', 'postgres', null)", registry.port)
@@ -290,12 +290,12 @@ def bench_remote(conn, cluster, registry, rows, repeat, changes=10000):
         breakdown["dump objects (sender)"].append(elapsed)
         spare = f"bench_load_{i}"
         registry.create_database(spare)
-        with psycopg.connect(registry.dsn(spare), autocommit=True) as target:
+        with driver.connect(registry.dsn(spare), autocommit=True) as target:
             run(target, "create table dumps (object_id text, dump bytea)")
-            with conn.cursor().copy("copy dumps to stdout") as out, \
-                    target.cursor().copy("copy dumps from stdin") as into:
-                for block in out:
-                    into.write(block)
+            buffer = io.BytesIO()
+            conn.cursor().copy_expert("copy dumps to stdout", buffer)
+            buffer.seek(0)
+            target.cursor().copy_expert("copy dumps from stdin", buffer)
             settle(target)
             elapsed, _ = timed(target, "select count(splitgraph.load_object(object_id, dump)) from dumps")
             breakdown["load objects (receiver)"].append(elapsed)
@@ -391,17 +391,21 @@ def bench_splitfiles(conn, rows, repeat):
 
 
 def _lookups(conn, relation, keys, prepared):
-    """1000 primary-key lookups, one query each: planned each time (ad hoc), or a prepared statement (psycopg
-    prepares a statement run five times, as drivers do)."""
-    conn.prepare_threshold = 5 if prepared else None
+    """1000 primary-key lookups, one query each: planned each time (ad hoc), or a prepared statement (PREPARE
+    once, then EXECUTE, as drivers that prepare do)."""
     start = time.perf_counter()
     with conn.cursor() as cur:
+        if prepared:
+            cur.execute(f"prepare lookup(int) as select * from {relation} where id = $1")
         for k in keys:
-            cur.execute(f"select * from {relation} where id = %s", (k,))
+            if prepared:
+                cur.execute("execute lookup(%s)", (k,))
+            else:
+                cur.execute(f"select * from {relation} where id = %s", (k,))
             cur.fetchall()
-    elapsed = time.perf_counter() - start
-    conn.prepare_threshold = None
-    return elapsed
+        if prepared:
+            cur.execute("deallocate lookup")
+    return time.perf_counter() - start
 
 
 def _set_read_mode(conn, fragments):
@@ -516,7 +520,7 @@ def main():
         registry = Cluster(second, free_port(), settings=settings).start()
     try:
         cluster.create_database("bench")
-        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+        with driver.connect(cluster.dsn("bench"), autocommit=True) as conn:
             run(conn, "set client_min_messages = warning")
             print(f"benchmark: {args.rows} rows, {args.repeat} rounds, cluster in {base}", flush=True)
             results = []

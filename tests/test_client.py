@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 
-import psycopg
 import pytest
 
 from conftest import sql, value
@@ -17,6 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "client"))
 from splitgraph_client import commands  # noqa: E402
 from splitgraph_client.output import as_table  # noqa: E402
+
+from support import driver  # noqa: E402
 
 SGR = [sys.executable, "-m", "splitgraph_client"]
 
@@ -221,7 +222,7 @@ def test_sgconfig_remotes_are_registered_and_transfers_show_progress(env, cluste
     steps = [(int(d), int(t)) for d, t in re.findall(r"pushed steps \((\d+)/(\d+)\)", pushed.stderr)]
     # the repository, 100 objects, two images (init's empty one and the commit), a table version, branch main
     assert steps and steps[-1] == (105, 105) and (64, 105) in steps, pushed.stderr
-    with psycopg.connect(registry_cluster.dsn(registry_db), autocommit=True) as reg:
+    with driver.connect(registry_cluster.dsn(registry_db), autocommit=True) as reg:
         assert value(reg, "select count(*) from splitgraph_meta.objects o join pg_class c on c.relname = o.object_id "
                           "and c.relnamespace = 'splitgraph_meta'::regnamespace") == 100
     again = sgr(env, "push", "cli/many", cwd=tmp_path)

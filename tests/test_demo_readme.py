@@ -5,9 +5,8 @@ import re
 import subprocess
 import sys
 
-import psycopg
-
 from conftest import sql, value
+from support import driver  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -45,7 +44,7 @@ def test_readme_tour_runs_as_written(cluster, dbname):
     readings = pathlib.Path("/tmp/readings.csv")  # the file the tour mounts, on the (local) database server
     readings.write_text("station,day,temp\nlondon,2024-01-01,7.5\noslo,2024-01-01,-3.0\n")
     readings.chmod(0o644)
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as conn:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as conn:
         for statement in statements:
             result = sql(conn, statement)
             if statement.startswith("select splitgraph.checkout('noaa/climate', 'v1')"):
@@ -101,8 +100,8 @@ def test_readme_two_engines_run_as_written(cluster, registry_cluster):
     registry_cluster.create_database("splitgraph")
     pathlib.Path("/tmp/readings.csv").write_text("station,day,temp\nlondon,2024-01-01,7.5\noslo,2024-01-01,-3.0\n")
     pathlib.Path("/tmp/readings.csv").chmod(0o644)
-    engines = {"this": psycopg.connect(cluster.dsn(here), autocommit=True),
-               "registry": psycopg.connect(registry_cluster.dsn("splitgraph"), autocommit=True)}
+    engines = {"this": driver.connect(cluster.dsn(here), autocommit=True),
+               "registry": driver.connect(registry_cluster.dsn("splitgraph"), autocommit=True)}
     try:
         for statement in _statements(tour):
             sql(engines["this"], statement)
@@ -112,7 +111,7 @@ def test_readme_two_engines_run_as_written(cluster, registry_cluster):
             name = "registry" if "on the registry" in first else "this" if "on this engine" in first else "other"
             assert name != "other" or "on another engine" in first, first
             if name == "other" and name not in engines:
-                engines["other"] = psycopg.connect(registry_cluster.dsn("consumer"), autocommit=True)
+                engines["other"] = driver.connect(registry_cluster.dsn("consumer"), autocommit=True)
             for statement in _statements(block.replace("5489", str(registry_cluster.port))):
                 sql(engines[name], statement)
                 if statement.startswith("select splitgraph.clone"):
@@ -167,7 +166,7 @@ def test_readme_splitfile_tour_runs_as_written(cluster, dbname):
     means = 'select station, round(mean, 1)::text from "city/report".means order by 1'
     images = "select count(*) from splitgraph_meta.images"
     builds = []
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as conn:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as conn:
         notices = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary))
         for statement in statements:
