@@ -3,7 +3,7 @@ import base64
 import json
 import zlib
 
-from . import db, errors, fragments, hashing, meta, names
+from . import db, errors, fragments, hashing, meta, names, parquet
 from . import tables as tbl
 from .declare import api
 from .fragments import META, object_table
@@ -123,13 +123,16 @@ def _registered(plpy, object_id):
     return row
 
 
-@api("dump_object(object_id text) returns bytea",
-     "dump_object(object_id): the object (metadata and rows, compressed) as bytes that load_object accepts on "
-     "any engine",
+@api("dump_object(object_id text, format text default 'dump') returns bytea",
+     "dump_object(object_id, format): the object (metadata and rows) as bytes that load_object accepts on any "
+     "engine: format 'dump' (compressed rows) or 'parquet' (a Parquet file, as object storage holds it)",
      volatility="stable")
-def dump_object(plpy, object_id):
-    """The object's metadata and rows as one compressed blob that load_object accepts on any engine. The header
-    carries, beside the object's metadata, the built-in types its table stores the columns as (storage_types)."""
+def dump_object(plpy, object_id, format="dump"):
+    """The object's metadata and rows as one blob that load_object accepts on any engine. The header carries,
+    beside the object's metadata, the built-in types its table stores the columns as (storage_types)."""
+    if format not in ("dump", "parquet"):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"unknown object format {format!r}",
+                    hint="use 'dump' or 'parquet'")
     obj = _registered(plpy, object_id)
     if obj is None:
         errors.fail(plpy, errors.UNDEFINED_OBJECT, f"object {object_id} does not exist")
@@ -143,15 +146,17 @@ def dump_object(plpy, object_id):
         where a.attrelid = pg_catalog.format('%I.%I', '{META}', $1::text)::pg_catalog.regclass
           and a.attnum > 0 and not a.attisdropped and a.attname <> '{FLAG_COLUMN}'
         order by a.attnum""", object_id)
+    if format == "parquet":
+        return parquet.write(plpy, object_table(object_id), [c[2] for c in obj["table_schema"]], header)
     header["dump_format"] = DUMP_FORMAT
     rows = db.scalar(plpy, f"select coalesce(pg_catalog.array_agg(f::text), '{{}}')::text "
                            f"from {object_table(object_id)} f")
     return zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + rows.encode("utf-8"), 6)
 
 
-def _corrupt(plpy, object_id, what):
+def _corrupt(plpy, object_id, what, detail=None):
     errors.fail(plpy, errors.DATA_CORRUPTED, f"object {object_id} was refused: {what}",
-                hint="the data was damaged or altered in transit; fetch it again from its source")
+                hint="the data was damaged or altered in transit; fetch it again from its source", detail=detail)
 
 
 # The fields of a dump's header: required ones, then optional ones, with their JSON types.
@@ -163,9 +168,9 @@ MAX_BLOOM_BYTES = 1 << 20
 
 
 def _read_dump(plpy, object_id, data):
-    """(header, rows text) of a dump, its header's fields checked for presence and JSON type (XX001)."""
+    """(header, rows text) of a dump."""
     try:
-        raw = zlib.decompress(bytes(data))
+        raw = zlib.decompress(data)
         header_line, rows = raw.split(b"\n", 1)
         header = json.loads(header_line)
         rows = rows.decode("utf-8")
@@ -173,7 +178,14 @@ def _read_dump(plpy, object_id, data):
         _corrupt(plpy, object_id, "it is not an object dump")
     if not isinstance(header, dict):
         _corrupt(plpy, object_id, "its header is not a JSON object")
-    if header.get("dump_format") != DUMP_FORMAT or header.get("object_id") != object_id:
+    if header.get("dump_format") != DUMP_FORMAT:
+        _corrupt(plpy, object_id, "the dump is of another object or format")
+    return header, rows
+
+
+def _check_header(plpy, object_id, header):
+    """A header's fields checked for presence and JSON type (XX001)."""
+    if header.get("object_id") != object_id:
         _corrupt(plpy, object_id, "the dump is of another object or format")
     for fields, required in ((_REQUIRED, True), (_OPTIONAL, False)):
         for key, kind in fields.items():
@@ -187,7 +199,6 @@ def _read_dump(plpy, object_id, data):
     if storage is not None and (len(storage) != len(header["table_schema"])
                                 or not all(isinstance(t, str) for t in storage)):
         _corrupt(plpy, object_id, "its storage types do not match its columns")
-    return header, rows
 
 
 def _index(plpy, object_id, header, hashed, cols, staging_sql):
@@ -241,15 +252,25 @@ def _index(plpy, object_id, header, hashed, cols, staging_sql):
 
 
 @api("load_object(object_id text, data bytea) returns void",
-     "load_object(object_id, data): store an object from dump_object; refused (XX001) unless its rows hash to "
-     "its id")
+     "load_object(object_id, data): store an object from dump_object (either format); refused (XX001) unless its "
+     "rows hash to its id")
 def load_object(plpy, object_id, data):
-    """Store an object dumped by dump_object, after checking that its rows hash to its id. Nothing of the
-    header is pasted into SQL: its types and collations are looked up in the catalog (tables.from_spec), the
-    object table stores built-in types only, and the index is computed from the rows (_index)."""
+    """Store an object dumped by dump_object (a dump or a Parquet file), after checking that its rows hash to
+    its id. Nothing of the header is pasted into SQL: its types and collations are looked up in the catalog
+    (tables.from_spec), the object table stores built-in types only, and the index is computed from the rows
+    (_index)."""
     if not (object_id and object_id.startswith("o") and len(object_id) == 63):
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"invalid object id {object_id!r}")
-    header, rows = _read_dump(plpy, object_id, data)
+    data = bytes(data)
+    if parquet.is_parquet(data):
+        try:
+            header, source = parquet.open_file(data)
+        except parquet.Refused as refused:
+            _corrupt(plpy, object_id, str(refused))
+        rows = None
+    else:
+        header, rows = _read_dump(plpy, object_id, data)
+    _check_header(plpy, object_id, header)
     # Loaders of one object serialize on its metadata row (a row lock no other role can take).
     db.run(plpy, f"select from {META}.objects where object_id = $1 for no key update", object_id)
     registered = _registered(plpy, object_id)
@@ -266,11 +287,17 @@ def load_object(plpy, object_id, data):
     plpy.execute(f"create table {staging_sql} ({fragments.fragment_columns(cols)})")
     try:
         with plpy.subtransaction():
-            db.run(plpy, f"insert into {staging_sql} select (x::{staging_sql}).* from pg_catalog.unnest($1::text[]) x",
-                   rows)
-    except plpy.SPIError:
-        _corrupt(plpy, object_id, "its rows do not parse as the columns it declares")
-    hashed = fragments.hash_groups(plpy, staging_sql, cols, where=f"t.{FLAG_COLUMN}").get(None)
+            if rows is None:
+                parquet.load(plpy, source, staging_sql, [c.type for c in cols])
+            else:
+                db.run(plpy, f"insert into {staging_sql} select (x::{staging_sql}).* "
+                             "from pg_catalog.unnest($1::text[]) x", rows)
+    except parquet.Refused as refused:
+        _corrupt(plpy, object_id, str(refused))
+    except plpy.SPIError as error:
+        _corrupt(plpy, object_id, "its rows do not parse as the columns it declares",
+                 detail=str(error).splitlines()[0])
+    hashed = fragments.hash_groups(plpy, staging_sql, cols, where=f"t.{FLAG_COLUMN}", parallel=True).get(None)
     deleted = db.scalar(plpy, f"select count(*) from {staging_sql} where not {FLAG_COLUMN}")
     deletion = header["deletion_hash"]
     if not names.HASH.match(deletion):
