@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from support.cluster import Cluster  # noqa: E402
 from support.queries import sql, value  # noqa: E402,F401 - the tests import them from here
+from support.s3 import S3Server  # noqa: E402
 from support.security import Roles  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -58,6 +59,14 @@ def conn(cluster, dbname):
     """An autocommit connection to the module's database, as the superuser."""
     with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3-compatible server (moto) on loopback for the whole session: tests make their own buckets."""
+    server = S3Server().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -39,15 +39,20 @@ def caller_is_admin(plpy):
         where r.rolname = session_user and e.extname = 'splitgraph'""")
 
 
+def may_write_namespace(plpy, namespace):
+    """Whether the caller (session_user) may write to a namespace: its own (named like it), or any when it is
+    an administrator."""
+    return caller_is_admin(plpy) or namespace == db.scalar(plpy, "select session_user::text")
+
+
 def check_write(plpy, repo):
     """Other roles write only to repositories whose namespace is their role name."""
-    if caller_is_admin(plpy):
+    if may_write_namespace(plpy, names.namespace_of(repo)):
         return
     user = db.scalar(plpy, "select session_user::text")
-    if names.namespace_of(repo) != user:
-        name = repo.split("/", 1)[-1]
-        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'role "{user}" may not change repository "{repo}"',
-                    hint=f"a role writes to repositories of the namespace named like it (e.g. {user}/{name})")
+    name = repo.split("/", 1)[-1]
+    errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'role "{user}" may not change repository "{repo}"',
+                hint=f"a role writes to repositories of the namespace named like it (e.g. {user}/{name})")
 
 
 def writable(plpy, repository, must_exist=True):

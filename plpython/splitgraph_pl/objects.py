@@ -3,7 +3,7 @@ import base64
 import json
 import zlib
 
-from . import db, errors, fragments, hashing, meta, names, parquet
+from . import db, errors, fragments, hashing, meta, names, parquet, storage
 from . import tables as tbl
 from .declare import api
 from .fragments import META, object_table
@@ -57,7 +57,8 @@ def object_info(plpy, object_id):
 
 
 @api("cleanup() returns integer",
-     "cleanup(): delete every object that no table of any image references; returns how many were deleted")
+     "cleanup(): delete every object that no table of any image references (from object storage too); returns "
+     "how many were deleted")
 def cleanup(plpy):
     """Delete every object no table of any image references; returns how many were deleted. Nothing another
     session does stops it: an object being reused right now (its row locked by the writer), or whose table is
@@ -72,18 +73,23 @@ def cleanup(plpy):
         where c.relnamespace = '{META}'::regnamespace and c.relkind = 'r' and c.relname ~ '^o[0-9a-f]{{62}}$'
           and not exists (select from {META}.objects o where o.object_id = c.relname::text)
         order by 1""")
-    deleted, skipped = 0, []
+    deleted, skipped, keys = 0, [], []
     for object_id in unused:
         try:
             with plpy.subtransaction(), db.settings(plpy, {"lock_timeout": CLEANUP_LOCK_TIMEOUT}):
+                key = storage.locations_of(plpy, [object_id]).get(object_id)
                 if _drop_unused(plpy, object_id):
                     deleted += 1
+                    if key is not None:
+                        keys.append(key)
                 else:
                     skipped.append(f"{object_id} (in use by a concurrent transaction)")
         except plpy.SPIError as error:
             skipped.append(f"{object_id} ({str(error).splitlines()[0]})")
     if deleted:
         db.notice(plpy, f"deleted {deleted} unused object(s)")
+    # last, once nothing here can fail: the bucket is outside the transaction
+    storage.remove_keys(plpy, keys)
     if skipped:
         db.notice(plpy, f"kept {len(skipped)} unused object(s) it could not delete now: " + "; ".join(skipped[:10])
                   + ("; ..." if len(skipped) > 10 else ""))

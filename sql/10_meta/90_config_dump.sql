@@ -1,4 +1,5 @@
--- pg_dump keeps the history: the metadata tables' rows are dumped with the database.
+-- pg_dump keeps the history: the metadata tables' rows are dumped with the database (but not object_storage:
+-- a backup carries no S3 secret key; configure_s3 again after a restore).
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.repositories', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.images', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.images_seq_seq', '');
@@ -10,3 +11,4 @@ select pg_catalog.pg_extension_config_dump('splitgraph_meta.object_locations', '
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.tables', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.upstream', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.info', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.external_handlers', '');
