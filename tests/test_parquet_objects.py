@@ -194,7 +194,8 @@ def test_duckdb_reads_the_same_rows(conn, source, tmp_path):
     got = duckdb.sql(f"""select id, i8, f8, b, t, vc, "by", date_diff('day', DATE '1970-01-01', d), epoch_us(ts),
                                 epoch_us(tstz), n, u, arr, r, iv, mood, pair, sg_ud_flag
                          from read_parquet('{path}') order by id""").fetchall()
-    want = sql(conn, f"""select id, i8, f8, b, t, vc, "by", d - date '1970-01-01', (extract(epoch from ts) * 1000000)::bigint,
+    want = sql(conn, f"""select id, i8, f8, b, t, vc, "by", d - date '1970-01-01',
+                                (extract(epoch from ts) * 1000000)::bigint,
                                 (extract(epoch from tstz) * 1000000)::bigint, n, u, arr::text, r::text, iv::text,
                                 mood::text, pair::text, sg_ud_flag
                          from splitgraph_meta."{source['base']}" order by id""")

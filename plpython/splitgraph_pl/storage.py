@@ -303,17 +303,17 @@ def get_objects(plpy, object_ids, urls, threads=4):
     return loaded
 
 
-@helper("s3_put_objects(object_ids text[], urls text[], threads integer default 4) returns void",
+@helper("s3_put_objects(object_ids text[], urls text[], threads integer) returns void",
         "s3_put_objects(object_ids, urls, threads): upload local objects through pre-signed PUT URLs (one per object), "
         "threads at a time", security="invoker")
-def s3_put_objects(plpy, object_ids, urls, threads=4):
+def s3_put_objects(plpy, object_ids, urls, threads):
     put_objects(plpy, list(object_ids), list(urls), threads)
 
 
-@helper("s3_get_objects(object_ids text[], urls text[], threads integer default 4) returns text[]",
+@helper("s3_get_objects(object_ids text[], urls text[], threads integer) returns text[]",
         "s3_get_objects(object_ids, urls, threads): download objects through pre-signed GET URLs, threads at a time, "
         "and load each (verified); returns the ids loaded", security="invoker")
-def s3_get_objects(plpy, object_ids, urls, threads=4):
+def s3_get_objects(plpy, object_ids, urls, threads):
     return get_objects(plpy, list(object_ids), list(urls), threads)
 
 
@@ -323,13 +323,13 @@ def s3_get_objects(plpy, object_ids, urls, threads=4):
 
 _SIGNATURE = """
 select p.prokind::text as kind, p.proretset as set,
-       p.proargtypes::pg_catalog.oid[] = $2::pg_catalog.regtype[]::pg_catalog.oid[] as arguments,
+       pg_catalog.oidvectortypes(p.proargtypes) = $2 as arguments,
        pg_catalog.pg_get_function_result(p.oid) as result, p.oid::pg_catalog.regprocedure::text as name
 from pg_catalog.pg_proc p where p.oid = $1::pg_catalog.regprocedure"""
 
 
 def _handler_function(plpy, role, function, arguments, result, setof):
-    found = db.one(plpy, _SIGNATURE, function, arguments)
+    found = db.one(plpy, _SIGNATURE, function, ", ".join(arguments))
     if found is None or found["kind"] != "f" or not found["arguments"] or found["result"] != result \
             or found["set"] != setof:
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE,
@@ -412,18 +412,18 @@ def download_with(plpy, handler, locations, options=None):
     return wanted
 
 
-@helper("upload_objects_with(handler text, object_ids text[], options jsonb default '{}') "
+@helper("upload_objects_with(handler text, object_ids text[], options jsonb) "
         "returns table(object_id text, location text)",
         "upload_objects_with(handler, object_ids, options): upload local objects with a registered handler",
         security="invoker")
-def upload_objects_with(plpy, handler, object_ids, options=None):
+def upload_objects_with(plpy, handler, object_ids, options):
     return [{"object_id": o, "location": loc}
             for o, loc in upload_with(plpy, handler, list(object_ids), json.loads(options or "{}"))]
 
 
-@helper("download_objects_with(handler text, locations jsonb, options jsonb default '{}') returns text[]",
+@helper("download_objects_with(handler text, locations jsonb, options jsonb) returns text[]",
         "download_objects_with(handler, locations, options): download objects ([{object_id, location}]) with a "
         "registered handler; returns the ids loaded", security="invoker")
-def download_objects_with(plpy, handler, locations, options=None):
+def download_objects_with(plpy, handler, locations, options):
     items = [(i["object_id"], i["location"]) for i in json.loads(locations)]
     return download_with(plpy, handler, items, json.loads(options or "{}"))
