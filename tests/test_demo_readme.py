@@ -61,3 +61,58 @@ def test_readme_tour_runs_as_written(cluster, dbname):
         assert value(conn, 'select count(*) from "noaa/climate".readings') == 3, "reset restored HEAD"
         branch = "select branch from splitgraph.repositories() where repository = 'noaa/climate'"
         assert sql(conn, branch) == [("main",)]
+
+
+def _statements(text):
+    return [s.strip() for s in re.sub(r"--[^\n]*", "", text).split(";") if s.strip()]
+
+
+def test_readme_two_engines_run_as_written(cluster, registry_cluster):
+    """The tour, then the two-engine section, block by block on the engine each block names: this engine (a fresh
+    database of the session's cluster), the registry (database splitgraph of the second cluster) and another engine
+    (database consumer there). The README's port 5489 is the registry's port here."""
+    text = (ROOT / "README.md").read_text()
+    tour = "".join(re.findall(r"```sql\n(.*?)```", re.search(r"## A tour from psql(.*?)\n## ", text, re.S).group(1),
+                              re.S))
+    section = re.search(r"## Two engines: push, clone, pull(.*?)\n## ", text, re.S).group(1)
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert len(blocks) >= 5
+    here = "readme_two_engines"
+    cluster.create_database(here)
+    registry_cluster.create_database("splitgraph")
+    pathlib.Path("/tmp/readings.csv").write_text("station,day,temp\nlondon,2024-01-01,7.5\noslo,2024-01-01,-3.0\n")
+    pathlib.Path("/tmp/readings.csv").chmod(0o644)
+    engines = {"this": psycopg.connect(cluster.dsn(here), autocommit=True),
+               "registry": psycopg.connect(registry_cluster.dsn("splitgraph"), autocommit=True)}
+    try:
+        for statement in _statements(tour):
+            sql(engines["this"], statement)
+        v1 = value(engines["this"], "select image_hash from splitgraph_meta.tags where tag = 'v1'")
+        for block in blocks:
+            first = block.splitlines()[0]
+            name = "registry" if "on the registry" in first else "this" if "on this engine" in first else "other"
+            assert name != "other" or "on another engine" in first, first
+            if name == "other" and name not in engines:
+                engines["other"] = psycopg.connect(registry_cluster.dsn("consumer"), autocommit=True)
+            for statement in _statements(block.replace("5489", str(registry_cluster.port))):
+                sql(engines[name], statement)
+                if statement.startswith("select splitgraph.clone"):
+                    assert value(engines["other"], "select count(*) from splitgraph_meta.objects") > 0
+                    assert value(engines["other"], "select count(*) from pg_class where relname ~ '^o[0-9a-f]{62}$' "
+                                                   "and relnamespace = 'splitgraph_meta'::regnamespace") == 0
+                if statement.startswith("select splitgraph.checkout('noaa/climate', 'v1')"):
+                    assert value(engines["other"], "select count(*) from pg_class where relname ~ '^o[0-9a-f]{62}$' "
+                                                   "and relnamespace = 'splitgraph_meta'::regnamespace") == \
+                        len(value(engines["this"], "select splitgraph.table_info('noaa/climate', %s, 'readings')",
+                                  v1)["objects"])
+                    assert sql(engines["other"], 'select station, temp::text from "noaa/climate".readings '
+                                                 "order by 1") == [("london", "7.5"), ("oslo", "-3.0")]
+                if statement.startswith("select * from splitgraph.remotes"):
+                    assert "publisher-secret" not in str(sql(engines[name], statement))
+        assert sql(engines["other"], 'select station, temp::text from "noaa/climate".readings order by 1, 2') == [
+            ("london", "8.1"), ("oslo", "-2.9"), ("oslo", "-4.2")]
+        assert value(engines["registry"], "select count(*) from splitgraph.images('noaa/climate')") == \
+            value(engines["this"], "select count(*) from splitgraph.images('noaa/climate')")
+    finally:
+        for conn in engines.values():
+            conn.close()

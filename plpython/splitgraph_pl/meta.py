@@ -7,6 +7,8 @@ from typing import NamedTuple
 from . import db, errors, names
 
 ROOT = "0" * 64
+# Members of this role may mount and add remotes (both reach hosts and ports the database server reaches).
+MOUNT_ROLE = "splitgraph_mount"
 _PREFIX = re.compile(r"[0-9a-f]{4,64}")
 
 
@@ -40,19 +42,53 @@ def caller_is_admin(plpy):
 
 
 def may_write_namespace(plpy, namespace):
-    """Whether the caller (session_user) may write to a namespace: its own (named like it), or any when it is
-    an administrator."""
-    return caller_is_admin(plpy) or namespace == db.scalar(plpy, "select session_user::text")
+    """Whether the caller (session_user) may write to a namespace: an administrator, a role writing the
+    namespace named like it, or one an administrator granted the namespace to (grant_namespace)."""
+    if caller_is_admin(plpy):
+        return True
+    return bool(namespace) and db.scalar(plpy, """
+        select $1 = session_user::text
+               or exists (select from splitgraph_meta.namespace_grants g
+                          where g.namespace = $1 and g.role = session_user::text)""", namespace)
+
+
+def may_write(plpy, repo):
+    """Whether the caller (session_user) may write the repository (may_write_namespace of its namespace)."""
+    return may_write_namespace(plpy, names.namespace_of(repo))
 
 
 def check_write(plpy, repo):
-    """Other roles write only to repositories whose namespace is their role name."""
-    if may_write_namespace(plpy, names.namespace_of(repo)):
-        return
-    user = db.scalar(plpy, "select session_user::text")
-    name = repo.split("/", 1)[-1]
-    errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'role "{user}" may not change repository "{repo}"',
-                hint=f"a role writes to repositories of the namespace named like it (e.g. {user}/{name})")
+    """Other roles write only to repositories whose namespace is their role name, or was granted to them."""
+    if not may_write(plpy, repo):
+        user = db.scalar(plpy, "select session_user::text")
+        name = repo.split("/", 1)[-1]
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'role "{user}" may not change repository "{repo}"',
+                    hint=f"a role writes to repositories of the namespace named like it (e.g. {user}/{name}) and "
+                         "of namespaces an administrator granted it (splitgraph.grant_namespace)")
+
+
+def acting_role(plpy, role):
+    """The role a mount (or a remote) is made for: the caller's current_user, which the session's user must be
+    able to become (SET ROLE)."""
+    if role is None or not db.scalar(plpy, """select pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')
+                                              from pg_catalog.pg_roles r where r.rolname = $1""", role):
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f"the session's user cannot act as role {role!r}")
+    return role
+
+
+def check_mount_privilege(plpy, role, action="mount"):
+    """Mounting (and adding a remote: both reach hosts and ports the database server reaches) is for superusers,
+    the extension's owner and members of splitgraph_mount."""
+    allowed = db.scalar(plpy, """
+        select r.rolsuper or pg_catalog.pg_has_role(r.oid, e.extowner, 'MEMBER')
+               or coalesce(pg_catalog.pg_has_role(r.oid, m.oid, 'USAGE'), false)
+        from pg_catalog.pg_roles r
+        cross join pg_catalog.pg_extension e
+        left join pg_catalog.pg_roles m on m.rolname = $2
+        where r.rolname = $1 and e.extname = 'splitgraph'""", role, MOUNT_ROLE)
+    if not allowed:
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'role "{role}" may not {action}: it needs role {MOUNT_ROLE}',
+                    hint=f"ask an administrator to GRANT {MOUNT_ROLE} TO {names.ident(role)}")
 
 
 def writable(plpy, repository, must_exist=True):

@@ -66,6 +66,18 @@ def _ref_name(plpy, kind, pattern, name, rule):
     return name
 
 
+def is_tag(name):
+    """Whether a name may be a tag (as tag() checks, without raising)."""
+    return (isinstance(name, str) and bool(_TAG.fullmatch(name)) and name not in RESERVED_REFS
+            and not _HASH_ANY_CASE.fullmatch(name))
+
+
+def is_branch(name):
+    """Whether a name may be a branch (as branch() checks, without raising)."""
+    return (isinstance(name, str) and bool(_BRANCH.fullmatch(name)) and name not in RESERVED_REFS
+            and not _HASH_ANY_CASE.fullmatch(name))
+
+
 def tag(plpy, name):
     return _ref_name(plpy, "tag", _TAG, name, "use letters, digits, _ . and -, at most 64 characters")
 
