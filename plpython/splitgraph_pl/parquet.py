@@ -39,7 +39,17 @@ MAGIC = b"PAR1"
 BATCH_BLOCKS = 4096
 BATCH_ROWS = 131072
 ROW_GROUP_ROWS = 131072
-COMPRESSION_LEVEL = 3
+# zstd level 1: on object data (keys, hashes, measurements) higher levels gained nothing and cost time.
+COMPRESSION_LEVEL = 1
+# Encodings by kind (no dictionaries: they pay only for columns of few distinct values, and pyarrow's fallback
+# from a full dictionary costs more than it saves on the others): integers, dates and timestamps as deltas
+# (keys and times are mostly ordered), floats split into byte streams (their exponents compress), strings with
+# their lengths apart. Others (booleans, decimals, uuids) plain.
+_ENCODING = {"smallint": "DELTA_BINARY_PACKED", "integer": "DELTA_BINARY_PACKED", "bigint": "DELTA_BINARY_PACKED",
+             "date": "DELTA_BINARY_PACKED", "timestamp without time zone": "DELTA_BINARY_PACKED",
+             "timestamp with time zone": "DELTA_BINARY_PACKED", "real": "BYTE_STREAM_SPLIT",
+             "double precision": "BYTE_STREAM_SPLIT", "string": "DELTA_LENGTH_BYTE_ARRAY",
+             "text": "DELTA_LENGTH_BYTE_ARRAY", "binary": "DELTA_LENGTH_BYTE_ARRAY"}
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, batch_size=BATCH_ROWS)
 _EPOCH_DAYS = 10957  # 2000-01-01, Postgres's epoch, in days since 1970-01-01
 _EPOCH_MICROS = _EPOCH_DAYS * 86400 * 1000000
@@ -288,8 +298,9 @@ def write(plpy, relation, types, header):
     table = pa.Table.from_arrays(
         [pa.chunked_array(chunk, type=f.type) for chunk, f in zip(chunks, fields, strict=True)], schema=schema)
     sink = io.BytesIO()
+    encodings = {c.name: _ENCODING[c.kind] for c in cols if c.kind in _ENCODING and "." not in c.name}
     pq.write_table(table, sink, compression="zstd", compression_level=COMPRESSION_LEVEL,
-                   row_group_size=ROW_GROUP_ROWS)
+                   row_group_size=ROW_GROUP_ROWS, use_dictionary=False, column_encoding=encodings or None)
     return sink.getvalue()
 
 

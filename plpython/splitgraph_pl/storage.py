@@ -19,10 +19,11 @@ import urllib.parse
 import xml.etree.ElementTree as ElementTree
 
 import minio
+import minio.error
 import urllib3
 from minio.deleteobjects import DeleteObject
 
-from . import db, errors, meta
+from . import db, errors, meta, names
 from .declare import api, helper
 
 STORAGE = "splitgraph_meta.object_storage"
@@ -36,6 +37,8 @@ TIMEOUT = urllib3.Timeout(connect=10, read=300)
 RETRIES = urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504),
                         allowed_methods=frozenset({"GET", "PUT"}), raise_on_status=False)
 IO_ERROR = "58030"
+# HEAD requests the registry makes at once to see which objects a push need not upload.
+STAT_THREADS = 8
 
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -175,6 +178,91 @@ def record_locations(plpy, namespace, object_ids):
            list(object_ids), f"{namespace}/" if namespace else "", PROTOCOL)
 
 
+def _in_bucket(plpy, config, keys):
+    """The keys (of those given) the bucket holds: one HEAD request each, STAT_THREADS at a time, from this
+    engine to the store at its configured endpoint. A store that cannot be reached fails the call (58030)."""
+    if not keys:
+        return set()
+    client = _client(plpy, config)
+
+    def has(key):
+        try:
+            client.stat_object(config["bucket"], key)
+            return True
+        except minio.error.S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"):
+                return False
+            raise
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(min(STAT_THREADS, len(keys)),
+                                                   initializer=_quiet_thread) as executor:
+            found = list(executor.map(has, keys))
+    except (minio.error.MinioException, urllib3.exceptions.HTTPError, OSError) as error:
+        code = getattr(error, "code", None) or type(error).__name__
+        errors.fail(plpy, IO_ERROR, f"could not reach the object store of this engine ({code})",
+                    hint="check the configuration (configure_s3) and that the store is up")
+    return {k for k, present in zip(keys, found, strict=True) if present}
+
+
+def stored_here(plpy, object_ids):
+    """The objects (of those given) whose rows this engine stores."""
+    return set(db.column(plpy, """
+        select u.id from pg_catalog.unnest($1::text[]) u (id)
+        where pg_catalog.to_regclass(pg_catalog.format('splitgraph_meta.%I', u.id)) is not null""", list(object_ids)))
+
+
+@helper("object_urls(repository text, method text, s3_host text, object_ids text[]) returns text[]",
+        "object_urls(repository, method, s3_host, object_ids): the trigger of splitgraph_remote.object_urls: GET "
+        "URLs of objects kept in object storage, or PUT URLs for a push to repository (null for an object this "
+        "engine has already: in the bucket or stored), which the session's user must be allowed to write")
+def object_urls(plpy, repository, method, s3_host, object_ids):
+    if method == "GET":
+        return [u[0] for u in get_object_download_urls(plpy, s3_host, object_ids)]
+    if method != "PUT":
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"unknown method {method!r}", hint="PUT or GET")
+    repo = names.repository(plpy, repository)
+    meta.check_write(plpy, repo)
+    namespace = names.namespace_of(repo)
+    ids = _object_ids(plpy, object_ids)
+    config = _configuration(plpy)
+    have = set(locations_of(plpy, ids)) | stored_here(plpy, ids)
+    keys = {o: key_of(namespace, o) for o in ids if o not in have}
+    have |= {o for o, k in keys.items() if k in _in_bucket(plpy, config, list(keys.values()))}
+    client = _client(plpy, config, s3_host)
+    return [None if o in have else client.presigned_put_object(config["bucket"], key_of(namespace, o),
+                                                               expires=URL_EXPIRY) for o in ids]
+
+
+def register_located(plpy, namespace, metadata):
+    """The remote side of a push with handler S3: register objects (metadata checked by the caller to hash to
+    their ids) that were uploaded to the bucket under the namespace's keys, with their locations; each must be
+    in the bucket (or kept here already), else the push fails (58030) and registers nothing. Objects registered
+    here already keep their metadata."""
+    ids = [m["object_id"] for m in metadata]
+    if not ids:
+        return
+    config = _configuration(plpy)
+    have = set(locations_of(plpy, ids)) | stored_here(plpy, ids)
+    keys = {o: key_of(namespace, o) for o in ids if o not in have}
+    present = _in_bucket(plpy, config, list(keys.values()))
+    absent = sorted(o for o, k in keys.items() if k not in present)
+    if absent:
+        errors.fail(plpy, IO_ERROR, f"{len(absent)} object(s) pushed with handler S3 are not in the bucket, such as "
+                                    f"{absent[0]}", hint="push again: the upload did not complete")
+    db.run(plpy, """
+        insert into splitgraph_meta.objects (object_id, namespace, rows_inserted, rows_deleted, insertion_hash,
+                                             deletion_hash, index, table_schema)
+        select x.object_id, $2, x.rows_inserted, x.rows_deleted, x.insertion_hash, x.deletion_hash, x.index,
+               x.table_schema
+        from pg_catalog.jsonb_to_recordset($1::jsonb)
+             as x (object_id text, rows_inserted bigint, rows_deleted bigint, insertion_hash text, deletion_hash text,
+                   index jsonb, table_schema jsonb)
+        order by x.object_id
+        on conflict (object_id) do nothing""", db.Json(metadata), namespace)
+    record_locations(plpy, namespace, sorted(keys))
+
+
 def remove_keys(plpy, keys):
     """Delete keys from the bucket (cleanup, for objects it has just deleted); a failure is reported in a notice
     (the key stays, unreferenced) and never fails the call."""
@@ -242,8 +330,13 @@ class _Failed(Exception):
     pass
 
 
+_QUERY = re.compile(r"\?[^\s'\"()]*")
+
+
 def _transfer_failed(plpy, what, object_id, url, error):
-    errors.fail(plpy, IO_ERROR, f"{what} object {object_id} failed: {error}",
+    # an HTTP library's error may quote the URL: its query (the signature) is cut out
+    shown = _QUERY.sub("?...", str(error))
+    errors.fail(plpy, IO_ERROR, f"{what} object {object_id} failed: {shown}",
                 detail=f"URL {_shown(url)} (signature not shown)",
                 hint="check that the store is reachable from this engine and the URLs have not expired, then retry")
 
