@@ -228,7 +228,8 @@ def test_upload_urls_only_for_namespaces_the_role_may_write(cluster, dbname, con
                          values (%s, 'located', jsonb_build_object('objects', %s::jsonb))""",
               f"{PUSHER}/x", psycopg.types.json.Jsonb(meta), sqlstate="58030")
         # metadata that does not hash to its id is refused
-        meta[0]["insertion_hash"] = ("1" if meta[0]["insertion_hash"][0] != "1" else "2") + meta[0]["insertion_hash"][1:]
+        forged = meta[0]["insertion_hash"]
+        meta[0]["insertion_hash"] = ("1" if forged[0] != "1" else "2") + forged[1:]
         fails(pusher, """insert into splitgraph_remote.requests (repository, kind, payload)
                          values (%s, 'located', jsonb_build_object('objects', %s::jsonb))""",
               f"{PUSHER}/x", psycopg.types.json.Jsonb(meta), sqlstate="XX001")
