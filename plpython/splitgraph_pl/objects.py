@@ -317,7 +317,31 @@ def store_dump(plpy, object_id, data, namespace=None):
     only, and the index is computed from the rows (_index). namespace: what to record as the namespace of an
     object registered now (default: the header's). An object registered without its data (a lazy clone) gets the
     metadata its rows give, in place of what the remote said of it."""
-    if not (object_id and object_id.startswith("o") and len(object_id) == 63):
+    return bool(store_many(plpy, [(object_id, data)], namespace))
+
+
+def store_many(plpy, items, namespace=None):
+    """store_dump of many objects [(object_id, data)] at once; returns the ids this call stored. Each is checked
+    as store_dump checks it, and any refusal fails the call; the rows of Parquet files are hashed in one
+    statement per schema (parallel workers start once, not once per object)."""
+    unique = {}
+    for object_id, data in items:
+        unique.setdefault(object_id, data)
+    with parquet.private_directory() as directory:
+        staged = [s for s in (_stage(plpy, o, d, namespace, directory) for o, d in unique.items()) if s is not None]
+    groups = {}
+    for s in staged:
+        if s["hashed"] is None:
+            groups.setdefault(json.dumps(fragments.schema_spec(s["cols"])) + s["staging_cols"], []).append(s)
+    for group in groups.values():
+        _hash_staged(plpy, group)
+    return [s["object_id"] for s in staged if _store_staged(plpy, s)]
+
+
+def _stage(plpy, object_id, data, namespace, directory):
+    """An object's rows parsed into a staging table: {object_id, header, cols, staging_sql, hashed (None: to be
+    hashed), registered, namespace}; None when it is stored here already."""
+    if not (object_id and isinstance(object_id, str) and object_id.startswith("o") and len(object_id) == 63):
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"invalid object id {object_id!r}")
     data = bytes(data)
     if parquet.is_parquet(data):
@@ -334,17 +358,19 @@ def store_dump(plpy, object_id, data, namespace=None):
     db.run(plpy, f"select from {META}.objects where object_id = $1 for no key update", object_id)
     registered = _registered(plpy, object_id)
     if registered is not None and registered["stored"]:
-        return False
+        return None
     cols = _dump_columns(plpy, header["table_schema"], header.get("storage_types"))
     staging = db.temp_name("sg_tmp")
     staging_sql = f"{META}.{ident(staging)}"
-    plpy.execute(f"create table {staging_sql} ({fragments.fragment_columns(cols)})")
+    staging_cols = fragments.fragment_columns(cols)
+    plpy.execute(f"create table {staging_sql} ({staging_cols})")
     source = ("pg_catalog.string_to_table($1, e'\\n')" if header.get("rows_format") == "lines"
               else "pg_catalog.unnest($1::text[])")
+    hashed = None
     try:
         with plpy.subtransaction():
             if rows is None:
-                parquet.load(plpy, parquet_file, staging_sql, [c.type for c in cols])
+                parquet.load(plpy, parquet_file, staging_sql, [c.type for c in cols], directory)
             elif cols:
                 hashed = fragments.stage_rows(plpy, staging_sql, cols, source, rows)
             else:  # no column: a row's text is its flag alone
@@ -355,10 +381,31 @@ def store_dump(plpy, object_id, data, namespace=None):
     except plpy.SPIError as error:
         _corrupt(plpy, object_id, "its rows do not parse as the columns it declares",
                  detail=str(error).splitlines()[0])
-    if rows is None or not cols:  # rows that did not arrive as text: hashed as stored
-        hashed = fragments.hash_groups(plpy, staging_sql, cols, where=f"t.{FLAG_COLUMN}", parallel=True).get(None)
-        hashed["deleted"] = db.scalar(plpy, f"select count(*) from {staging_sql} where not {FLAG_COLUMN}")
-        hashed["odd"] = 0
+    return {"object_id": object_id, "header": header, "cols": cols, "staging_sql": staging_sql,
+            "staging_cols": staging_cols, "hashed": hashed, "registered": registered,
+            "namespace": header.get("namespace", "") if namespace is None else namespace}
+
+
+def _hash_staged(plpy, group):
+    """Hash the rows of staged objects of one schema (rows that did not arrive as text: hashed as stored), in one
+    statement, and count their deletions in another."""
+    cols = group[0]["cols"]
+    union = " union all ".join(f"select {i} as sg_object, t.* from {s['staging_sql']} t"
+                               for i, s in enumerate(group))
+    hashed = fragments.hash_groups(plpy, f"({union})", cols, group="t.sg_object", where=f"t.{FLAG_COLUMN}",
+                                   parallel=True)
+    deleted = {r["g"]: r["n"] for r in db.run(
+        plpy, f"select t.sg_object as g, count(*) as n from ({union}) t where not t.{FLAG_COLUMN} group by 1")}
+    empty = {"rows": 0, "insertion_hash": hashing.ZERO, "range": {}}
+    for i, s in enumerate(group):
+        s["hashed"] = dict(hashed.get(i, empty), deleted=deleted.get(i, 0), odd=0)
+
+
+def _store_staged(plpy, staged):
+    """Check a staged object's hashes, counts and index against its id and header, then register it (or replace
+    the metadata of an object registered without its rows) and make its staging table the object table."""
+    object_id, header, cols, staging_sql = staged["object_id"], staged["header"], staged["cols"], staged["staging_sql"]
+    hashed, registered = staged["hashed"], staged["registered"]
     if hashed["odd"]:
         _corrupt(plpy, object_id, "some of its rows are not written as dumps write them")
     deleted = hashed["deleted"]
@@ -373,7 +420,7 @@ def store_dump(plpy, object_id, data, namespace=None):
             or (removed == 0) != (deletion == hashing.ZERO)):
         _corrupt(plpy, object_id, "its row counts do not match its rows")
     index = _index(plpy, object_id, header, hashed, cols, staging_sql)
-    verified = {"object_id": object_id, "namespace": header.get("namespace", "") if namespace is None else namespace,
+    verified = {"object_id": object_id, "namespace": staged["namespace"],
                 "rows_inserted": hashed["rows"], "rows_deleted": removed,
                 "insertion_hash": hashed["insertion_hash"], "deletion_hash": deletion,
                 "index": index, "table_schema": fragments.schema_spec(cols)}
@@ -390,6 +437,18 @@ def store_dump(plpy, object_id, data, namespace=None):
     plpy.execute(f"alter table {staging_sql} rename to {ident(object_id)}")
     fragments.record_sizes(plpy, [object_id])
     return True
+
+
+@helper("load_objects(object_ids text[], data bytea[]) returns text[]",
+        "load_objects(object_ids, data): load_object of many objects at once (each verified as load_object "
+        "verifies it; any refusal fails the call); returns the ids stored by this call",
+        public=True)
+def load_objects(plpy, object_ids, data):
+    if object_ids is None or data is None or len(object_ids) != len(data):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "give one object id per object's data")
+    if any(d is None for d in data):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "an object's data is null")
+    return store_many(plpy, list(zip(object_ids, data, strict=True)))
 
 
 _EXTENSION_SCHEMAS = ["splitgraph", "splitgraph_meta", "splitgraph_audit", "splitgraph_internal"]

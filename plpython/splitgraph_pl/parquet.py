@@ -16,6 +16,7 @@ into one bytea (binary send forms, or UTF-8 bytes with their lengths) and numpy 
 Reading, Arrow writes the rows as CSV that Postgres reads back exactly (dates and timestamps as Julian days,
 binary as hex) into a file of a private temporary directory, and one COPY loads it.
 """
+import contextlib
 import io
 import json
 import os
@@ -419,20 +420,34 @@ def _write_csv(batches, cols, path):
             writer.close()
 
 
-def load(plpy, parquet, target, types):
+def load(plpy, parquet, target, types, directory=None):
     """Insert the rows of an opened file (open_file) into the empty object table `target` (qualified SQL name),
     whose columns it must match (Refused otherwise); types: the columns' types. The rows go through a CSV file
-    in a private temporary directory, which COPY reads (the extension's owner is a superuser)."""
+    in a private temporary directory (`directory`, from private_directory, or one made for the call), which COPY
+    reads (the extension's owner is a superuser)."""
     cols = layout(plpy, target, types)
     _check_fields(parquet, cols)
-    directory = tempfile.mkdtemp(prefix="splitgraph-")
+    if directory is None:
+        with private_directory() as made:
+            return load(plpy, parquet, target, types, made)
+    path = os.path.join(directory, "rows.csv")
     try:
-        path = os.path.join(directory, "rows.csv")
         try:
             _write_csv(parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=True), cols, path)
         except (pa.ArrowException, OSError, ValueError) as error:
             raise Refused(f"its data cannot be read ({type(error).__name__})") from error
         columns = ", ".join([ident(c.name) for c in cols] + [FLAG_COLUMN])
         plpy.execute(f"copy {target} ({columns}) from {literal(path)} with (format csv)")
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+@contextlib.contextmanager
+def private_directory():
+    """A temporary directory only this server's user reads, removed afterwards: load's CSV files go there."""
+    directory = tempfile.mkdtemp(prefix="splitgraph-")
+    try:
+        yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)

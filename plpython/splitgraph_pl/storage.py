@@ -37,6 +37,9 @@ TIMEOUT = urllib3.Timeout(connect=10, read=300)
 RETRIES = urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504),
                         allowed_methods=frozenset({"GET", "PUT"}), raise_on_status=False)
 IO_ERROR = "58030"
+# Downloaded objects loaded (verified) together: at most this many, or this many bytes of files.
+LOAD_BATCH = 64
+LOAD_BATCH_BYTES = 256 << 20
 # HEAD requests the registry makes at once to see which objects a push need not upload.
 STAT_THREADS = 8
 
@@ -228,7 +231,8 @@ def object_urls(plpy, repository, method, s3_host, object_ids):
     config = _configuration(plpy)
     have = set(locations_of(plpy, ids)) | stored_here(plpy, ids)
     keys = {o: key_of(namespace, o) for o in ids if o not in have}
-    have |= {o for o, k in keys.items() if k in _in_bucket(plpy, config, list(keys.values()))}
+    present = _in_bucket(plpy, config, list(keys.values()))
+    have |= {o for o, k in keys.items() if k in present}
     client = _client(plpy, config, s3_host)
     return [None if o in have else client.presigned_put_object(config["bucket"], key_of(namespace, o),
                                                                expires=URL_EXPIRY) for o in ids]
@@ -372,28 +376,34 @@ def _finish(plpy, what, item):
 
 
 def get_objects(plpy, object_ids, urls, threads=4):
-    """Download objects through pre-signed GET URLs, `threads` at a time, and store each with load_object (which
-    refuses one whose rows do not hash to its id). Returns the ids loaded, in the order given."""
+    """Download objects through pre-signed GET URLs, `threads` at a time, and store them with
+    splitgraph_internal.load_objects (which refuses any whose rows do not hash to its id), many at a time while
+    the next ones download. Returns the ids loaded, in the order given."""
     _check_urls(plpy, object_ids, urls)
     threads = max(1, min(int(threads or 1), 64))
     pool = urllib3.PoolManager(maxsize=threads)
-    loaded = []
+    ahead = max(2 * threads, LOAD_BATCH)
     with concurrent.futures.ThreadPoolExecutor(threads, initializer=_quiet_thread) as executor:
         pending = []
         queue = list(zip(object_ids, urls, strict=True))
+        batch, size = [], 0
         try:
             while queue or pending:
-                while queue and len(pending) < 2 * threads:
+                while queue and len(pending) < ahead:
                     object_id, url = queue.pop(0)
                     pending.append((object_id, url, executor.submit(_request, pool, "GET", url)))
                 object_id = pending[0][0]
                 data = _finish(plpy, "downloading", pending.pop(0))
-                db.run(plpy, "select splitgraph.load_object($1, $2)", object_id, data)
-                loaded.append(object_id)
+                batch.append((object_id, data))
+                size += len(data)
+                if len(batch) >= LOAD_BATCH or size >= LOAD_BATCH_BYTES or not (queue or pending):
+                    plan = plpy.prepare("select splitgraph_internal.load_objects($1, $2)", ["text[]", "bytea[]"])
+                    plpy.execute(plan, [[o for o, _ in batch], [d for _, d in batch]])
+                    batch, size = [], 0
         finally:
             for _, _, future in pending:
                 future.cancel()
-    return loaded
+    return list(object_ids)
 
 
 @helper("s3_put_objects(object_ids text[], urls text[], threads integer) returns void",
