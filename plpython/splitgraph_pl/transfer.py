@@ -19,6 +19,7 @@ SQL. Images never change: an image that exists must arrive with the same metadat
 """
 import json
 import re
+import urllib.parse
 
 from . import db, definitions, errors, hashing, meta, names, objects, remotes, storage
 from . import tables as tbl
@@ -748,6 +749,11 @@ def _urls(plpy, remote, method, repository, s3_host, object_ids):
         if not isinstance(got, list) or len(got) != len(batch):
             errors.fail(plpy, errors.DATA_CORRUPTED, f"{remote.where()} did not give one URL per object")
         urls += got
+    # URLs from the remote: http(s), all to one store
+    stores = {(p.scheme, p.netloc) for p in (urllib.parse.urlsplit(u) for u in urls if u is not None)}
+    if len(stores) > 1 or any(scheme not in ("http", "https") or not netloc for scheme, netloc in stores):
+        errors.fail(plpy, errors.DATA_CORRUPTED, f"{remote.where()} gave URLs that are not all http(s) URLs of "
+                                                 "one store")
     return urls
 
 
