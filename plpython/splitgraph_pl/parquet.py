@@ -13,8 +13,9 @@ schema, storage types, index).
 
 Rows never pass one by one through Python. Writing, one SQL statement per batch of rows aggregates each column
 into one bytea (binary send forms, or UTF-8 bytes with their lengths) and numpy turns those into Arrow buffers.
-Reading, Arrow writes the rows as CSV that Postgres reads back exactly (dates and timestamps as Julian days,
-binary as hex) into a file of a private temporary directory, and one COPY loads it.
+Reading, numpy lays the rows out in COPY's binary format when every column is stored natively (decimals
+excepted), else Arrow writes them as CSV that Postgres reads back exactly (dates and timestamps as Julian days,
+binary as hex), into a file of a private temporary directory, and one COPY loads it.
 """
 import contextlib
 import io
@@ -420,6 +421,94 @@ def _write_csv(batches, cols, path):
             writer.close()
 
 
+# Kinds a file can be loaded in COPY's binary format (numpy lays the rows out): every native kind but decimals.
+_BINARY_KINDS = set(_FIXED) | {"string", "binary"}
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+
+
+def _fixed_bytes(col, array):
+    """(the values as big-endian bytes, one row of `width` bytes each, width) of a native fixed-width column."""
+    n = len(array)
+    if col.kind == "uuid":
+        storage = array.storage if isinstance(array, pa.ExtensionArray) else array
+        raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8, count=(storage.offset + n) * 16)
+        return raw[storage.offset * 16:].reshape(n, 16), 16
+    if col.kind == "boolean":
+        return np.asarray(array.fill_null(False)).astype(np.uint8).reshape(n, 1), 1
+    _, dtype, _ = _FIXED[col.kind]
+    if col.kind == "date":
+        values = np.asarray(pc.cast(array, pa.int32()).fill_null(0)).astype(np.int64) - _EPOCH_DAYS
+    elif col.kind.startswith("timestamp"):
+        values = np.asarray(pc.cast(array, pa.int64()).fill_null(0)) - np.int64(_EPOCH_MICROS)
+    else:
+        values = np.asarray(array.fill_null(0))
+    values = values.astype(dtype)
+    return values.view(np.uint8).reshape(n, values.dtype.itemsize), values.dtype.itemsize
+
+
+def _variable_parts(array):
+    """(start offsets, lengths, data bytes) of a string or binary column."""
+    n = len(array)
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64 if large else np.int32,
+                            count=array.offset + n + 1)[array.offset:].astype(np.int64)
+    data = array.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8, count=int(offsets[-1])) if data is not None else np.zeros(0, np.uint8)
+    return offsets[:-1], offsets[1:] - offsets[:-1], raw
+
+
+def _binary_batch(cols, batch):
+    """A batch's rows in COPY's binary format (without the file's header and trailer), laid out by numpy."""
+    n = batch.num_rows
+    fields = []
+    for i, c in enumerate(cols + [None]):
+        array = batch.column(i)
+        valid = np.asarray(array.is_valid()) if array.null_count else np.ones(n, dtype=bool)
+        if c is None or c.kind in _FIXED:
+            values, width = _fixed_bytes(c, array) if c is not None else \
+                (np.asarray(array).astype(np.uint8).reshape(n, 1), 1)
+            fields.append(("fixed", valid, np.where(valid, width, -1), values, 0))
+        else:
+            starts, lengths, raw = _variable_parts(array)
+            prefix = 1 if c.base == "jsonb" else 0  # jsonb's binary form: a version byte, then the text
+            fields.append(("variable", valid, np.where(valid, lengths + prefix, -1), (starts, lengths, raw), prefix))
+    sizes = 2 + sum(4 + np.maximum(f[2], 0) for f in fields)
+    row_starts = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(sizes, out=row_starts[1:])
+    out = np.empty(int(row_starts[-1]), dtype=np.uint8)
+    out[row_starts[:-1, None] + np.arange(2)] = np.frombuffer(np.array(len(fields), ">i2").tobytes(), np.uint8)
+    position = row_starts[:-1] + 2
+    for kind, valid, lengths, values, prefix in fields:
+        out[position[:, None] + np.arange(4)] = lengths.astype(">i4").view(np.uint8).reshape(n, 4)
+        data_at = position + 4
+        if kind == "fixed":
+            width = values.shape[1]
+            out[data_at[valid][:, None] + np.arange(width)] = values[valid]
+        else:
+            starts, value_lengths, raw = values
+            if prefix:
+                out[data_at[valid]] = 1
+            counts = value_lengths[valid]
+            total = int(counts.sum())
+            if total:
+                within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+                source = raw[np.repeat(starts[valid], counts) + within]
+                out[np.repeat(data_at[valid] + prefix, counts) + within] = source
+        position = data_at + np.maximum(lengths, 0)
+    return out
+
+
+def _write_binary(batches, cols, path):
+    """The batches as one file in COPY's binary format."""
+    with open(path, "wb") as sink:
+        sink.write(_BINARY_HEADER)
+        for batch in batches:
+            if batch.column(len(cols)).null_count:
+                raise Refused(f"its {FLAG_COLUMN} column holds nulls")
+            sink.write(_binary_batch(cols, batch).tobytes())
+        sink.write(b"\xff\xff")
+
+
 def load(plpy, parquet, target, types, directory=None):
     """Insert the rows of an opened file (open_file) into the empty object table `target` (qualified SQL name),
     whose columns it must match (Refused otherwise); types: the columns' types. The rows go through a CSV file
@@ -430,14 +519,16 @@ def load(plpy, parquet, target, types, directory=None):
     if directory is None:
         with private_directory() as made:
             return load(plpy, parquet, target, types, made)
-    path = os.path.join(directory, "rows.csv")
+    path = os.path.join(directory, "rows")
+    binary = all(c.kind in _BINARY_KINDS for c in cols)
     try:
         try:
-            _write_csv(parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=True), cols, path)
-        except (pa.ArrowException, OSError, ValueError) as error:
+            (_write_binary if binary else _write_csv)(
+                parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=True), cols, path)
+        except (pa.ArrowException, OSError, ValueError, IndexError) as error:
             raise Refused(f"its data cannot be read ({type(error).__name__})") from error
         columns = ", ".join([ident(c.name) for c in cols] + [FLAG_COLUMN])
-        plpy.execute(f"copy {target} ({columns}) from {literal(path)} with (format csv)")
+        plpy.execute(f"copy {target} ({columns}) from {literal(path)} with (format {'binary' if binary else 'csv'})")
     finally:
         with contextlib.suppress(OSError):
             os.remove(path)
