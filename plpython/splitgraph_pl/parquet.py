@@ -505,7 +505,7 @@ def _write_binary(batches, cols, path):
         for batch in batches:
             if batch.column(len(cols)).null_count:
                 raise Refused(f"its {FLAG_COLUMN} column holds nulls")
-            sink.write(_binary_batch(cols, batch).tobytes())
+            sink.write(memoryview(_binary_batch(cols, batch)))
         sink.write(b"\xff\xff")
 
 
