@@ -10,11 +10,14 @@
   client is refused by the registry when pushed.
 """
 import itertools
+import threading
+import time
 
 import pytest
 from psycopg import sql as pgsql
 
 from conftest import sql
+from support.queries import value
 from support.remotes import (
     attempt,
     check_integrity,
@@ -112,15 +115,33 @@ def test_a_clone_cancelled_midway_leaves_nothing_and_a_rerun_completes(conn, reg
     client_before, registry_before = state(conn), state(reg)
     pid = c.info.backend_pid
 
+    # The clone downloads every object first, then registers the images: a session that holds a lock on the
+    # images table makes it wait there, midway, where it is cancelled (deterministically, however fast the rest).
+    blocker = connect(cluster.dsn(dbname))
+    sql(blocker, "begin")
+    sql(blocker, "lock table splitgraph_meta.images in share mode")
+    waiting = {"seen": False}
+
     def cancel():
         with connect(cluster.dsn(dbname)) as k:
+            begun = time.monotonic()
+            while time.monotonic() - begun < 60:
+                if value(k, "select wait_event_type = 'Lock' from pg_catalog.pg_stat_activity where pid = %s", pid):
+                    waiting["seen"] = True
+                    break
+                time.sleep(0.01)
             sql(k, "select pg_catalog.pg_cancel_backend(%s)", pid)
 
-    watcher, outcome = when_writing(cluster.dsn(dbname), bob.name, dbname, cancel, fallback=0.5)
-    error = attempt(c, "select splitgraph.clone(%s, %s, %s, download_all => true)", remote, source, local)
-    watcher.join(40)
-    assert outcome["fired"], "the clone never started"
-    assert error is not None, f"the clone finished before it was cancelled ({outcome['how']})"
+    watcher = threading.Thread(target=cancel, daemon=True)
+    watcher.start()
+    try:
+        error = attempt(c, "select splitgraph.clone(%s, %s, %s, download_all => true)", remote, source, local)
+        watcher.join(70)
+    finally:
+        sql(blocker, "rollback")
+        blocker.close()
+    assert waiting["seen"], "the clone never waited on the images table"
+    assert error is not None, "the clone finished before it was cancelled"
     assert error.sqlstate == "57014", error
     unchanged(client_before, state(conn), "the client")
     unchanged(registry_before, state(reg), "the registry")

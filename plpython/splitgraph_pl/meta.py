@@ -181,12 +181,14 @@ def image_tables(plpy, repo, image_hash):
             for r in rows}
 
 
-def new_image(plpy, repo, parent, comment, with_parent_tables=False):
-    """Register a new image (a random hash) on top of `parent`; with_parent_tables gives it every table of the
-    parent, unchanged. Returns its hash."""
-    image_hash = secrets.token_hex(32)
-    db.run(plpy, """insert into splitgraph_meta.images (repository, image_hash, parent_id, comment)
-                    values ($1, $2, $3, $4)""", repo, image_hash, parent, comment)
+def new_image(plpy, repo, parent, comment, with_parent_tables=False, image_hash=None, provenance=None):
+    """Register a new image on top of `parent`, with hash image_hash (a Splitfile step's derived hash) or a
+    random one, and its provenance (a list, or None); with_parent_tables gives it every table of the parent,
+    unchanged. Returns its hash."""
+    image_hash = image_hash or secrets.token_hex(32)
+    db.run(plpy, """insert into splitgraph_meta.images (repository, image_hash, parent_id, comment, provenance)
+                    values ($1, $2, $3, $4, $5::jsonb)""", repo, image_hash, parent, comment,
+           None if provenance is None else json.dumps(provenance))
     if with_parent_tables:
         db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
                                                             object_ids, table_definition)
@@ -205,9 +207,12 @@ def add_table(plpy, repo, image_hash, table, spec, object_ids, definition=None):
            json.dumps(spec), object_ids, None if definition is None else json.dumps(definition))
 
 
-def move_head(plpy, repo, state, image_hash):
-    """Point the checkout (state: checkout_state) at image_hash, and its branch too when it is on one."""
-    db.run(plpy, "update splitgraph_meta.checkouts set image_hash = $2 where repository = $1", repo, image_hash)
-    if state["branch"] is not None:
+def move_head(plpy, repo, state, image_hash, detach=False):
+    """Point the checkout (state: checkout_state) at image_hash, and its branch too when it is on one, unless
+    detach: then the checkout follows no branch any more, and no branch moves."""
+    db.run(plpy, "update splitgraph_meta.checkouts set image_hash = $2, "
+                 "branch = case when $3 then null else branch end where repository = $1",
+           repo, image_hash, bool(detach))
+    if state["branch"] is not None and not detach:
         db.run(plpy, "update splitgraph_meta.branches set image_hash = $3 where repository = $1 and branch = $2",
                repo, state["branch"], image_hash)
