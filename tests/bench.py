@@ -385,8 +385,8 @@ def bench_s3(conn, cluster, registry, rows, repeat):
         server.create_bucket("sg-bench-limit")
         registry.create_database("s3hub")
         cluster.create_database("s3consumer")
-        hub = psycopg.connect(registry.dsn("s3hub"), autocommit=True)
-        consumer = psycopg.connect(cluster.dsn("s3consumer"), autocommit=True)
+        hub = driver.connect(registry.dsn("s3hub"), autocommit=True)
+        consumer = driver.connect(cluster.dsn("s3consumer"), autocommit=True)
         for c in (hub, consumer):
             run(c, "set client_min_messages = warning")
         run(hub, "select splitgraph.configure_s3(%s, %s, %s, 'sg-bench')", server.endpoint, ACCESS_KEY, SECRET_KEY)
