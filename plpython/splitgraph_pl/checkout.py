@@ -360,7 +360,7 @@ def _undo(plpy, target, cols, entry):
     log = entry["log"]["relation"]
     plpy.execute(f"""
         delete from {target} t using {log} f where {match};
-        {insert} select {tbl.column_list(written, 'f.')} from {log} f where f.sg_audit_kind = 0""")
+        {insert} select {tbl.column_list(written, 'f.')} from {log} f where f.sg_audit_kind = {tracking.OLD}""")
 
 
 def _refill(plpy, target, cols, entry):
@@ -481,8 +481,7 @@ def _logged_first_records(plpy, schema, table, tracked, cols):
     name = f"pg_temp.{temp}"
     plpy.execute(f"""
         create temp table {temp} on commit drop as
-        select distinct on ({key_list}) a.* from {tracked['audit_table']} a
-        where a.sg_audit_kind < {tracking.SENTINEL}
+        select distinct on ({key_list}) a.* from {tracking.log_rows(plpy, tracked, cols)} a
         order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind;
         grant select on {name} to session_user""")
     return {"relation": name}

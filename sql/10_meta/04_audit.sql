@@ -9,6 +9,8 @@ create table splitgraph_audit.tracked (
     has_primary_key boolean not null,
     state text not null default 'tracking',
     fingerprint text,
+    logging jsonb not null default '{}',
+    bounds text,
     constraint state_known check (state in ('tracking', 'compared', 'untrusted', 'altered', 'lost'))
 );
 create unique index tracked_by_name on splitgraph_audit.tracked (schema_name, table_name);
@@ -27,6 +29,13 @@ comment on column splitgraph_audit.tracked.state is
 'writes: a tracking trigger was dropped, replaced or disabled, the table gained inheritance relatives or became a '
 'partition, or it was restored from a dump); altered (ALTER TABLE since: changes no longer known row by row); '
 'lost (the log did not survive a crash)';
+comment on column splitgraph_audit.tracked.logging is
+'The statements the tracking trigger runs for each event (tracking.py writes them when tracking begins): keys '
+'"insert", "update", "delete", "truncate", and "nested update"... for statements fired inside another trigger; '
+'each a format() string whose %1$s is the relation of old rows';
+comment on column splitgraph_audit.tracked.bounds is
+'The statement (a format() string whose %1$s is the table) that logs the lowest and highest key of the table '
+'when its log (re)starts; null when rows are logged whatever their key';
 comment on column splitgraph_audit.tracked.fingerprint is
 'What the table and its tracking triggers were when tracking began (splitgraph_audit.fingerprint): a log is '
 'trusted only while they are unchanged';
