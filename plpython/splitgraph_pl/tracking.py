@@ -370,7 +370,7 @@ def schema_tracking(plpy, schema):
     result = {}
     for r in rows:
         tracked = dict(r)
-        if not tracked.pop("intact") and tracked["state"] == "tracking":
+        if not tracked.pop("intact") and tracked["state"] in ("tracking", "patching"):
             mark(plpy, tracked, "untrusted")
         result[tracked["table_name"]] = _check_sentinel(plpy, tracked)
     return result
@@ -378,7 +378,7 @@ def schema_tracking(plpy, schema):
 
 def _check_sentinel(plpy, tracked):
     """A log emptied by a crash has lost its sentinel: from then on the table is not trusted row by row."""
-    if tracked["state"] == "tracking" and not db.scalar(
+    if tracked["state"] in ("tracking", "patching") and not db.scalar(
             plpy, f"select exists (select from {tracked['audit_table']} where sg_audit_kind = {SENTINEL})"):
         mark(plpy, tracked, "lost")
     return tracked

@@ -30,7 +30,7 @@ declare
     logging text;
 begin
     select tracked.state, tracked.logging into t from splitgraph_audit.tracked where tracked.relid = tg_relid;
-    if not found or t.state <> 'tracking' then
+    if not found or t.state not in ('tracking', 'patching') then
         return null;  -- the table is not tracked, or its log is not trusted
     end if;
     -- A statement on an inheritance parent changes its children's rows too, and its transition tables hold them:
@@ -99,7 +99,7 @@ declare
     tracking_trigger name;
 begin
     update splitgraph_audit.tracked t set state = 'untrusted'
-    where t.state = 'tracking' and t.relid in (
+    where t.state in ('tracking', 'patching') and t.relid in (
         select h.inhrelid from pg_event_trigger_ddl_commands() c join pg_inherits h on h.inhparent = c.objid
         union all
         select h.inhparent from pg_event_trigger_ddl_commands() c join pg_inherits h on h.inhrelid = c.objid);
