@@ -216,9 +216,10 @@ def _patch(plpy, schema, entry):
     key = tbl.key_columns(cols)
     match = " and ".join(f"t.{ident(c.name)} = k.{ident(c.name)}" for c in key)
     insert, written = fragments.insert_into(target, cols)
-    plpy.execute(f"""
-        delete from only {target} t using {entry['keys']} k where {match};
-        {insert} select {fragments.restored_list(written, 'f.')} from {entry['rows']} f where f.{names.FLAG_COLUMN}""")
+    with db.settings(plpy, fragments.BY_KEY):
+        plpy.execute(f"delete from only {target} t using {entry['keys']} k where {match}")
+    plpy.execute(f"{insert} select {fragments.restored_list(written, 'f.')} from {entry['rows']} f "
+                 f"where f.{names.FLAG_COLUMN}")
     patch = _PATCHES.get((_transaction(plpy), schema, table))
     if patch is not None and patch["rows"] == entry["rows"]:
         patch["applied"] = True

@@ -460,6 +460,10 @@ def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, onl
             plpy.execute(f"{insert} {_union(ids, cols, quals, as_caller, written)}")
 
 
+# A few keys looked up in large tables: by their indexes (a hash join would read every row of each table).
+BY_KEY = {"enable_hashjoin": "off", "enable_mergejoin": "off"}
+
+
 def key_index(object_id):
     """The name of an object's index on its table's key (built once, when a lookup by key needs it)."""
     return "k" + object_id[1:]
@@ -495,9 +499,10 @@ def difference(plpy, cols, common, old, new):
     first = key[0]
     keys, rows = (ident(db.temp_name(prefix)) for prefix in ("sg_keys", "sg_rows"))
     key_list = tbl.column_list(key)
-    plpy.execute(f"create temp table {keys} on commit drop as "
+    # in key order: the rows of the keys are then found (and deleted) in the order of the table's key index
+    plpy.execute(f"create temp table {keys} on commit drop as select * from ("
                  + " union ".join(f"select {tbl.column_list(key, 'f.')} from {object_table(o)} f" for o in old + new)
-                 + f";\ncreate index on {keys} ({first.order_expr()}); analyze {keys}")
+                 + f") k order by {key_list}")
     match = " and ".join(f"f.{ident(c.name)} = k.{ident(c.name)}" for c in key)
     columns = fragment_column_list(cols)
     values = tbl.select_list(tbl.column_list(cols, "f."), f"f.{FLAG_COLUMN}")
@@ -514,12 +519,11 @@ def difference(plpy, cols, common, old, new):
                      "with no data")
     if common:
         index_keys(plpy, common, cols)
-        rest = keys
-        if new:  # the keys `new` does not write
-            rest = ident(db.temp_name("sg_rest"))
-            plpy.execute(f"create temp table {rest} on commit drop as select k.* from {keys} k where not exists "
-                         f"(select from {rows} f where {match});\n"
-                         f"create index on {rest} ({first.order_expr()}); analyze {rest}")
+        rest = ident(db.temp_name("sg_rest"))  # the keys `new` does not write
+        plpy.execute(f"create temp table {rest} on commit drop as select k.* from {keys} k where not exists "
+                     f"(select from {rows} f where {match})")
+    if common and db.scalar(plpy, f"select exists (select from {rest})"):
+        plpy.execute(f"create index on {rest} ({first.order_expr()})")
         ranged = set(db.column(plpy, f"""
             select o.object_id from {META}.objects o
             where o.object_id = any($1::text[]) and pg_catalog.jsonb_typeof(o.index -> 'range' -> $2) = 'array'
@@ -534,7 +538,8 @@ def difference(plpy, cols, common, old, new):
             within = f" where {first.order_expr('k.')} between {bound(o, 0)} and {bound(o, 1)}" if o in ranged else ""
             return (f"select {values}, {n} as sg_n from (select * from {rest} k{within}) k "
                     f"cross join lateral (select * from {object_table(o)} f where {match}) f")
-        plpy.execute(newest([lookup(n, o) for n, o in enumerate(common)], f"insert into {rows}"))
+        with db.settings(plpy, BY_KEY):
+            plpy.execute(newest([lookup(n, o) for n, o in enumerate(common)], f"insert into {rows}"))
     plpy.execute(f"grant select on pg_temp.{keys}, pg_temp.{rows} to session_user")
     return f"pg_temp.{keys}", f"pg_temp.{rows}"
 

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""An independent measurement of the delta commit, written as a user would time it (issue 17): a fresh cluster
+with PostgreSQL's default settings, fresh tables for every run, the same 10k changed rows spread over the table
+(every (rows / 10k)-th key), `commit` timed from the client, median of N runs; no checkpoint or VACUUM between the
+steps. Prints t(1M), t(100k) and their ratio; with --big, also a commit of one changed row in a 10M-row table.
+
+    bench_delta_client.py [--repeat 5] [--changes 10000] [--big] [--explain]
+"""
+import argparse
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+import psycopg
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from support.cluster import Cluster  # noqa: E402
+
+FILL = """create table "bench/client".t as
+          select i as id, md5(i::text) as md5, random() as value,
+                 timestamptz '2020-01-01' + i * interval '1 second' as at
+          from generate_series(1, {rows}) i"""
+
+
+def run(conn, query, *args):
+    with conn.cursor() as cur:
+        cur.execute(query, args or None)
+        return cur.fetchall() if cur.description else None
+
+
+def one_commit(conn, rows, changes):
+    """A fresh repository and table of `rows` rows, committed; `changes` rows updated; the delta commit timed."""
+    run(conn, "select splitgraph.init('bench/client')")
+    run(conn, FILL.format(rows=rows))
+    run(conn, 'alter table "bench/client".t add primary key (id)')
+    run(conn, "select splitgraph.commit('bench/client')")
+    step = max(rows // changes, 1)
+    run(conn, f'update "bench/client".t set value = value + 1 where id % {step} = 0')
+    start = time.perf_counter()
+    run(conn, "select splitgraph.commit('bench/client')")
+    elapsed = time.perf_counter() - start
+    run(conn, "select splitgraph.rm('bench/client', force => true)")
+    run(conn, "select splitgraph.cleanup()")
+    return elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--changes", type=int, default=10000)
+    parser.add_argument("--big", action="store_true", help="also one changed row in a 10M-row table")
+    parser.add_argument("--setting", action="append", default=[], help="name=value for the cluster")
+    args = parser.parse_args()
+    base = tempfile.mkdtemp(prefix="sg-client-")
+    pathlib.Path(base).chmod(0o755)
+    from conftest import free_port  # noqa: E402
+
+    settings = dict(s.split("=", 1) for s in args.setting)
+    cluster = Cluster(base, free_port(), settings=settings).start()
+    try:
+        cluster.create_database("bench")
+        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+            run(conn, "set client_min_messages = warning")
+            times = {}
+            for rows in (100_000, 1_000_000):
+                times[rows] = [one_commit(conn, rows, args.changes) for _ in range(args.repeat)]
+                print(f"{rows:>9} rows: " + " ".join(f"{t:.3f}" for t in times[rows])
+                      + f"  median {statistics.median(times[rows]):.3f}s", flush=True)
+            ratio = statistics.median(times[1_000_000]) / statistics.median(times[100_000])
+            print(f"delta commit of {args.changes} rows, t(1M)/t(100k) = {ratio:.2f}", flush=True)
+            if args.big:
+                big = [one_commit(conn, 10_000_000, 1) for _ in range(min(args.repeat, 3))]
+                print("one changed row in 10M rows: " + " ".join(f"{t * 1000:.0f}" for t in big)
+                      + f"  median {statistics.median(big) * 1000:.0f} ms", flush=True)
+    finally:
+        cluster.destroy()
+
+
+if __name__ == "__main__":
+    main()
