@@ -30,7 +30,19 @@ def run(conn, query, *args):
         return cur.fetchall() if cur.description else None
 
 
-def one_commit(conn, rows, changes):
+def slowest(log, start, count=6):
+    """The slowest statements auto_explain logged from line `start` of the server log: (ms, first lines)."""
+    lines = log.read_text(errors="replace").splitlines()[start:]
+    found = []
+    for i, line in enumerate(lines):
+        if "duration:" in line and "plan:" in line:
+            ms = float(line.split("duration:")[1].split("ms")[0])
+            body = [x.strip()[:150] for x in lines[i + 1:i + 8]]
+            found.append((ms, body))
+    return sorted(found, key=lambda f: -f[0])[1:count + 1]  # the first is the commit itself
+
+
+def one_commit(conn, rows, changes, explain=False):
     """A fresh repository and table of `rows` rows, committed; `changes` rows updated; the delta commit timed."""
     run(conn, "select splitgraph.init('bench/client')")
     run(conn, FILL.format(rows=rows))
@@ -38,9 +50,15 @@ def one_commit(conn, rows, changes):
     run(conn, "select splitgraph.commit('bench/client')")
     step = max(rows // changes, 1)
     run(conn, f'update "bench/client".t set value = value + 1 where id % {step} = 0')
+    if explain:
+        run(conn, "load 'auto_explain'")
+        run(conn, "set auto_explain.log_min_duration = 5")
+        run(conn, "set auto_explain.log_nested_statements = on")
     start = time.perf_counter()
     run(conn, "select splitgraph.commit('bench/client')")
     elapsed = time.perf_counter() - start
+    if explain:
+        run(conn, "reset auto_explain.log_min_duration")
     run(conn, "select splitgraph.rm('bench/client', force => true)")
     run(conn, "select splitgraph.cleanup()")
     return elapsed
@@ -52,6 +70,7 @@ def main():
     parser.add_argument("--changes", type=int, default=10000)
     parser.add_argument("--big", action="store_true", help="also one changed row in a 10M-row table")
     parser.add_argument("--setting", action="append", default=[], help="name=value for the cluster")
+    parser.add_argument("--explain", action="store_true", help="print the slowest statements of one more commit")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="sg-client-")
     pathlib.Path(base).chmod(0o755)
@@ -68,6 +87,12 @@ def main():
                 times[rows] = [one_commit(conn, rows, args.changes) for _ in range(args.repeat)]
                 print(f"{rows:>9} rows: " + " ".join(f"{t:.3f}" for t in times[rows])
                       + f"  median {statistics.median(times[rows]):.3f}s", flush=True)
+                if args.explain:
+                    log = cluster.dir / "server.log"
+                    start = len(log.read_text(errors="replace").splitlines())
+                    one_commit(conn, rows, args.changes, explain=True)
+                    for ms, body in slowest(log, start):
+                        print(f"    {ms:8.1f} ms  " + "\n                 ".join(body))
             ratio = statistics.median(times[1_000_000]) / statistics.median(times[100_000])
             print(f"delta commit of {args.changes} rows, t(1M)/t(100k) = {ratio:.2f}", flush=True)
             if args.big:

@@ -218,8 +218,8 @@ def _patch(plpy, schema, entry):
     insert, written = fragments.insert_into(target, cols)
     with db.settings(plpy, fragments.BY_KEY):
         plpy.execute(f"delete from only {target} t using {entry['keys']} k where {match}")
-    plpy.execute(f"{insert} select {fragments.restored_list(written, 'f.')} from {entry['rows']} f "
-                 f"where f.{names.FLAG_COLUMN}")
+        plpy.execute(f"{insert} select {fragments.restored_list(written, 'f.')} from {entry['rows']} f "
+                     f"where f.{names.FLAG_COLUMN}")
     patch = _PATCHES.get((_transaction(plpy), schema, table))
     if patch is not None and patch["rows"] == entry["rows"]:
         patch["applied"] = True

@@ -460,8 +460,10 @@ def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, onl
             plpy.execute(f"{insert} {_union(ids, cols, quals, as_caller, written)}")
 
 
-# A few keys looked up in large tables: by their indexes (a hash join would read every row of each table).
-BY_KEY = {"enable_hashjoin": "off", "enable_mergejoin": "off"}
+# A few keys looked up in large tables: by their indexes (a hash join would read every row of each table), and
+# without JIT compilation (estimates of fresh temporary tables make such a plan look costly enough to compile, and
+# compiling one branch per object takes seconds).
+BY_KEY = {"enable_hashjoin": "off", "enable_mergejoin": "off", "jit": "off"}
 
 
 def key_index(object_id):
