@@ -37,12 +37,18 @@ def slowest(log, start, count=6):
     for i, line in enumerate(lines):
         if "duration:" in line and "plan:" in line:
             ms = float(line.split("duration:")[1].split("ms")[0])
-            body = [x.strip()[:150] for x in lines[i + 1:i + 8]]
+            plan = []
+            for x in lines[i + 1:]:
+                if " LOG: " in x or " CONTEXT: " in x:
+                    break
+                if "cost=" in x:
+                    plan.append(x.rstrip()[:160])
+            body = [lines[i + 1].strip()[:150]] + plan[:14]
             found.append((ms, body))
     return sorted(found, key=lambda f: -f[0])[1:count + 1]  # the first is the commit itself
 
 
-def one_commit(conn, rows, changes, explain=False):
+def one_commit(conn, rows, changes, explain=False, warm=False):
     """A fresh repository and table of `rows` rows, committed; `changes` rows updated; the delta commit timed."""
     run(conn, "select splitgraph.init('bench/client')")
     run(conn, FILL.format(rows=rows))
@@ -50,10 +56,14 @@ def one_commit(conn, rows, changes, explain=False):
     run(conn, "select splitgraph.commit('bench/client')")
     step = max(rows // changes, 1)
     run(conn, f'update "bench/client".t set value = value + 1 where id % {step} = 0')
+    if warm:  # as make bench's limit does at 1M rows: read the changed rows just before the commit
+        run(conn, f'create table public.warm as select * from "bench/client".t where id % {step} = 0; '
+                  "drop table public.warm")
     if explain:
         run(conn, "load 'auto_explain'")
         run(conn, "set auto_explain.log_min_duration = 5")
         run(conn, "set auto_explain.log_nested_statements = on")
+        run(conn, "set auto_explain.log_analyze = on")
     start = time.perf_counter()
     run(conn, "select splitgraph.commit('bench/client')")
     elapsed = time.perf_counter() - start
@@ -70,6 +80,9 @@ def main():
     parser.add_argument("--changes", type=int, default=10000)
     parser.add_argument("--big", action="store_true", help="also one changed row in a 10M-row table")
     parser.add_argument("--big-only", action="store_true", help="only the 10M-row table")
+    parser.add_argument("--warm", action="store_true", help="read the changed rows just before each commit")
+    parser.add_argument("--warm-1m", action="store_true",
+                        help="read them only before the commits at 1M rows (as make bench's limit does)")
     parser.add_argument("--setting", action="append", default=[], help="name=value for the cluster")
     parser.add_argument("--explain", action="store_true", help="print the slowest statements of one more commit")
     args = parser.parse_args()
@@ -85,7 +98,8 @@ def main():
             run(conn, "set client_min_messages = warning")
             times = {}
             for rows in () if args.big_only else (100_000, 1_000_000):
-                times[rows] = [one_commit(conn, rows, args.changes) for _ in range(args.repeat)]
+                warm = args.warm or (args.warm_1m and rows == 1_000_000)
+                times[rows] = [one_commit(conn, rows, args.changes, warm=warm) for _ in range(args.repeat)]
                 print(f"{rows:>9} rows: " + " ".join(f"{t:.3f}" for t in times[rows])
                       + f"  median {statistics.median(times[rows]):.3f}s", flush=True)
                 if args.explain:
