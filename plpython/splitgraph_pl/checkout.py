@@ -288,11 +288,18 @@ def _nearby(plpy, repo, state, image_hash, layered):
     xid = _transaction(plpy)
     for stale in [k for k in _PATCHES if k[0] != xid]:
         del _PATCHES[stale]
+    # a table made again would be the caller's (an administrator's: the extension's); one owned by anyone else is
+    owner = db.scalar(plpy, "select case when $1 then current_user else session_user end::text",
+                      meta.caller_is_admin(plpy))
+    owners = {r["relname"]: r["owner"] for r in db.run(plpy, """
+        select c.relname::text as relname, pg_catalog.pg_get_userbyid(c.relowner)::text as owner
+        from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1 and c.relkind = 'r'""", schema)}
     nearby = {}
     for table, version in meta.image_tables(plpy, repo, image_hash).items():
         old, t = current.get(table), tracked.get(table)
         if old is None or t is None or t["state"] != "tracking" or old.spec != version.spec \
-                or old.definition != version.definition or tracking.logged(plpy, t):
+                or old.definition != version.definition or owners.get(table) != owner or tracking.logged(plpy, t):
             continue
         cols = tbl.columns(plpy, schema, table)
         if not tbl.same_schema(version.spec, cols) or definitions.capture(plpy, schema, table, cols) \
