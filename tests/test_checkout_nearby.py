@@ -158,3 +158,21 @@ def test_a_role_that_is_not_a_superuser_switches_its_checkout_in_place(roles):
     sql(c, "select splitgraph.checkout(%s, %s, force => true)", repo, second)
     assert value(c, f"select count(*) from {table} where v = 'x'") == 500
     assert value(c, f"select count(*) from {table} where v = 'y'") == 0
+
+
+def test_a_table_owned_by_another_role_is_made_again(conn, roles):
+    """An administrator's checkout makes tables the extension's: a table the repository's role owns is not kept."""
+    owner = roles.new("nearby")
+    repo = f"{owner.name}/o"
+    table = f'"{repo}".t'
+    c = owner.conn
+    sql(c, "select splitgraph.init(%s)", repo)
+    sql(c, f"create table {table} (id int primary key, v text)")
+    sql(c, f"insert into {table} select i, i::text from generate_series(1, 1000) i")
+    first = value(c, "select splitgraph.commit(%s)", repo)
+    sql(c, f"update {table} set v = 'x' where id % 10 = 0")
+    value(c, "select splitgraph.commit(%s)", repo)
+    before = value(conn, "select %s::regclass::oid::bigint", table)
+    sql(conn, "select splitgraph.checkout(%s, %s)", repo, first)
+    assert value(conn, "select %s::regclass::oid::bigint", table) != before
+    assert value(conn, f"select count(*) from {table} where v = 'x'") == 0
