@@ -13,9 +13,8 @@ import sys
 import tempfile
 import time
 
-import psycopg
-
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from support import driver  # noqa: E402
 from support.cluster import Cluster  # noqa: E402
 
 FILL = """create table "bench/client".t as
@@ -94,7 +93,7 @@ def main():
     cluster = Cluster(base, free_port(), settings=settings).start()
     try:
         cluster.create_database("bench")
-        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+        with driver.connect(cluster.dsn("bench"), autocommit=True) as conn:
             run(conn, "set client_min_messages = warning")
             times = {}
             for rows in () if args.big_only else (100_000, 1_000_000):

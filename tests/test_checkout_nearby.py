@@ -1,10 +1,10 @@
 """Switching a clean checkout to a nearby image (the parent, a sibling branch, a tag one commit back) applies only
 the difference between the two images: the table is not made again (its oid stays, rows the difference does not
 touch keep their ctid), and it ends up exactly as a fresh checkout of the image, tracked and clean."""
-import psycopg
 import pytest
 
 from conftest import fails, sql, value
+from support import driver
 
 REPO = "nearby/repo"
 T = '"nearby/repo".t'
@@ -38,7 +38,7 @@ def pending(conn):
 def images(cluster, dbname):
     """base (a snapshot of 3 chunks), child (updates, inserts and deletes on base), sibling (other changes on
     base, on branch other), grandchild (on child)."""
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         sql(c, "select splitgraph.init(%s)", REPO)
         sql(c, f"create table {T} (id int primary key, v text, n float8)")
         sql(c, f"insert into {T} select i, md5(i::text), i / 7.0 from generate_series(1, {ROWS}) i")

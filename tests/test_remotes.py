@@ -6,10 +6,10 @@ objects its image needs; pull brings what is new and nothing else; objects and m
 import secrets
 import zlib
 
-import psycopg
 import pytest
 
 from conftest import fails, sql, value
+from support import driver  # noqa: E402
 from support.registry import check_every_object, connect_as, metadata, object_tables, objects_state, password_role
 
 PUSHER = "rm_pusher"                       # the registry role the client logs in as
@@ -20,7 +20,7 @@ PASSWORD = "pw'" + secrets.token_hex(8)    # a quote, to prove the quoting
 def hub(cluster, dbname, registry_cluster, registry_db):
     """The client's remote 'hub': the registry, logged in to as PUSHER."""
     password_role(registry_cluster, PUSHER, PASSWORD)
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         sql(c, "select splitgraph.add_remote('hub', '127.0.0.1', %s, %s, %s, %s)", registry_cluster.port,
             registry_db, PUSHER, PASSWORD)
     return registry_cluster
@@ -29,7 +29,7 @@ def hub(cluster, dbname, registry_cluster, registry_db):
 @pytest.fixture
 def reg(registry_cluster, registry_db):
     """The registry, as its superuser."""
-    with psycopg.connect(registry_cluster.dsn(registry_db), autocommit=True) as c:
+    with driver.connect(registry_cluster.dsn(registry_db), autocommit=True) as c:
         yield c
 
 
@@ -41,7 +41,7 @@ def other_engine(cluster, dbname, registry_cluster, registry_db, remote="hub"):
     registry as remote `remote`."""
     name = f"{dbname}_e{next(_engines)}"[:63]
     cluster.create_database(name)
-    c = psycopg.connect(cluster.dsn(name), autocommit=True)
+    c = driver.connect(cluster.dsn(name), autocommit=True)
     sql(c, "select splitgraph.add_remote(%s, '127.0.0.1', %s, %s, %s, %s)", remote, registry_cluster.port,
         registry_db, PUSHER, PASSWORD)
     return c
@@ -184,7 +184,14 @@ def test_push_to_another_name_and_handlers(conn, hub, reg):
     repo = "rm_pusher/named"
     build(conn, repo)
     fails(conn, "select splitgraph.push(%s)", repo, sqlstate="55000")  # no upstream yet, no remote named
-    fails(conn, "select splitgraph.push(%s, 'hub', handler => 'S3')", repo, sqlstate="0A000")
+    # handler S3 (issue 12) needs object storage on the remote, and this registry has none: an S3 push of
+    # objects it lacks is refused there before anything is registered
+    sql(conn, "select splitgraph.init('rm_pusher/s3less')")
+    sql(conn, 'create table "rm_pusher/s3less".t (id int primary key, v text)')
+    sql(conn, """insert into "rm_pusher/s3less".t values (1, 'only in rm_pusher/s3less')""")
+    sql(conn, "select splitgraph.commit('rm_pusher/s3less')")
+    fails(conn, "select splitgraph.push('rm_pusher/s3less', 'hub', handler => 'S3')", sqlstate="55000")
+    assert history(reg, "rm_pusher/s3less")["images"] == []
     fails(conn, "select splitgraph.push(%s, 'hub', handler => 'FTP')", repo, sqlstate="22023")
     fails(conn, "select splitgraph.push(%s, 'nowhere')", repo, sqlstate="42704")
     sql(conn, "select splitgraph.push(%s, 'hub', 'rm_pusher/elsewhere')", repo)
