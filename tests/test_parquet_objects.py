@@ -6,10 +6,10 @@ import decimal
 import uuid
 
 import duckdb
-import psycopg
 import pytest
 
 from conftest import sql, value
+from support import driver
 from support.security import object_dump
 
 # Every built-in type family, with the values that test a round trip: extremes, NaN and infinities, time zones,
@@ -66,7 +66,7 @@ COLUMNS = [
 def source(cluster, dbname):
     """Repository 'pq/types' with a table of every type family, committed as one object, then changed (an
     update and a delete) and committed again as a delta."""
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         sql(c, "create type pq_mood as enum ('sad', 'ok')")
         sql(c, "create type pq_pair as (a int, b text)")
         sql(c, "create domain pq_positive as integer check (value > 0)")
@@ -99,7 +99,7 @@ def other(cluster, dbname, request):
     """A connection to a fresh database of the cluster, with the extension (objects store user types as text)."""
     name = f"{dbname}_{request.node.name}"[:63]
     cluster.create_database(name)
-    with psycopg.connect(cluster.dsn(name), autocommit=True) as c:
+    with driver.connect(cluster.dsn(name), autocommit=True) as c:
         yield c
 
 
@@ -204,16 +204,16 @@ def test_damaged_or_foreign_files_are_refused(conn, other, source):
         (source["base"], data[: len(data) // 2] + data[-8:]),
     ]
     for object_id, payload in cases:
-        with pytest.raises(psycopg.Error) as error:
+        with pytest.raises(driver.Error) as error:
             sql(other, "select splitgraph.load_object(%s, %s)", object_id, payload)
-        assert error.value.sqlstate == "XX001", error.value
+        assert error.value.pgcode == "XX001", error.value
     assert stored_objects(other) == before
 
 
 def test_unknown_format_is_refused(conn, source):
-    with pytest.raises(psycopg.Error) as error:
+    with pytest.raises(driver.Error) as error:
         sql(conn, "select splitgraph.dump_object(%s, 'csv')", source["base"])
-    assert error.value.sqlstate == "22023"
+    assert error.value.pgcode == "22023"
 
 
 def test_duckdb_reads_the_same_rows(conn, source, tmp_path):
@@ -239,6 +239,8 @@ def test_duckdb_reads_the_same_rows(conn, source, tmp_path):
                 a, b = bytes(a), bytes(b)
             if isinstance(b, (uuid.UUID, decimal.Decimal)):
                 a = type(b)(str(a))
+            elif isinstance(a, uuid.UUID):  # psycopg2 reads a uuid as its text
+                b = type(a)(str(b))
             assert a == b, (g, w)
     described = dict(duckdb.sql(f"describe select * from read_parquet('{path}')").fetchall()[i][:2]
                      for i in range(len(COLUMNS) + 5))

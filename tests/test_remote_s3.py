@@ -7,10 +7,10 @@ only for namespaces it may write; a tampered object in the bucket is refused; th
 import secrets
 import time
 
-import psycopg
 import pytest
 
 from conftest import fails, sql, value
+from support import driver
 from support.registry import check_every_object, connect_as, metadata, object_tables, objects_state, password_role
 from support.s3 import ACCESS_KEY, SECRET_KEY
 
@@ -25,9 +25,9 @@ def hub(cluster, dbname, registry_cluster, registry_db, s3):
     PUSHER."""
     password_role(registry_cluster, PUSHER, PASSWORD)
     s3.create_bucket(BUCKET)
-    with psycopg.connect(registry_cluster.dsn(registry_db), autocommit=True) as r:
+    with driver.connect(registry_cluster.dsn(registry_db), autocommit=True) as r:
         sql(r, "select splitgraph.configure_s3(%s, %s, %s, %s)", s3.endpoint, ACCESS_KEY, SECRET_KEY, BUCKET)
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         sql(c, "select splitgraph.add_remote('hub', '127.0.0.1', %s, %s, %s, %s)", registry_cluster.port,
             registry_db, PUSHER, PASSWORD)
     return registry_cluster
@@ -35,7 +35,7 @@ def hub(cluster, dbname, registry_cluster, registry_db, s3):
 
 @pytest.fixture
 def reg(registry_cluster, registry_db):
-    with psycopg.connect(registry_cluster.dsn(registry_db), autocommit=True) as c:
+    with driver.connect(registry_cluster.dsn(registry_db), autocommit=True) as c:
         yield c
 
 
@@ -46,7 +46,7 @@ def other_engine(cluster, dbname, registry_cluster, registry_db):
     """A fresh database of the client cluster (another engine, sharing no object), with the registry as 'hub'."""
     name = f"{dbname}_e{next(_engines)}"[:63]
     cluster.create_database(name)
-    c = psycopg.connect(cluster.dsn(name), autocommit=True)
+    c = driver.connect(cluster.dsn(name), autocommit=True)
     sql(c, "select splitgraph.add_remote('hub', '127.0.0.1', %s, %s, %s, %s)", registry_cluster.port, registry_db,
         PUSHER, PASSWORD)
     return c
@@ -226,13 +226,13 @@ def test_upload_urls_only_for_namespaces_the_role_may_write(cluster, dbname, con
         meta = value(conn, "select splitgraph_internal.object_metadata(%s)::jsonb", ids)
         fails(pusher, """insert into splitgraph_remote.requests (repository, kind, payload)
                          values (%s, 'located', jsonb_build_object('objects', %s::jsonb))""",
-              f"{PUSHER}/x", psycopg.types.json.Jsonb(meta), sqlstate="58030")
+              f"{PUSHER}/x", driver.Jsonb(meta), sqlstate="58030")
         # metadata that does not hash to its id is refused
         forged = meta[0]["insertion_hash"]
         meta[0]["insertion_hash"] = ("1" if forged[0] != "1" else "2") + forged[1:]
         fails(pusher, """insert into splitgraph_remote.requests (repository, kind, payload)
                          values (%s, 'located', jsonb_build_object('objects', %s::jsonb))""",
-              f"{PUSHER}/x", psycopg.types.json.Jsonb(meta), sqlstate="XX001")
+              f"{PUSHER}/x", driver.Jsonb(meta), sqlstate="XX001")
         # the role cannot read the store's configuration
         fails(pusher, "select secret_key from splitgraph_meta.object_storage", sqlstate="42501")
     assert metadata(reg) == before
