@@ -176,12 +176,13 @@ def bench_delta_commit(conn, repeat, changes=10000):
             run(conn, f"create table public.changed as select (random() * ({rows} - 1))::int + 1 as id "
                       f"from generate_series(1, {changes * 2}) group by 1 limit {changes}")
             run(conn, 'update "bench/delta".t t set value = t.value + 1 from public.changed c where c.id = t.id')
-            if rows == 1_000_000:
-                delta.limit.append(fastest(conn, ['create table public.copy as select t.* from "bench/delta".t t '
-                                                  "join public.changed c using (id)"]))
             settle(conn)
             elapsed, (image,) = timed(conn, "select splitgraph.commit('bench/delta')")
             target.append(elapsed)
+            if rows == 1_000_000:
+                # after the commit: reading the changed rows first would warm them for the 1M-row commit only
+                delta.limit.append(fastest(conn, ['create table public.copy as select t.* from "bench/delta".t t '
+                                                  "join public.changed c using (id)"]))
             added = run(conn, "select (splitgraph.table_info('bench/delta', %s, 't') -> 'objects') ->> 1", image)[0][0]
             assert run(conn, "select splitgraph.object_info(%s) ->> 'rows_inserted'", added)[0][0] == str(changes)
             run(conn, "drop table public.changed")
@@ -191,6 +192,57 @@ def bench_delta_commit(conn, repeat, changes=10000):
         print(f"  round {i + 1}/{repeat}: delta commit {delta.ours[-1]:.3f}s at 1M, {scale.limit[-1]:.3f}s at 100k, "
               f"copy {delta.limit[-1]:.3f}s", flush=True)
     return [delta, scale]
+
+
+def bench_nearby_checkout(conn, repeat, changes=10000):
+    """Switching a clean checkout of a 1M-row table to a nearby image (`changes` rows differ): the tag one commit
+    back, the parent, a sibling branch; vs CREATE TABLE AS of those rows. The first switch also indexes the
+    shared objects' keys (once per object): it is reported on its own."""
+    labels = ("tag one back", "parent", "sibling branch")
+    measures = [Measure(f"nearby checkout: {label}", 3.0, f"CTAS of the {changes} rows") for label in labels]
+    first = Measure("nearby checkout: first switch", 3.0, f"CTAS of the {changes} rows")
+    rows = 1_000_000
+    run(conn, "select splitgraph.init('bench/near')")
+    run(conn, FILL.format(table='"bench/near".t', rows=rows))
+    run(conn, 'alter table "bench/near".t add primary key (id)')
+    base = run(conn, "select splitgraph.commit('bench/near')")[0][0]
+
+    def change(stem):
+        run(conn, f"create table public.{stem} as select (random() * ({rows} - 1))::int + 1 as id "
+                  f"from generate_series(1, {changes * 2}) group by 1 limit {changes}")
+        run(conn, f'update "bench/near".t t set value = t.value + 1 from public.{stem} c where c.id = t.id')
+        return run(conn, "select splitgraph.commit('bench/near')")[0][0]
+
+    child = change("changed_child")
+    grandchild = change("changed_grandchild")
+    run(conn, "select splitgraph.tag('bench/near', %s, 'back')", child)
+    run(conn, "select splitgraph.branch('bench/near', 'other', %s)", base)
+    run(conn, "select splitgraph.checkout('bench/near', 'other')")
+    sibling = change("changed_sibling")
+    run(conn, "select splitgraph.checkout('bench/near', %s)", grandchild)
+    settle(conn)
+    first.ours.append(timed(conn, "select splitgraph.checkout('bench/near', 'back')")[0])
+    for i in range(repeat):
+        copy = fastest(conn, ['create table public.copy as select t.* from "bench/near".t t '
+                              "join public.changed_child c using (id)"])
+        run(conn, "select splitgraph.checkout('bench/near', %s)", grandchild)
+        for m, (ref, image) in zip(measures, (("back", child), (base, base), ("other", sibling)), strict=True):
+            settle(conn)
+            elapsed, (got,) = timed(conn, "select splitgraph.checkout('bench/near', %s)", ref)
+            assert got == image, f"checkout of {ref} gave {got}"
+            m.ours.append(elapsed)
+            m.limit.append(copy)
+        if i == 0:
+            first.limit.append(copy)
+        print(f"  round {i + 1}/{repeat}: " + ", ".join(f"{m.name[17:]} {m.ours[-1]:.3f}s" for m in measures)
+              + f" / copy {copy:.3f}s", flush=True)
+    got = run(conn, 'select count(*), sum(id) from "bench/near".t')[0]
+    assert got == (rows, rows * (rows + 1) // 2), f"checkout left {got}"
+    for stem in ("changed_child", "changed_grandchild", "changed_sibling"):
+        run(conn, f"drop table public.{stem}")
+    run(conn, "select splitgraph.rm('bench/near', force => true)")
+    run(conn, "select splitgraph.cleanup()")
+    return measures + [first]
 
 
 def bench_client(cluster, repeat, runs=20):
@@ -612,7 +664,7 @@ def bench_mount(conn, rows, repeat, deltas=20, changes=10000):
 
 
 # the parts of the benchmark, in the order they run (--only picks some)
-PARTS = ["snapshot", "tracking", "delta", "remote", "s3", "splitfiles", "mount", "client"]
+PARTS = ["snapshot", "tracking", "delta", "remote", "s3", "splitfiles", "mount", "client", "nearby"]
 
 
 def main():
@@ -658,6 +710,8 @@ def main():
                 results += bench_splitfiles(conn, args.rows, args.repeat)
             if "mount" in parts:
                 results += bench_mount(conn, args.rows, args.repeat)
+            if "nearby" in parts:
+                results += bench_nearby_checkout(conn, args.repeat)
         print()
         for m in results:
             print(m.line())

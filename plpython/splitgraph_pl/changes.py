@@ -12,7 +12,7 @@ from . import db, errors, fragments, hashing, meta, names, tracking
 from . import tables as tbl
 from .fragments import META, claim_objects, fragment_column_list, fragment_columns, record_sizes, schema_spec
 from .names import ident, literal
-from .tracking import SENTINEL
+from .tracking import KEY, NEW, OLD, SENTINEL
 
 
 class Delta:
@@ -62,24 +62,43 @@ def _net_logged_rows(tracked, cols):
               order by r.row_text) f on f.row_text = x.row_text"""
 
 
-def keyed_changes(tracked, schema, table, cols):
-    """The SELECT of the net changes of a tracked table with a primary key (the rows of a Delta): each touched
-    key's first logged record (its state before tracking) joined with the live row of that key."""
+def keyed_changes(plpy, tracked, schema, table, cols):
+    """The SELECT of the net changes of a tracked table with a primary key (the rows of a Delta), from each touched
+    key's first logged record (its state before tracking) and its last (its state now: a NEW record's values, gone
+    after an OLD record, or the live row of that key when the key has a KEY record). Only keys of that last kind
+    are looked up in the table: the pages of rows that were updated or deleted are never read."""
     key = tbl.key_columns(cols)
-    old, new = _values(cols, "f", "o"), _values(cols, "t", "n")
-    key_list = tbl.column_list(key, "a.")
-    join = " and ".join(f"t.{ident(c.name)} = f.{ident(c.name)}" for c in key)
+    keys = tbl.column_list(key, "a.")
+    old = ", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))
+    new = ", ".join(f"case when l.sg_audit_kind = {NEW} then l.{ident(c.name)} end as n{i}"
+                    for i, c in enumerate(cols))
+    olds, news = (", ".join(f"x.{side}{i}" for i in range(len(cols))) for side in ("o", "n"))
+    live = ", ".join(f"t.{ident(c.name)}" for c in cols)
+    join = " and ".join(f"t.{ident(c.name)} = x.k{i}" for i, c in enumerate(cols) if c.is_pk)
+    match = " and ".join(f"l.{ident(c.name)} = f.{ident(c.name)}" for c in key)
     present = f"t.{ident(key[0].name)} is not null"
     return f"""
+        with a as materialized (select * from {tracking.log_rows(plpy, tracked, cols)} a),
+        f as (select distinct on ({keys}) a.* from a order by {keys}, a.sg_audit_stmt, a.sg_audit_kind),
+        l as (select distinct on ({keys}) a.* from a
+              order by {keys}, (a.sg_audit_kind = {KEY}) desc, a.sg_audit_stmt desc, a.sg_audit_kind desc),
+        x as materialized (
+            select f.sg_audit_kind = {OLD} as existed, l.sg_audit_kind as last, {old}, {new},
+                   {", ".join(f"l.{ident(c.name)} as k{i}" for i, c in enumerate(cols) if c.is_pk)}
+            from f join l on {match})
         select * from (
-            select f.sg_audit_kind = 0 as existed, {present} as present,
-                   case when f.sg_audit_kind = 0 then {digest(tbl.row_text(cols, 'f.'))} end as ho,
-                   case when {present} then {digest(tbl.row_text(cols, 't.'))} end as hn,
-                   {old}, {new}
-            from (select distinct on ({key_list}) a.* from {tracked['audit_table']} a
-                  where a.sg_audit_kind < {SENTINEL}
-                  order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind) f
-            left join only {names.qualified(schema, table)} t on {join}
+            select x.existed, x.last = {NEW} as present,
+                   case when x.existed then {digest(f'row({olds})::text')} end as ho,
+                   case when x.last = {NEW} then {digest(f'row({news})::text')} end as hn,
+                   {olds}, {news}
+            from x where x.last <> {KEY}
+            union all
+            select x.existed, {present},
+                   case when x.existed then {digest(f'row({olds})::text')} end,
+                   case when {present} then {digest(f'row({live})::text')} end,
+                   {olds}, {live}
+            from x left join only {names.qualified(schema, table)} t on {join}
+            where x.last = {KEY}
             offset 0  -- each row is hashed once, not again for the filter below
         ) d
         where existed <> present or ho is distinct from hn"""
@@ -93,7 +112,7 @@ def from_log(plpy, tracked, schema, table, cols):
     target = "only " + names.qualified(schema, table)  # a logged table is a plain table without relatives
     key = tbl.key_columns(cols)
     if key:
-        plpy.execute(f"create temp table {ident(name)} as {keyed_changes(tracked, schema, table, cols)}")
+        plpy.execute(f"create temp table {ident(name)} as {keyed_changes(plpy, tracked, schema, table, cols)}")
         return Delta(name, cols, key)
     # Without a primary key the whole row is the key: count each row text in and out of the table.
     plpy.execute(f"""

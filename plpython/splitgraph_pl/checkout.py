@@ -7,15 +7,17 @@ from .declare import api, helper
 from .names import ident
 
 
-def _clear(plpy, repo, state):
-    """Drop the versioned tables of the checkout (or the views of a layered one), and their logs."""
+def _clear(plpy, repo, state, keep=()):
+    """Drop the versioned tables of the checkout (or the views of a layered one), and their logs, but for the
+    tables named in `keep`."""
     schema = names.schema_of(repo)
-    tracking.forget_schema(plpy, schema)
+    tracking.forget_schema_except(plpy, schema, list(keep))
     if state is not None and state["layered"]:
         for table in meta.image_tables(plpy, repo, state["image_hash"]):
             plpy.execute(f"drop view if exists {names.qualified(schema, table)} cascade")
     for table in tbl.list_tables(plpy, schema):
-        plpy.execute(f"drop table if exists {names.qualified(schema, table)} cascade")
+        if table not in keep:
+            plpy.execute(f"drop table if exists {names.qualified(schema, table)} cascade")
 
 
 def refuse_pending(plpy, repo, force):
@@ -194,8 +196,37 @@ def checkout(plpy, repository, image, force=False, layered=False):
     transfer.fetch_objects(plpy, repository, image)
     plan = json.loads(db.scalar(plpy, "select splitgraph_internal.checkout_prepare($1, $2, $3, $4)",
                                 repository, image, bool(force), bool(layered)))
+    patched = [_patch(plpy, plan["schema"], entry) for entry in plan.get("patch", [])]
     finish(plpy, plan)
+    if patched:
+        db.run(plpy, "select splitgraph_internal.checkout_patched($1, $2::text[])", plan["repository"], patched)
     return plan["image_hash"]
+
+
+# Tables a checkout of this session changes in place: {(transaction id, schema, table): the patch's relations}
+# (checkout_prepare plans them; "applied" is set by checkout, as its caller, once it applied the patch; then
+# checkout_patched restarts their logs). Only the extension's own Python code reaches it.
+_PATCHES = {}
+
+
+def _patch(plpy, schema, entry):
+    """Turn a table into the image's in place (entry: a "patch" of checkout_prepare's plan): delete the rows of
+    every key the two images' differing objects write, and insert the image's rows of those keys. Runs as the
+    caller; returns the table's name."""
+    table = entry["table"]
+    target = names.qualified(schema, table)
+    cols = tbl.columns(plpy, schema, table)
+    key = tbl.key_columns(cols)
+    match = " and ".join(f"t.{ident(c.name)} = k.{ident(c.name)}" for c in key)
+    insert, written = fragments.insert_into(target, cols)
+    with db.settings(plpy, fragments.BY_KEY):
+        plpy.execute(f"delete from only {target} t using {entry['keys']} k where {match}")
+        plpy.execute(f"{insert} select {fragments.restored_list(written, 'f.')} from {entry['rows']} f "
+                     f"where f.{names.FLAG_COLUMN}")
+    patch = _PATCHES.get((_transaction(plpy), schema, table))
+    if patch is not None and patch["rows"] == entry["rows"]:
+        patch["applied"] = True
+    return table
 
 
 @helper("checkout_prepare(repository text, image text, force boolean, layered boolean) returns text",
@@ -209,16 +240,122 @@ def checkout_prepare(plpy, repository, image, force, layered):
     create_schema(plpy, repo)  # first: a schema the extension did not make is refused before anything is touched
     if state is not None:
         refuse_pending(plpy, repo, force)
-    _clear(plpy, repo, state)
+    nearby = _nearby(plpy, repo, state, image_hash, layered)
+    _clear(plpy, repo, state, keep=nearby)
     db.run(plpy, """insert into splitgraph_meta.checkouts (repository, image_hash, branch, layered)
                     values ($1, $2, $3, $4)
                     on conflict (repository) do update
                     set image_hash = excluded.image_hash, branch = excluded.branch, layered = excluded.layered""",
            repo, image_hash, branch, bool(layered))
-    plan = prepare_tables(plpy, repo, image_hash, layered)
+    others = [t for t in meta.image_tables(plpy, repo, image_hash) if t not in nearby] if nearby else None
+    plan = prepare_tables(plpy, repo, image_hash, layered, others)
     if state is not None and state["layered"]:
         reading.drop_unused(plpy)  # what the views of the old checkout read, unless another view reads it
+    plan["schema"] = names.schema_of(repo)
+    plan["patch"] = [dict(p, table=t) for t, p in nearby.items() if p is not None]
     return json.dumps(plan)
+
+
+# A patch is worth it while the objects that differ write at most this share of the table's rows.
+NEARBY_SHARE = 0.25
+
+
+def _runs_no_code(plpy, schema, table):
+    """Whether writing into a table runs no trigger or rule but the tracking triggers, and involves no foreign key
+    and no row security: rows deleted and inserted are then exactly the rows written."""
+    return db.scalar(plpy, """
+        select c.relkind = 'r' and not c.relhasrules and not c.relrowsecurity and not c.relhassubclass
+               and not c.relispartition
+               and not exists (select from pg_catalog.pg_trigger g
+                               where g.tgrelid = c.oid and g.tgname <> all($3::text[]))
+               and not exists (select from pg_catalog.pg_constraint k
+                               where k.contype = 'f' and (k.conrelid = c.oid or k.confrelid = c.oid))
+        from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1 and c.relname = $2""", schema, table, list(tracking.TRIGGER_NAMES))
+
+
+def _nearby(plpy, repo, state, image_hash, layered):
+    """The tables of a clean checkout that become the image's without being made again: {table: None} for a table
+    whose objects are the image's, {table: {"keys", "rows"}} for one whose objects share a prefix with the image's
+    and differ in few rows (fragments.difference: what checkout applies to it). A table qualifies when its log is
+    trusted and empty, its definition is the image's, and writing into it runs no code but the tracking triggers
+    (checked after the tables are locked)."""
+    if state is None or state["layered"] or layered:
+        return {}
+    schema = names.schema_of(repo)
+    current = meta.image_tables(plpy, repo, state["image_hash"])
+    tracked = tracking.schema_tracking(plpy, schema)
+    xid = _transaction(plpy)
+    for stale in [k for k in _PATCHES if k[0] != xid]:
+        del _PATCHES[stale]
+    # a table made again would be the caller's (an administrator's: the extension's); one owned by anyone else is
+    owner = db.scalar(plpy, "select case when $1 then current_user else session_user end::text",
+                      meta.caller_is_admin(plpy))
+    owners = {r["relname"]: r["owner"] for r in db.run(plpy, """
+        select c.relname::text as relname, pg_catalog.pg_get_userbyid(c.relowner)::text as owner
+        from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1 and c.relkind = 'r'""", schema)}
+    nearby = {}
+    for table, version in meta.image_tables(plpy, repo, image_hash).items():
+        old, t = current.get(table), tracked.get(table)
+        if old is None or t is None or t["state"] != "tracking" or old.spec != version.spec \
+                or old.definition != version.definition or owners.get(table) != owner or tracking.logged(plpy, t):
+            continue
+        cols = tbl.columns(plpy, schema, table)
+        if not tbl.same_schema(version.spec, cols) or definitions.capture(plpy, schema, table, cols) \
+                != version.definition:
+            continue
+        if old.object_ids == version.object_ids:
+            nearby[table] = None
+            continue
+        common = 0
+        while common < min(len(old.object_ids), len(version.object_ids)) \
+                and old.object_ids[common] == version.object_ids[common]:
+            common += 1
+        if not common or not tbl.key_columns(cols) or not _runs_no_code(plpy, schema, table):
+            continue
+        sizes = {o["object_id"]: o for o in db.run(plpy, """
+            select object_id, rows_inserted + rows_deleted as written from splitgraph_meta.objects
+            where object_id = any($1::text[])""", old.object_ids + version.object_ids)}
+        differing = old.object_ids[common:] + version.object_ids[common:]
+        fragments.object_rows(plpy, version.object_ids + old.object_ids[common:])  # all stored here
+        if sum(sizes[o]["written"] for o in differing) > NEARBY_SHARE * sum(
+                sizes[o]["written"] for o in version.object_ids):
+            continue
+        keys, rows = fragments.difference(plpy, cols, version.object_ids[:common], old.object_ids[common:],
+                                          version.object_ids[common:])
+        # HEAD moves before the patch is applied: until checkout_patched finds it applied, the log is not trusted
+        # (yet still kept), so a patch never applied leaves a table that is compared with HEAD
+        tracking.mark(plpy, t, "patching")
+        _PATCHES[(xid, schema, table)] = {"rows": rows, "applied": False}
+        nearby[table] = {"keys": keys, "rows": rows}
+    return nearby
+
+
+@helper("checkout_patched(repository text, tables text[]) returns void",
+        "checkout_patched(repository, tables): restart the logs of the tables this transaction's checkout changed "
+        "in place, once it applied their patches; a table written by anything else meanwhile is no longer trusted",
+        public=True)
+def checkout_patched(plpy, repository, tables):
+    repo = meta.writable(plpy, repository)
+    schema = names.schema_of(repo)
+    xid = _transaction(plpy)
+    tracked = tracking.schema_tracking(plpy, schema)
+    for table in tables or []:
+        patch = _PATCHES.pop((xid, schema, table), None)
+        if patch is None or not patch["applied"]:
+            errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        f'table "{table}" was not changed by a checkout of repository "{repo}" in this transaction')
+        t = tracked.get(table)
+        if t is None or t["state"] != "patching":
+            continue  # its log is not trusted (any more): it is compared with HEAD
+        # the patch is one DELETE and one INSERT: anything else that wrote meanwhile logged its own statements
+        if db.scalar(plpy, f"""select pg_catalog.count(distinct a.sg_audit_stmt) from {t['audit_table']} a
+                               where a.sg_audit_kind = any($1::smallint[])""", list(tracking.LOGGED)) > 2:
+            tracking.mark(plpy, t, "untrusted")
+        else:
+            tracking.mark(plpy, t, "tracking")
+            tracking.restart(plpy, t)
 
 
 @api("uncheckout(repository text, force boolean default false) returns void",
@@ -367,7 +504,7 @@ def _undo(plpy, target, cols, entry):
     log = entry["log"]["relation"]
     plpy.execute(f"""
         delete from {target} t using {log} f where {match};
-        {insert} select {tbl.column_list(written, 'f.')} from {log} f where f.sg_audit_kind = 0""")
+        {insert} select {tbl.column_list(written, 'f.')} from {log} f where f.sg_audit_kind = {tracking.OLD}""")
 
 
 def _refill(plpy, target, cols, entry):
@@ -488,8 +625,7 @@ def _logged_first_records(plpy, schema, table, tracked, cols):
     name = f"pg_temp.{temp}"
     plpy.execute(f"""
         create temp table {temp} on commit drop as
-        select distinct on ({key_list}) a.* from {tracked['audit_table']} a
-        where a.sg_audit_kind < {tracking.SENTINEL}
+        select distinct on ({key_list}) a.* from {tracking.log_rows(plpy, tracked, cols)} a
         order by {key_list}, a.sg_audit_stmt, a.sg_audit_kind;
         grant select on {name} to session_user""")
     return {"relation": name}

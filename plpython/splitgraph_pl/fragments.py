@@ -521,6 +521,92 @@ def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, onl
             plpy.execute(f"{insert} {_union(ids, cols, quals, as_caller, written)}")
 
 
+# A few keys looked up in large tables: by their indexes (a hash join would read every row of each table), and
+# without JIT compilation (estimates of fresh temporary tables make such a plan look costly enough to compile, and
+# compiling one branch per object takes seconds).
+BY_KEY = {"enable_hashjoin": "off", "enable_mergejoin": "off", "jit": "off"}
+
+
+def key_index(object_id):
+    """The name of an object's index on its table's key (built once, when a lookup by key needs it)."""
+    return "k" + object_id[1:]
+
+
+def index_keys(plpy, object_ids, cols):
+    """Give each object that has none an index on the table's key. It is derived from the rows, which never
+    change (nor does the object's id); the metadata rows of the objects to index are locked first (sorted), so two
+    sessions never index one object at once."""
+    key = tbl.key_columns(cols)
+    missing = f"""select u.id from pg_catalog.unnest($1::text[]) as u (id)
+                  where pg_catalog.to_regclass(pg_catalog.format('%I.%I', '{META}', 'k' || pg_catalog.substr(u.id, 2)))
+                        is null
+                  order by u.id"""
+    todo = db.column(plpy, missing, sorted(set(object_ids))) if key else []
+    if not todo:
+        return
+    db.run(plpy, f"select from {META}.objects where object_id = any($1::text[]) order by object_id for no key update",
+           todo)
+    for object_id in db.column(plpy, missing, todo):
+        plpy.execute(f"create index {ident(key_index(object_id))} on {object_table(object_id)} "
+                     f"({tbl.column_list(key)})")
+
+
+def difference(plpy, cols, common, old, new):
+    """What turns a table made of the objects common + old into one made of common + new (the two lists share
+    the prefix `common`; cols: the table's columns, with a primary key): (keys, rows), two temporary tables
+    dropped at the end of the transaction that session_user may read. keys: every key the objects `old` or `new`
+    write, whose rows are to be deleted; rows: the row each of them has in common + new (sg_ud_flag false: none).
+    Only those keys are looked up: in `new` first, newest first, then in `common` by its objects' key indexes,
+    skipping objects whose key range cannot hold them."""
+    key = tbl.key_columns(cols)
+    first = key[0]
+    keys, rows = (ident(db.temp_name(prefix)) for prefix in ("sg_keys", "sg_rows"))
+    key_list = tbl.column_list(key)
+    # in key order: the rows of the keys are then found (and deleted) in the order of the table's key index
+    plpy.execute(f"create temp table {keys} on commit drop as select * from ("
+                 + " union ".join(f"select {tbl.column_list(key, 'f.')} from {object_table(o)} f" for o in old + new)
+                 + f") k order by {key_list}")
+    match = " and ".join(f"f.{ident(c.name)} = k.{ident(c.name)}" for c in key)
+    columns = fragment_column_list(cols)
+    values = tbl.select_list(tbl.column_list(cols, "f."), f"f.{FLAG_COLUMN}")
+
+    def newest(sources, into):
+        return (f"{into} select distinct on ({key_list}) {columns} from ("
+                + " union all ".join(sources) + f") x order by {key_list}, x.sg_n desc")
+
+    if new:
+        plpy.execute(newest([f"select {values}, {n} as sg_n from {keys} k join {object_table(o)} f on {match}"
+                             for n, o in enumerate(new)], f"create temp table {rows} on commit drop as"))
+    else:
+        plpy.execute(f"create temp table {rows} on commit drop as select {columns} from {object_table(old[0])} "
+                     "with no data")
+    if common:
+        index_keys(plpy, common, cols)
+        rest = ident(db.temp_name("sg_rest"))  # the keys `new` does not write
+        plpy.execute(f"create temp table {rest} on commit drop as select k.* from {keys} k where not exists "
+                     f"(select from {rows} f where {match})")
+    if common and db.scalar(plpy, f"select exists (select from {rest})"):
+        plpy.execute(f"create index on {rest} ({first.order_expr()})")
+        ranged = set(db.column(plpy, f"""
+            select o.object_id from {META}.objects o
+            where o.object_id = any($1::text[]) and pg_catalog.jsonb_typeof(o.index -> 'range' -> $2) = 'array'
+              and o.index -> 'range' -> $2 ->> 0 is not null and o.index -> 'range' -> $2 ->> 1 is not null""",
+                               common, first.name)) if first.ranged else set()
+
+        def bound(o, end):
+            return (f"(select (o.index -> 'range' -> {literal(first.name)} ->> {end})::{first.storage} "
+                    f"from {META}.objects o where o.object_id = {literal(o)})")
+
+        def lookup(n, o):
+            within = f" where {first.order_expr('k.')} between {bound(o, 0)} and {bound(o, 1)}" if o in ranged else ""
+            return (f"select {values}, {n} as sg_n from (select * from {rest} k{within}) k "
+                    f"cross join lateral (select * from {object_table(o)} f where {match}) f")
+        with db.settings(plpy, BY_KEY):
+            plpy.execute(newest([lookup(n, o) for n, o in enumerate(common)], f"insert into {rows}"))
+    plpy.execute(f"grant select on pg_temp.{keys}, pg_temp.{rows} to session_user")
+    return f"pg_temp.{keys}", f"pg_temp.{rows}"
+
+
 def gap_columns(cols):
     """Placeholder columns (definitions, names) for the ordinals no column has, so that a table made with them,
     once they are dropped, numbers its columns (attnums) as the stored schema does."""

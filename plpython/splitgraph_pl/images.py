@@ -86,7 +86,7 @@ def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, 
         if not tracking.logged(plpy, tracked):
             return head.object_ids, Stored.UNCHANGED
         if tbl.key_columns(cols):
-            object_id = changes.store_changes(plpy, cols, changes.keyed_changes(tracked, schema, table, cols),
+            object_id = changes.store_changes(plpy, cols, changes.keyed_changes(plpy, tracked, schema, table, cols),
                                               namespace)
             if object_id is None:
                 return head.object_ids, Stored.UNCHANGED

@@ -59,8 +59,8 @@ def _content_name(prefix, *parts):
 
 
 def key_index(object_id):
-    """The name of an object's key index."""
-    return "k" + object_id[1:]
+    """The name of an object's key index (a nearby checkout builds the same index: fragments.index_keys)."""
+    return fragments.key_index(object_id)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -105,8 +105,8 @@ def prepare(plpy, object_ids, cols):
         if key:
             # statistics of the key (cheap, unlike those of every column) tell the planner how many rows a key
             # range holds: without them it takes a chunk's range for a few rows and probes the deltas row by row
-            plpy.execute(f"create index {ident(key_index(object_id))} on {table} ({tbl.column_list(key)});\n"
-                         f"analyze {table} ({tbl.column_list(key)})")
+            plpy.execute(f"create index if not exists {ident(key_index(object_id))} on {table} "
+                         f"({tbl.column_list(key)});\nanalyze {table} ({tbl.column_list(key)})")
         given = indexed.get(object_id, {})
         checks = [f"{ident(name)}{_C if ranged[name].collatable else ''} between {low} and {high}"
                   for name, (low, high) in sorted(given.items())]

@@ -1,11 +1,21 @@
 """Change tracking: the machinery that logs every change to a table (its net changes are computed in changes.py,
 the pending-change API is pending.py).
 
-Statement-level triggers (sql/20_internal/03_tracking.sql) append to a table's audit table: the old values of
-updated and deleted rows (kind 0) and the keys written by inserts and updates (kind 1). A key's first record
-tells its state when tracking began: kind 0 means the row existed with those values, kind 1 means it did not.
-Joining that with the live table by key gives the net change per key, so that inserting then deleting a row,
-updating a row back to its values, or deleting and re-inserting an identical row are no change at all.
+Statement-level triggers (sql/20_internal/03_tracking.sql) run, for each statement, the statements written here
+when tracking began (`logging`), which append to the table's audit table: the old values of updated and deleted
+rows (OLD), the new values of updated rows (NEW), and the keys written by inserts (KEY, or KEYS: one array per
+statement). A key's first record tells its state when tracking began: OLD means the row existed with those values,
+anything else that it did not. Its last record tells its state now: NEW gives its values, OLD says it is gone, and
+a key with any KEY record is read from the live table. Joining that with the live table by key gives the net change
+per key, so that inserting then deleting a row, updating a row back to its values, or deleting and re-inserting an
+identical row are no change at all.
+
+Only a key's first record needs its old values, and a key that did not exist when tracking began has a KEY record
+first (it was inserted). So for a table with a primary key of built-in types, the log (re)starts with the lowest
+and highest key of the table (LOW and HIGH): old rows whose key lies outside that range were inserted since, their
+keys are logged already, and they are not logged again; nor are the new values of such rows (only their keys).
+Rows of keys that existed are logged whole, old and new, so that a commit reads only the log for them, never the
+table's pages. A writer whose snapshot is older than the log's (it cannot see the sentinel) logs every row.
 
 Audit tables are UNLOGGED: logging a change writes no WAL. A crash empties them, so each holds a sentinel row
 (kind 2) from the moment tracking starts: a log without its sentinel was lost, and its table is committed as a
@@ -21,13 +31,17 @@ which its transition tables hold), and tables too wide for a Delta. An untrusted
 found by comparing it with HEAD, and its next commit stores it as a snapshot: a write may be slower to find, but
 is never lost.
 """
+import json
+
 from . import db, errors, names
 from . import tables as tbl
 from .names import ident
 
 AUDIT = "splitgraph_audit"
-RESERVED = ("sg_audit_stmt", "sg_audit_kind")
-SENTINEL = 2
+RESERVED = ("sg_audit_stmt", "sg_audit_kind", "sg_audit_keys")
+# Kinds of audit records (sg_audit_kind): see the module's docstring.
+OLD, KEY, SENTINEL, NEW, LOW, HIGH, KEYS = 0, 1, 2, 3, 4, 5, 6
+LOGGED = (OLD, KEY, NEW, KEYS)
 TRIGGERS = (
     ("sg_track_insert", "after insert", "referencing new table as sg_new", "on_change"),
     ("sg_track_update", "after update", "referencing old table as sg_old new table as sg_new", "on_change"),
@@ -40,19 +54,27 @@ TRIGGER_NAMES = tuple(name for name, *_ in TRIGGERS)
 MAX_LOGGED_COLUMNS = (1600 - 4) // 2
 
 # The type of each column of a table (in attnum order) with its modifier (character(5) stays character(5)); a
-# domain's, down to the base type, with the modifier the domain gives it.
+# domain's, down to the base type, with the modifier the domain gives it. Also whether that type is built in,
+# whether it has an array type (and is no array itself), and the column's collation (qualified), if any.
 _STORAGE_TYPES = """
-with recursive base (n, oid, typmod, depth) as (
-    select a.attnum::int, a.atttypid, a.atttypmod, 0
+with recursive base (n, oid, typmod, depth, collid) as (
+    select a.attnum::int, a.atttypid, a.atttypmod, 0, a.attcollation
     from pg_catalog.pg_attribute a
     where a.attrelid = pg_catalog.to_regclass($1) and a.attnum > 0 and not a.attisdropped
     union all
-    select b.n, t.typbasetype, t.typtypmod, b.depth + 1
+    select b.n, t.typbasetype, t.typtypmod, b.depth + 1, b.collid
     from base b join pg_catalog.pg_type t on t.oid = b.oid
     where t.typtype = 'd'
 )
-select distinct on (n) pg_catalog.format_type(oid, nullif(typmod, -1)) as type
-from base order by n, depth desc"""
+select distinct on (b.n) pg_catalog.format_type(b.oid, nullif(b.typmod, -1)) as type,
+       t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace as built_in,
+       t.typarray <> 0 and not (t.typelem <> 0
+                                and t.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc)
+           as arrayable,
+       (select pg_catalog.format('%I.%I', cn.nspname, co.collname) from pg_catalog.pg_collation co
+        join pg_catalog.pg_namespace cn on cn.oid = co.collnamespace where co.oid = b.collid) as collation_name
+from base b join pg_catalog.pg_type t on t.oid = b.oid
+order by b.n, b.depth desc"""
 
 
 def registry(plpy, schema, table):
@@ -62,10 +84,15 @@ def registry(plpy, schema, table):
 
 
 def _storage_types(plpy, target):
-    """The types of the audit columns of a table (target: its qualified name): domains become their base types,
-    so that logging a change never runs a domain's checks (which could be a table owner's own code) with the
-    extension's rights; every type keeps its modifier, so that no logged value is cut or refused."""
-    return db.column(plpy, _STORAGE_TYPES, target)
+    """The types of the audit columns of a table (target: its qualified name), as rows of _STORAGE_TYPES: domains
+    become their base types, so that logging a change never runs a domain's checks (which could be a table owner's
+    own code) with the extension's rights; every type keeps its modifier, so that no logged value is cut or
+    refused."""
+    return list(db.run(plpy, _STORAGE_TYPES, target))
+
+
+def _read_committed(plpy):
+    return db.scalar(plpy, "select pg_catalog.current_setting('transaction_isolation')") == "read committed"
 
 
 def require_read_committed(plpy, call):
@@ -128,6 +155,108 @@ def untrack(plpy, schema, table):
         plpy.execute("drop table " + ", ".join(dropped))
 
 
+# Where the trigger puts the relation of old rows (format's %1$s): sg_old, or the table itself before a TRUNCATE.
+# Identifiers cannot hold a NUL character, so the marker stands for nothing else.
+_OLD_ROWS = "\0"
+
+
+def _template(sql):
+    """A statement as the trigger runs it: a format() string whose %1$s is the relation of old rows."""
+    return sql.replace("%", "%%").replace(_OLD_ROWS, "%1$s")
+
+
+class _Logging:
+    """The statements that log a table's changes (see the module's docstring), and the bounds statement."""
+
+    def __init__(self, audit, cols, types, bounded):
+        self.audit, self.cols = audit, cols
+        self.key = tbl.key_columns(cols)
+        by_name = {c.name: t for c, t in zip(cols, types, strict=True)}
+        self.collations = {c.name: by_name[c.name]["collation_name"] for c in cols}
+        # one array of keys per statement, for a key of one column whose type has arrays
+        self.arrays = len(self.key) == 1 and by_name[self.key[0].name]["arrayable"]
+        # keys compared with the bounds of the log: built-in types only (their operators are pg_catalog's)
+        self.bounded = bounded and bool(self.key) and all(by_name[c.name]["built_in"] for c in self.key)
+
+    def _collated(self, alias, c):
+        collation = self.collations[c.name]
+        return f"{alias}.{ident(c.name)}" + (f" collate {collation}" if collation else "")
+
+    def _key_row(self, alias):
+        items = ", ".join(self._collated(alias, c) for c in self.key)
+        return items if len(self.key) == 1 else f"row({items})"
+
+    def in_range(self, alias):
+        """Whether a row's key lies within the bounds of the log, or the writer cannot see the log's start."""
+        def bound(kind):
+            return (f"(select {', '.join(self._collated('b', c) for c in self.key)} from {self.audit} b "
+                    f"where b.sg_audit_kind = {kind} limit 1)")
+        stale = f"(select not exists (select from {self.audit} b where b.sg_audit_kind = {SENTINEL}))"
+        row = self._key_row(alias)
+        return f"({stale} or ({row} >= {bound(LOW)} and {row} <= {bound(HIGH)}))"
+
+    def rows(self, source, kind, where=None):
+        own = "sg_audit_stmt, sg_audit_kind"
+        return (f"insert into {self.audit} ({tbl.select_list(tbl.column_list(self.cols), own)}) "
+                f"select {tbl.select_list(tbl.column_list(self.cols, 's.'), f'$1, {kind}')} from {source} s"
+                + (f" where {where}" if where else ""))
+
+    def keys(self, source, where=None):
+        where = f" where {where}" if where else ""
+        if self.arrays:
+            return (f"insert into {self.audit} (sg_audit_keys, sg_audit_stmt, sg_audit_kind) "
+                    f"select pg_catalog.array_agg(s.{ident(self.key[0].name)}), $1, {KEYS} from {source} s{where} "
+                    "having pg_catalog.count(*) > 0")
+        return (f"insert into {self.audit} ({tbl.column_list(self.key)}, sg_audit_stmt, sg_audit_kind) "
+                f"select {tbl.column_list(self.key, 's.')}, $1, {KEY} from {source} s{where}")
+
+    def statements(self):
+        """{event: [statements]} for the trigger (tracked.logging)."""
+        if not self.key:
+            # without a primary key the whole row is the key: rows in (KEY) and out (OLD), counted at commit
+            events = {"insert": [self.rows("sg_new", KEY)],
+                      "update": [self.rows(_OLD_ROWS, OLD), self.rows("sg_new", KEY)],
+                      "delete": [self.rows(_OLD_ROWS, OLD)], "truncate": [self.rows(_OLD_ROWS, OLD)]}
+        else:
+            within = self.in_range("s") if self.bounded else None
+            outside = f"not {within}" if within else None
+            update = [self.rows(_OLD_ROWS, OLD, within), self.rows("sg_new", NEW, within)]
+            if outside:
+                update.append(self.keys("sg_new", outside))
+            events = {
+                "insert": [self.keys("sg_new")],
+                "update": update,
+                "delete": [self.rows(_OLD_ROWS, OLD, within)],
+                "truncate": [self.rows(_OLD_ROWS, OLD, within)],
+                # inside another trigger: the enclosing statement logs after this one, so the keys this one touched
+                # are read from the table at commit, never from a NEW record
+                "nested update": [self.rows(_OLD_ROWS, OLD, within), self.keys(_OLD_ROWS), self.keys("sg_new")],
+                "nested delete": [self.rows(_OLD_ROWS, OLD, within), self.keys(_OLD_ROWS)],
+                "nested truncate": [self.rows(_OLD_ROWS, OLD, within), self.keys(_OLD_ROWS)],
+            }
+        return {event: [_template(q) for q in queries] for event, queries in events.items()}
+
+    def bounds(self):
+        """The statement (format()'s %1$s: the table) that logs the lowest and highest key, or None."""
+        if not self.bounded:
+            return None
+        own = "sg_audit_stmt, sg_audit_kind"
+
+        def end(kind, order):
+            return (f"(select {tbl.column_list(self.key, 't.')}, 0, {kind} from only {_OLD_ROWS} t order by "
+                    + ", ".join(f"{self._collated('t', c)} {order}" for c in self.key) + " limit 1)")
+        return _template(f"insert into {self.audit} ({tbl.column_list(self.key)}, {own}) "
+                         f"{end(LOW, 'asc')} union all {end(HIGH, 'desc')}")
+
+
+def _start_log(plpy, audit, bounds, relid):
+    """The first records of a log: the sentinel, then the table's lowest and highest key (bounds)."""
+    plpy.execute(f"insert into {audit} (sg_audit_stmt, sg_audit_kind) values (0, {SENTINEL})")
+    if bounds:
+        plpy.execute(db.scalar(plpy, "select pg_catalog.format($1, $2::bigint::oid::pg_catalog.regclass)",
+                               bounds, relid))
+
+
 def track(plpy, schema, table, state="tracking", compare=True):
     """Start tracking a table: from now on its changes are logged. Tracking it again starts a fresh log.
     `state` "lost" starts a log that is not trusted (the table's changes since HEAD are unknown). A table whose
@@ -157,12 +286,21 @@ def track(plpy, schema, table, state="tracking", compare=True):
     audit = f"{AUDIT}.{ident(db.temp_name('changes'))}"
     target = names.qualified(schema, table)
     own = ["sg_audit_stmt bigint not null", "sg_audit_kind smallint not null"]
+    logging, bounds = {}, None
     if reason is None:
-        definitions = [c.definition(t) for c, t in zip(cols, _storage_types(plpy, target), strict=True)]
+        types = _storage_types(plpy, target)
+        definitions = [c.definition(t["type"]) for c, t in zip(cols, types, strict=True)]
+        # The bounds of a log are read when it (re)starts: only a READ COMMITTED snapshot, taken once the table is
+        # locked against writers, sees every row there is.
+        plan = _Logging(audit, cols, types, bounded=_read_committed(plpy))
+        if plan.arrays:
+            k = plan.key[0]
+            collate = f" collate {k.collation}" if k.collation else ""  # as the key's own audit column
+            own.append(f"sg_audit_keys {types[cols.index(k)]['type']}[]{collate}")
+        logging, bounds = plan.statements(), plan.bounds()
     else:
         definitions, state = [], "compared"
-    statements = [f"create unlogged table {audit} (" + ", ".join(definitions + own) + ")",
-                  f"insert into {audit} (sg_audit_stmt, sg_audit_kind) values (0, {SENTINEL})"]
+    statements = [f"create unlogged table {audit} (" + ", ".join(definitions + own) + ")"]
     if reason is None:
         statements += [f"create trigger {name} {event} on {target} {transition} for each statement "
                        f"execute function {AUDIT}.{function}()" for name, event, transition, function in TRIGGERS]
@@ -170,22 +308,28 @@ def track(plpy, schema, table, state="tracking", compare=True):
         statements.append(f"alter table {target} "
                           + ", ".join(f"enable always trigger {name}" for name, *_ in TRIGGERS))
     plpy.execute(";\n".join(statements))
+    relid = db.scalar(plpy, "select pg_catalog.to_regclass($1)::oid::bigint", target)
+    # after the triggers: the table is locked against writers until this transaction ends
+    _start_log(plpy, audit, bounds, relid)
     db.run(plpy, f"""insert into {AUDIT}.tracked (relid, schema_name, table_name, audit_table, key_columns,
-                                                 all_columns, has_primary_key, state, fingerprint)
-                     select r.oid, $2, $3, $4, $5, $6, $7, $8, {AUDIT}.fingerprint(r.oid)
-                     from (select pg_catalog.to_regclass($1)::oid as oid) r""",
-           target, schema, table, audit, tbl.column_list(key), tbl.column_list(cols), bool(tbl.key_columns(cols)),
-           state)
+                                                 all_columns, has_primary_key, state, fingerprint, logging, bounds)
+                     values ($1::bigint::oid, $2, $3, $4, $5, $6, $7, $8, {AUDIT}.fingerprint($1::bigint::oid),
+                             $9::jsonb, $10)""",
+           relid, schema, table, audit, tbl.column_list(key), tbl.column_list(cols), bool(tbl.key_columns(cols)),
+           state, json.dumps(logging), bounds)
 
 
 def restart(plpy, tracked, compare=True):
     """Forget the logged changes of a tracked table (after they were committed, discarded or reset). A log that
-    is not trusted starts afresh (new triggers and fingerprint)."""
-    if tracked["state"] != "tracking":
+    is not trusted starts afresh (new triggers and fingerprint), and so does one whose bounds this transaction
+    could not read (see track)."""
+    if tracked["state"] != "tracking" or (tracked["bounds"] and not _read_committed(plpy)):
         track(plpy, tracked["schema_name"], tracked["table_name"], compare=compare)
         return
-    plpy.execute(f"truncate {tracked['audit_table']}; "
-                 f"insert into {tracked['audit_table']} (sg_audit_stmt, sg_audit_kind) values (0, {SENTINEL})")
+    if not logged(plpy, tracked):
+        return  # nothing to forget: the table is as the log began (and its bounds still hold)
+    plpy.execute(f"truncate {tracked['audit_table']}")
+    _start_log(plpy, tracked["audit_table"], tracked["bounds"], tracked["relid"])
 
 
 def mark(plpy, tracked, state):
@@ -226,7 +370,7 @@ def schema_tracking(plpy, schema):
     result = {}
     for r in rows:
         tracked = dict(r)
-        if not tracked.pop("intact") and tracked["state"] == "tracking":
+        if not tracked.pop("intact") and tracked["state"] in ("tracking", "patching"):
             mark(plpy, tracked, "untrusted")
         result[tracked["table_name"]] = _check_sentinel(plpy, tracked)
     return result
@@ -234,7 +378,7 @@ def schema_tracking(plpy, schema):
 
 def _check_sentinel(plpy, tracked):
     """A log emptied by a crash has lost its sentinel: from then on the table is not trusted row by row."""
-    if tracked["state"] == "tracking" and not db.scalar(
+    if tracked["state"] in ("tracking", "patching") and not db.scalar(
             plpy, f"select exists (select from {tracked['audit_table']} where sg_audit_kind = {SENTINEL})"):
         mark(plpy, tracked, "lost")
     return tracked
@@ -266,4 +410,22 @@ def forget_schema_except(plpy, schema, keep):
 
 def logged(plpy, tracked):
     """Whether anything was logged for a table since tracking (re)started."""
-    return db.scalar(plpy, f"select exists (select from {tracked['audit_table']} where sg_audit_kind < {SENTINEL})")
+    return db.scalar(plpy, f"select exists (select from {tracked['audit_table']} "
+                           f"where sg_audit_kind = any(array{list(LOGGED)}::smallint[]))")
+
+
+def log_rows(plpy, tracked, cols):
+    """A FROM item of the records of a keyed table's log, as rows of the table's columns, sg_audit_stmt and
+    sg_audit_kind: OLD, KEY and NEW records as they are, and each key of a KEYS record as a KEY record."""
+    audit = tracked["audit_table"]
+    own = "a.sg_audit_stmt, a.sg_audit_kind"
+    rows = (f"select {tbl.select_list(tbl.column_list(cols, 'a.'), own)} from {audit} a "
+            f"where a.sg_audit_kind in ({OLD}, {KEY}, {NEW})")
+    arrays = db.scalar(plpy, """select exists (select from pg_catalog.pg_attribute
+                                               where attrelid = pg_catalog.to_regclass($1)
+                                                 and attname = 'sg_audit_keys' and not attisdropped)""", audit)
+    if arrays:
+        values = tbl.select_list(*("u.k" if c.is_pk else "null" for c in cols))
+        rows += (f" union all select {tbl.select_list(values, f'a.sg_audit_stmt, {KEY}::smallint')} from {audit} a "
+                 f"cross join lateral pg_catalog.unnest(a.sg_audit_keys) u (k) where a.sg_audit_kind = {KEYS}")
+    return f"({rows})"

@@ -9,7 +9,9 @@ create table splitgraph_audit.tracked (
     has_primary_key boolean not null,
     state text not null default 'tracking',
     fingerprint text,
-    constraint state_known check (state in ('tracking', 'compared', 'untrusted', 'altered', 'lost'))
+    logging jsonb not null default '{}',
+    bounds text,
+    constraint state_known check (state in ('tracking', 'patching', 'compared', 'untrusted', 'altered', 'lost'))
 );
 create unique index tracked_by_name on splitgraph_audit.tracked (schema_name, table_name);
 comment on table splitgraph_audit.tracked is
@@ -22,11 +24,19 @@ comment on column splitgraph_audit.tracked.key_columns is 'Quoted key columns (t
 comment on column splitgraph_audit.tracked.all_columns is 'Quoted columns, in order';
 comment on column splitgraph_audit.tracked.has_primary_key is 'False when the whole row is the key';
 comment on column splitgraph_audit.tracked.state is
-'tracking (the log is trusted); compared (by design: a partitioned table, an inheritance parent or child, or a '
-'table too wide to log; its changes are found by comparing it with HEAD); untrusted (the log may have missed '
-'writes: a tracking trigger was dropped, replaced or disabled, the table gained inheritance relatives or became a '
-'partition, or it was restored from a dump); altered (ALTER TABLE since: changes no longer known row by row); '
-'lost (the log did not survive a crash)';
+'tracking (the log is trusted); patching (a checkout is changing the table in place to a nearby image: the log '
+'goes on but is not trusted until the checkout verified it); compared (by design: a partitioned table, an '
+'inheritance parent or child, or a table too wide to log; its changes are found by comparing it with HEAD); '
+'untrusted (the log may have missed writes: a tracking trigger was dropped, replaced or disabled, the table '
+'gained inheritance relatives or became a partition, or it was restored from a dump); altered (ALTER TABLE '
+'since: changes no longer known row by row); lost (the log did not survive a crash)';
+comment on column splitgraph_audit.tracked.logging is
+'The statements the tracking trigger runs for each event (tracking.py writes them when tracking begins): keys '
+'"insert", "update", "delete", "truncate", and "nested update"... for statements fired inside another trigger; '
+'each a format() string whose %1$s is the relation of old rows';
+comment on column splitgraph_audit.tracked.bounds is
+'The statement (a format() string whose %1$s is the table) that logs the lowest and highest key of the table '
+'when its log (re)starts; null when rows are logged whatever their key';
 comment on column splitgraph_audit.tracked.fingerprint is
 'What the table and its tracking triggers were when tracking began (splitgraph_audit.fingerprint): a log is '
 'trusted only while they are unchanged';

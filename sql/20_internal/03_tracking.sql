@@ -1,42 +1,59 @@
--- Change tracking: statement-level triggers with transition tables, one firing per statement.
--- Each audit row is (the table's columns, sg_audit_stmt, sg_audit_kind): kind 0 holds a row's old values
--- (UPDATE, DELETE); kind 1 holds only a key that was written (INSERT, the new keys of an UPDATE; for a table
--- without a primary key, the whole new row). Old and new records of one UPDATE share its statement number; the
--- old sorts first (kind 0), so a key's first record always tells its state before tracking. The triggers run as
--- the extension's owner so that no role can write audit rows directly, and they take their audit table from
--- splitgraph_audit.tracked by the table's oid, never from trigger arguments a table owner could forge. They are
--- enabled ALWAYS, so writes under session_replication_role = replica (logical replication) are logged too.
--- Partitioned tables, inheritance parents and children, and tables too wide to log get no triggers: their changes
--- are found by comparing them with HEAD (tracking.py).
+-- Change tracking: statement-level triggers with transition tables, one firing per statement, each running the
+-- statements tracking.py wrote for the table (splitgraph_audit.tracked.logging) with the statement's number.
+-- Each audit row is (the table's columns, sg_audit_stmt, sg_audit_kind[, sg_audit_keys]): kind 0 holds a row's old
+-- values (UPDATE, DELETE, TRUNCATE), kind 1 only a key that was written (its values are the live table's), kind
+-- 3 a row's new values (UPDATE), kind 6 the keys written by one statement as an array (sg_audit_keys); kind 2 is
+-- the sentinel, kinds 4 and 5 the lowest and highest key when the log (re)started. Old and new records of one
+-- UPDATE share its statement number; the old sorts first (kind 0), so a key's first record always tells its
+-- state before tracking. The triggers run as the extension's owner so that no role can write audit rows
+-- directly, and they take their statements from splitgraph_audit.tracked by the table's oid, never from trigger
+-- arguments a table owner could forge. They are enabled ALWAYS, so writes under session_replication_role =
+-- replica (logical replication) are logged too. Partitioned tables, inheritance parents and children, and tables
+-- too wide to log get no triggers: their changes are found by comparing them with HEAD (tracking.py).
 
--- log_statement(relid, source, whole_rows): the INSERT that appends the rows of `source` (a transition table, or
--- the table itself before a TRUNCATE) to the table's audit table, or null when the table's log is not kept (it is
--- not tracked, or not trusted). (Transition tables are visible to the trigger function's own statements only, so
--- the trigger function runs it.) A table is found by its oid only: a table restored from a dump, or made again
--- with triggers named like ours, is not logged (schema_tracking adopts a restored table, untrusted).
-create function splitgraph_audit.log_statement(relid oid, source text, whole_rows boolean)
-returns text
+-- on_change(): the one function of the four tracking triggers (tracking.TRIGGERS). A table is found by its oid
+-- only: a table restored from a dump, or made again with triggers named like ours, is not logged
+-- (schema_tracking adopts a restored table, untrusted). A statement fired inside another trigger (pg_trigger_depth
+-- above 1) runs the "nested" statements, which log the keys it touched, so that the table's own values are read
+-- for them. (Transition tables are visible to the trigger function's own statements only, so it runs them; a
+-- TRUNCATE has none: just before it, the rows are read from the table itself.) Synchronized scans stay off so that
+-- reading the first rows of a log (its sentinel and bounds) never starts in the middle of a large one.
+create function splitgraph_audit.on_change() returns trigger
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
+set synchronize_seqscans = off
 as $$
 declare
-    t splitgraph_audit.tracked;
-    columns text;
+    t record;
+    statement bigint;
+    statements jsonb;
+    logging text;
 begin
-    select * into t from splitgraph_audit.tracked where tracked.relid = log_statement.relid;
-    if not found or t.state <> 'tracking' then
-        return null;
+    select tracked.state, tracked.logging into t from splitgraph_audit.tracked where tracked.relid = tg_relid;
+    if not found or t.state not in ('tracking', 'patching') then
+        return null;  -- the table is not tracked, or its log is not trusted
     end if;
     -- A statement on an inheritance parent changes its children's rows too, and its transition tables hold them:
     -- the log could no longer tell the parent's own rows. From now on the table is compared with HEAD.
-    if exists (select from pg_inherits h where h.inhparent = log_statement.relid) then
-        update splitgraph_audit.tracked set state = 'untrusted' where tracked.relid = log_statement.relid;
+    if exists (select from pg_inherits h where h.inhparent = tg_relid) then
+        update splitgraph_audit.tracked set state = 'untrusted' where tracked.relid = tg_relid;
         return null;
     end if;
-    columns := case when whole_rows then t.all_columns else t.key_columns end;
-    return format('insert into %s (%s) select %s from %s', t.audit_table,
-                  concat_ws(', ', nullif(columns, ''), 'sg_audit_stmt, sg_audit_kind'),
-                  concat_ws(', ', nullif(columns, ''), '$1, $2'), source);
+    statements := coalesce(case when pg_trigger_depth() > 1 then t.logging -> ('nested ' || lower(tg_op)) end,
+                           t.logging -> lower(tg_op));
+    if jsonb_typeof(statements) is distinct from 'array' then
+        -- no statements for this event (never written so): the write cannot be logged, so it is found by comparison
+        update splitgraph_audit.tracked set state = 'untrusted' where tracked.relid = tg_relid;
+        return null;
+    end if;
+    statement := nextval('splitgraph_audit.statements');
+    for logging in select jsonb_array_elements_text(statements)
+    loop
+        execute format(logging, case when tg_op = 'TRUNCATE' then 'only ' || tg_relid::regclass::text
+                                     else 'sg_old' end)
+        using statement;
+    end loop;
+    return null;
 end
 $$;
 
@@ -69,39 +86,6 @@ as $$
            and g.tgname in ('sg_track_insert', 'sg_track_update', 'sg_track_delete', 'sg_track_truncate')))
 $$;
 
--- on_change(): the one function of the four tracking triggers (tracking.TRIGGERS). An INSERT logs the keys it
--- wrote (kind 1), a DELETE the old rows (kind 0), an UPDATE both under one statement number, old first; a
--- TRUNCATE has no transition table: just before it, every row is logged with its old values.
-create function splitgraph_audit.on_change() returns trigger
-language plpgsql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    old_rows text;
-    new_keys text;
-    statement bigint;
-begin
-    if tg_op in ('UPDATE', 'DELETE', 'TRUNCATE') then
-        old_rows := splitgraph_audit.log_statement(
-            tg_relid, case when tg_op = 'TRUNCATE' then 'only ' || tg_relid::regclass::text else 'sg_old' end, true);
-    end if;
-    if tg_op in ('INSERT', 'UPDATE') then
-        new_keys := splitgraph_audit.log_statement(tg_relid, 'sg_new', false);
-    end if;
-    if old_rows is null and new_keys is null then
-        return null;  -- the table is not tracked, or its log is not trusted
-    end if;
-    statement := nextval('splitgraph_audit.statements');
-    if old_rows is not null then
-        execute old_rows using statement, 0::smallint;
-    end if;
-    if new_keys is not null then
-        execute new_keys using statement, 1::smallint;
-    end if;
-    return null;
-end
-$$;
-
 -- After ALTER TABLE on a tracked table, its changes are no longer known row by row (and the triggers' column
 -- lists may no longer fit): stop logging it and mark it, so that its next commit stores a snapshot. The tables
 -- an ALTER TABLE makes (or made) inheritance relatives of the altered one (INHERIT, ATTACH PARTITION) are marked
@@ -115,7 +99,7 @@ declare
     tracking_trigger name;
 begin
     update splitgraph_audit.tracked t set state = 'untrusted'
-    where t.state = 'tracking' and t.relid in (
+    where t.state in ('tracking', 'patching') and t.relid in (
         select h.inhrelid from pg_event_trigger_ddl_commands() c join pg_inherits h on h.inhparent = c.objid
         union all
         select h.inhparent from pg_event_trigger_ddl_commands() c join pg_inherits h on h.inhrelid = c.objid);
@@ -144,7 +128,6 @@ execute function splitgraph_audit.on_alter_table();
 
 -- No role but the owner may run these: a role that could execute a trigger function could put it on a table of
 -- its own (and write audit rows through it) or make a restored table look tracked.
-revoke all on function splitgraph_audit.log_statement(oid, text, boolean) from public;
 revoke all on function splitgraph_audit.fingerprint(oid) from public;
 revoke all on function splitgraph_audit.on_change() from public;
 revoke all on function splitgraph_audit.on_alter_table() from public;
