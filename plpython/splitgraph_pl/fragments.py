@@ -61,6 +61,33 @@ def _lane_sums():
                      for i in range(hashing.LANES))
 
 
+def _hash_query(relation, cols, group=None, where=None, prefix="t."):
+    """The query of hash_groups (columns HASH_COLUMNS, g only with a group)."""
+    ranged = ", ".join(f"{c.stored(prefix + ident(c.name))} as c{i}" for i, c in enumerate(cols) if c.ranged)
+    digest = f"pg_catalog.sha256(pg_catalog.convert_to({tbl.row_text(cols, prefix)}, 'UTF8'))"
+    inner = (f"select {group + ' as g, ' if group else ''}pg_catalog.unnest(array[{digest}]) as h"
+             f"{', ' + ranged if ranged else ''} from {relation} t"
+             f"{' where ' + where if where else ''}")
+    return (f"select {'s.g, ' if group else ''}count(*) as n, {_lane_sums()}, "
+            f"({_ranges_sql(cols)})::text as ranges from ({inner}) s{' group by s.g' if group else ''}")
+
+
+# The columns of a grouped _hash_query whose group is an integer (as the second session returns them).
+HASH_COLUMNS = ("g integer, n bigint, " + ", ".join(f"l{i} bigint" for i in range(hashing.LANES))
+                + ", ranges text")
+
+
+def _hashed(rows, grouped):
+    result = {}
+    for r in rows:
+        result[r["g"] if grouped else None] = {
+            "rows": r["n"],
+            "insertion_hash": hashing.to_hex(r[f"l{i}"] or 0 for i in range(hashing.LANES)),
+            "range": json.loads(r["ranges"]) if r["n"] else {},
+        }
+    return result
+
+
 def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", parallel=False):
     """Per group of rows of `relation` (aliased t): n, the insertion hash and the range index.
 
@@ -68,23 +95,9 @@ def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", paral
     the planner from repeating it for every lane) and its lanes are summed with plain aggregates, which
     parallel workers compute in partial aggregates when `parallel` is set.
     """
-    ranged = ", ".join(f"{c.stored(prefix + ident(c.name))} as c{i}" for i, c in enumerate(cols) if c.ranged)
-    digest = f"pg_catalog.sha256(pg_catalog.convert_to({tbl.row_text(cols, prefix)}, 'UTF8'))"
-    inner = (f"select {group + ' as g, ' if group else ''}pg_catalog.unnest(array[{digest}]) as h"
-             f"{', ' + ranged if ranged else ''} from {relation} t"
-             f"{' where ' + where if where else ''}")
-    query = (f"select {'s.g, ' if group else ''}count(*) as n, {_lane_sums()}, "
-             f"({_ranges_sql(cols)})::text as ranges from ({inner}) s{' group by s.g' if group else ''}")
     with db.settings(plpy, PARALLEL if parallel else {}):
-        rows = db.run(plpy, query)
-    result = {}
-    for r in rows:
-        result[r["g"] if group else None] = {
-            "rows": r["n"],
-            "insertion_hash": hashing.to_hex(r[f"l{i}"] or 0 for i in range(hashing.LANES)),
-            "range": json.loads(r["ranges"]) if r["n"] else {},
-        }
-    return result
+        rows = db.run(plpy, _hash_query(relation, cols, group, where, prefix))
+    return _hashed(rows, group is not None)
 
 
 def _bloom_groups(plpy, relation, cols, group, spec, prefix="t."):
@@ -212,12 +225,14 @@ def object_limit(plpy):
     return max(1, 2 * slots // LOCKS_PER_OBJECT)
 
 
-def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None, max_objects=None):
+def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None, max_objects=None,
+                   second=None):
     """Store the rows of schema.table as base fragments; returns their object ids in key order.
 
     Identical rows give identical objects, so storing the same data twice (anywhere) adds no object. More than
     max_objects chunks (when given) is refused (54000) before anything is stored. Only what reading runs no code
-    is read, and only what the caller may read (tables.source).
+    is read, and only what the caller may read (tables.source). `second`: a second_session.SecondSession that
+    may hash the rows while this session copies them (the commit's; see that module for when it may).
     """
     tbl.check_storable(plpy, table, cols)
     source = tbl.source(plpy, schema, table)
@@ -239,7 +254,8 @@ def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=
     if count <= chunk_size:
         return _store_single(plpy, source, cols, namespace, bloom_spec)
     if tbl.key_columns(cols):
-        return _store_partitioned(plpy, schema, table, source, cols, chunk_size, namespace, bloom_spec)
+        return _store_partitioned(plpy, schema, table, source, cols, chunk_size, namespace, bloom_spec,
+                                  second, count)
     return _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec)
 
 
@@ -342,16 +358,30 @@ def _new_chunks(plpy, objects):
     return new
 
 
-def _store_partitioned(plpy, schema, table, source, cols, chunk_size, namespace, bloom_spec):
+def _store_partitioned(plpy, schema, table, source, cols, chunk_size, namespace, bloom_spec, second=None,
+                       count=None):
     """Tables with a primary key. With a one-column key, the source is hashed first (in parallel, each row's
     chunk found by binary search over the chunk bounds), so only chunks not stored yet are copied, in one pass
-    that routes their rows into a partition per chunk. With a composite key, all rows are routed first and the
-    partitions hashed."""
+    that routes their rows into a partition per chunk; or, with a second session (and `count`, the number of
+    rows), it hashes the source while this session copies every chunk, and the chunks stored already are
+    dropped after. With a composite key, all rows are routed first and the partitions hashed."""
     key = tbl.key_columns(cols)
     bounds = _chunk_bounds(plpy, schema, table, source, cols, chunk_size)
     if len(key) == 1:
         first_keys = "array[" + ", ".join(b[0] for b in bounds) + f"]::{key[0].storage}[]"
         chunk_of = f"pg_catalog.width_bucket({key[0].order_expr('t.')}, {first_keys}) - 1"
+        if second is not None and count is not None and second.send(
+                plpy, _hash_query(source, cols, group=chunk_of), HASH_COLUMNS, lock=source):
+            parts, parent_sql = _partition(plpy, source, cols, bounds)
+            hashed = _hashed_by_second(plpy, second, count, chunk_size, len(bounds))
+            if hashed is None:
+                hashed = hash_groups(plpy, source, cols, group=chunk_of, parallel=True)
+            index = _indexes(plpy, hashed, source, cols, chunk_of, bloom_spec)
+            objects = [_new_object(i, hashed, index, cols, namespace) for i in range(len(bounds))]
+            new = _new_chunks(plpy, objects)
+            _keep_partitions(plpy, parent_sql, parts, objects, new)
+            record_sizes(plpy, [objects[i]["object_id"] for i in new])
+            return [o["object_id"] for o in objects]
         hashed = hash_groups(plpy, source, cols, group=chunk_of, parallel=True)
         index = _indexes(plpy, hashed, source, cols, chunk_of, bloom_spec)
         objects = [_new_object(i, hashed, index, cols, namespace) for i in range(len(bounds))]
@@ -376,6 +406,20 @@ def _store_partitioned(plpy, schema, table, source, cols, chunk_size, namespace,
         _keep_partitions(plpy, parent_sql, parts, objects, new)
     record_sizes(plpy, [objects[i]["object_id"] for i in new])
     return [o["object_id"] for o in objects]
+
+
+def _hashed_by_second(plpy, second, count, chunk_size, chunks):
+    """The sums the second session computed (hash_groups' result), or None when it failed or when its rows do
+    not add up to the chunks this session counted (each holds chunk_size rows, the last the rest)."""
+    rows = second.wait(plpy)
+    if rows is None:
+        return None
+    hashed = _hashed(rows, True)
+    expected = {i: chunk_size if i < chunks - 1 else count - (chunks - 1) * chunk_size for i in range(chunks)}
+    if {g: h["rows"] for g, h in hashed.items()} != expected:
+        second.stop(plpy, "its rows did not add up to this session's chunks")
+        return None
+    return hashed
 
 
 def _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec):

@@ -1,0 +1,123 @@
+"""A snapshot commit hashes in a second session of the engine, logged in as the caller, while it copies the rows
+(plpython/splitgraph_pl/second_session.py): the objects are the same as without it, the second session runs as
+the caller and nobody else, and the commit does the work itself whenever it cannot have one."""
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import fails, objects_of, sql, value
+
+APPLICATION = "splitgraph commit: second session"
+FILL = """insert into {t} select i, md5(i::text), i / 7.0, timestamptz '2020-01-01' + i * interval '1 second'
+          from generate_series(1, {rows}) i"""
+
+
+class Watcher:
+    """Who the second sessions seen in pg_stat_activity ran as, while a block runs."""
+
+    def __init__(self, dsn):
+        self.dsn, self.seen, self.done = dsn, set(), threading.Event()
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self._watch)
+        self.thread.start()
+        return self
+
+    def _watch(self):
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            while not self.done.is_set():
+                for row in sql(c, "select usename::text, leader_pid is null "
+                                  "from pg_catalog.pg_stat_activity where application_name = %s", APPLICATION):
+                    self.seen.add(tuple(row))
+                time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def users(self):
+        return {user for user, _ in self.seen}
+
+
+def make_table(conn, repo, rows=60000):
+    sql(conn, "select splitgraph.init(%s)", repo)
+    sql(conn, f'create table "{repo}".t (id int primary key, md5 text, value numeric, at timestamptz)')
+    sql(conn, FILL.format(t=f'"{repo}".t', rows=rows))
+
+
+def commit_watched(cluster, dbname, conn, repo, **settings):
+    for name, setting in settings.items():
+        sql(conn, "select pg_catalog.set_config(%s, %s, false)", name, setting)
+    with Watcher(cluster.dsn(dbname)) as watcher:
+        image = value(conn, "select splitgraph.commit(%s, chunk_size => 5000)", repo)
+    for name in settings:
+        sql(conn, f"reset {name}")
+    return objects_of(conn, repo, image, "t"), watcher
+
+
+@pytest.fixture(scope="module")
+def reference(cluster, dbname):
+    """The objects of the test table committed in one session (the second session turned off)."""
+    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+        make_table(c, "ref/one")
+        objects, watcher = commit_watched(cluster, dbname, c, "ref/one", **{"splitgraph.second_session": "off"})
+    assert watcher.seen == set()
+    assert len(objects) == 12
+    return objects
+
+
+def test_same_objects_as_in_one_session(cluster, dbname, conn, reference):
+    make_table(conn, "ref/two")
+    objects, watcher = commit_watched(cluster, dbname, conn, "ref/two")
+    assert watcher.users == {"postgres"}
+    assert objects == reference
+    # and the objects hold the rows
+    assert value(conn, "select count(*) from splitgraph_meta.objects where object_id = any(%s)", objects) == 12
+
+
+def test_second_session_runs_as_the_caller(cluster, dbname, roles, reference):
+    carol = roles.new("carol")
+    repo = f"{carol.name}/repo"
+    make_table(carol.conn, repo)
+    objects, watcher = commit_watched(cluster, dbname, carol.conn, repo)
+    assert watcher.users == {carol.name}
+    assert objects == reference
+
+
+def test_caller_who_cannot_log_in_again_commits_in_one_session(cluster, dbname, conn, roles, reference):
+    dave = roles.new("dave")
+    repo = f"{dave.name}/repo"
+    make_table(dave.conn, repo)
+    sql(conn, f'alter role "{dave.name}" connection limit 1')
+    try:
+        objects, watcher = commit_watched(cluster, dbname, dave.conn, repo)
+    finally:
+        sql(conn, f'alter role "{dave.name}" connection limit -1')
+    assert watcher.seen == set()
+    assert objects == reference
+
+
+def test_a_transaction_that_wrote_already_commits_in_one_session(cluster, dbname, conn, reference):
+    make_table(conn, "ref/three", rows=59999)
+    with Watcher(cluster.dsn(dbname)) as watcher:
+        with conn.transaction():
+            sql(conn, "insert into \"ref/three\".t values (60000, md5('60000'), 60000 / 7.0, "
+                      "timestamptz '2020-01-01' + 60000 * interval '1 second')")
+            image = value(conn, "select splitgraph.commit('ref/three', chunk_size => 5000)")
+    assert watcher.seen == set()
+    assert objects_of(conn, "ref/three", image, "t") == reference
+
+
+def test_nobody_else_may_call_the_connection_functions(roles):
+    eve = roles.new("eve")
+    for call in ("splitgraph_internal.remote_connect('x', 'host=127.0.0.1')",
+                 "splitgraph_internal.remote_exec('x', 'select 1')",
+                 "splitgraph_internal.remote_send('x', 'select 1')",
+                 "splitgraph_internal.remote_busy('x')",
+                 "splitgraph_internal.remote_cancel('x')",
+                 "splitgraph_internal.remote_disconnect('x')"):
+        fails(eve.conn, f"select {call}", sqlstate="42501")
+    fails(eve.conn, "select * from splitgraph_internal.remote_result('x') as r (x text)", sqlstate="42501")
