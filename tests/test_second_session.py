@@ -121,3 +121,16 @@ def test_nobody_else_may_call_the_connection_functions(roles):
                  "splitgraph_internal.remote_disconnect('x')"):
         fails(eve.conn, f"select {call}", sqlstate="42501")
     fails(eve.conn, "select * from splitgraph_internal.remote_result('x') as r (x text)", sqlstate="42501")
+
+
+def test_a_table_head_has_commits_in_one_session(cluster, dbname, conn, reference):
+    """With a version of the table's schema in HEAD, chunks are likely stored already: the rows are hashed first
+    and only the chunks HEAD lacks are copied (no second session, which would copy them all)."""
+    make_table(conn, "ref/four")
+    sql(conn, "select splitgraph.commit('ref/four', chunk_size => 5000)")
+    sql(conn, "update \"ref/four\".t set md5 = 'changed' where id = 1")
+    with Watcher(cluster.dsn(dbname)) as watcher:
+        image = value(conn, "select splitgraph.commit('ref/four', snapshot => true, chunk_size => 5000)")
+    assert watcher.seen == set()
+    objects = objects_of(conn, "ref/four", image, "t")
+    assert objects[1:] == reference[1:] and objects[0] != reference[0]

@@ -99,6 +99,10 @@ def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, 
                 return head.object_ids + [changes.store_delta(plpy, cols, delta, namespace)], Stored.DELTA
             finally:
                 delta.drop(plpy)
+    # A second session copies every chunk while it hashes: only for a table that has no version of its schema in
+    # HEAD, whose chunks are new (with one, the rows are hashed first and only the chunks HEAD lacks copied).
+    if head is not None and tbl.same_schema(head.spec, cols):
+        second = None
     return (fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom, max_objects, second),
             Stored.SNAPSHOT)
 
