@@ -113,14 +113,14 @@ def test_a_transaction_that_wrote_already_commits_in_one_session(cluster, dbname
 
 def test_nobody_else_may_call_the_connection_functions(roles):
     eve = roles.new("eve")
-    for call in ("splitgraph_internal.remote_connect('x', 'host=127.0.0.1')",
-                 "splitgraph_internal.remote_exec('x', 'select 1')",
-                 "splitgraph_internal.remote_send('x', 'select 1')",
-                 "splitgraph_internal.remote_busy('x')",
-                 "splitgraph_internal.remote_cancel('x')",
-                 "splitgraph_internal.remote_disconnect('x')"):
+    for call in ("splitgraph_internal.second_connect('x', 'host=127.0.0.1')",
+                 "splitgraph_internal.second_exec('x', 'select 1')",
+                 "splitgraph_internal.second_send('x', 'select 1')",
+                 "splitgraph_internal.second_busy('x')",
+                 "splitgraph_internal.second_cancel('x')",
+                 "splitgraph_internal.second_disconnect('x')"):
         fails(eve.conn, f"select {call}", sqlstate="42501")
-    fails(eve.conn, "select * from splitgraph_internal.remote_result('x') as r (x text)", sqlstate="42501")
+    fails(eve.conn, "select * from splitgraph_internal.second_result('x') as r (x text)", sqlstate="42501")
 
 
 def test_a_table_head_has_commits_in_one_session(cluster, dbname, conn, reference):

@@ -44,14 +44,16 @@ def fragment_column_list(cols):
 # Hashing and indexing, in SQL
 # ---------------------------------------------------------------------------------------------------------------
 
-def _ranges_sql(cols, alias="s"):
-    """jsonb {column: [min, max]} over the rows of a group, for columns whose values order."""
+def _ranges_sql(cols, alias="s", where=None):
+    """jsonb {column: [min, max]} over the rows of a group (those where `where` holds), for columns whose values
+    order."""
     parts = []
+    only = f" filter (where {where})" if where else ""
     for i, c in enumerate(cols):
         if c.ranged:
             expr = f'{alias}.c{i}' + (' collate "C"' if c.collatable else "")
             parts.append(f"pg_catalog.jsonb_build_object({literal(c.name)}, "
-                         f"pg_catalog.jsonb_build_array(min({expr}), max({expr})))")
+                         f"pg_catalog.jsonb_build_array(min({expr}){only}, max({expr}){only}))")
     return " || ".join(parts) if parts else "'{}'::jsonb"
 
 
@@ -98,6 +100,32 @@ def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", paral
     with db.settings(plpy, PARALLEL if parallel else {}):
         rows = db.run(plpy, _hash_query(relation, cols, group, where, prefix))
     return _hashed(rows, group is not None)
+
+
+def stage_rows(plpy, staging_sql, cols, source, rows):
+    """Parse the rows of an object's dump into `staging_sql` (its table: `cols` as stored, then the flag), and hash
+    its upserts. `source` is a FROM item yielding each row's text form, flag included, from $1 = `rows`. An upsert
+    is hashed as the text it arrived as, less its flag (`,t)`): for a dump made from an object, exactly the text
+    of the row's values that the object's id was computed over, so that the rows parsed from it (and stored) are
+    those rows; hashing the text received spares printing every row again. Returns {rows, insertion_hash, range,
+    deleted, odd}: odd counts the upserts whose flag is not written `,t)` (whose text is not what dumps write, and
+    which were not hashed: the caller refuses the dump)."""
+    db.run(plpy, f"insert into {staging_sql} select (r).* from (select x::{staging_sql} as r from {source} as x "
+                 "where x <> '' offset 0) s", rows)
+    # each digest is computed once: a set-returning projection keeps the planner from repeating it for every lane
+    text = db.run(plpy, f"""
+        select count(*) as n, {_lane_sums()} from (
+            select pg_catalog.unnest(array[pg_catalog.sha256(
+                       pg_catalog.convert_to(pg_catalog.left(x, -3) || ')', 'UTF8'))]) as h
+            from {source} as x where pg_catalog.right(x, 3) = ',t)') s""", rows)[0]
+    ranged = ", ".join(f"t.{ident(c.name)} as c{i}" for i, c in enumerate(cols) if c.ranged)
+    parsed = db.run(plpy, f"""
+        select count(*) filter (where s.flag) as n, count(*) filter (where not s.flag) as deleted,
+               ({_ranges_sql(cols, where="s.flag")})::text as ranges
+        from (select t.{FLAG_COLUMN} as flag{', ' + ranged if ranged else ''} from {staging_sql} t) s""")[0]
+    return {"rows": parsed["n"], "deleted": parsed["deleted"], "odd": parsed["n"] - text["n"],
+            "insertion_hash": hashing.to_hex(text[f"l{i}"] or 0 for i in range(hashing.LANES)),
+            "range": json.loads(parsed["ranges"]) if parsed["n"] else {}}
 
 
 def _bloom_groups(plpy, relation, cols, group, spec, prefix="t."):
@@ -163,12 +191,15 @@ def claim_objects(plpy, objects):
     index, table_schema), register those not registered yet and return their ids: the caller stores their tables
     in this transaction, then calls record_sizes. The others are locked against cleanup() until the transaction
     ends. Row locks on the extension's own table order this work: no other role can take them, and two writers of
-    the same new object serialize on its row (the second waits, then finds it registered)."""
+    the same new object serialize on its row (the second waits, then finds it registered).
+    An object registered without its rows (by a lazy clone, on another engine's word) counts as new: the caller
+    stores it, and its metadata becomes the caller's, computed from the rows."""
     ids = sorted({o["object_id"] for o in objects})
     if not ids:
         return set()
     kept = set(db.column(plpy, f"""select object_id from {META}.objects where object_id = any($1::text[])
                                    order by object_id for key share""", ids))
+    rowless = _claim_rowless(plpy, [o for o in objects if o["object_id"] in kept])
     new = list({o["object_id"]: o for o in objects if o["object_id"] not in kept}.values())
     claimed = set(db.column(plpy, f"""
         insert into {META}.objects (object_id, namespace, rows_inserted, rows_deleted, insertion_hash, deletion_hash,
@@ -187,7 +218,37 @@ def claim_objects(plpy, objects):
         # registered by a concurrent transaction that committed while this one waited
         db.run(plpy, f"select from {META}.objects where object_id = any($1::text[]) order by object_id "
                      "for key share", lost)
-    return claimed
+        rowless |= _claim_rowless(plpy, [o for o in new if o["object_id"] in set(lost)])
+    return claimed | rowless
+
+
+def _claim_rowless(plpy, objects):
+    """Of registered `objects`, those whose table is not stored here (registered by a lazy clone): locked against
+    concurrent storers (a download, another commit), checked again, and given the metadata of `objects`."""
+    by_id = {o["object_id"]: o for o in objects}
+    rowless = db.column(plpy, f"""select u.id from pg_catalog.unnest($1::text[]) as u (id)
+                                  where pg_catalog.to_regclass(pg_catalog.format('{META}.%I', u.id)) is null
+                                  order by u.id""", sorted(by_id))
+    if not rowless:
+        return set()
+    db.run(plpy, f"select from {META}.objects where object_id = any($1::text[]) order by object_id "
+                 "for no key update", rowless)
+    still = [by_id[i] for i in db.column(plpy, f"""
+        select u.id from pg_catalog.unnest($1::text[]) as u (id)
+        where pg_catalog.to_regclass(pg_catalog.format('{META}.%I', u.id)) is null order by u.id""", rowless)]
+    db.run(plpy, f"""
+        update {META}.objects o
+        set rows_inserted = u.ins::bigint, rows_deleted = u.del::bigint, insertion_hash = u.ih, deletion_hash = u.dh,
+            index = u.idx::jsonb, table_schema = u.sch::jsonb
+        from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+             as u (id, ins, del, ih, dh, idx, sch)
+        where o.object_id = u.id""",
+           [o["object_id"] for o in still], [str(o["rows_inserted"]) for o in still],
+           [str(o["rows_deleted"]) for o in still], [o["insertion_hash"] for o in still],
+           [o["deletion_hash"] for o in still], [json.dumps(o["index"]) for o in still],
+           [json.dumps(o["table_schema"]) for o in still])
+    still = {o["object_id"] for o in still}
+    return set(still)
 
 
 def record_sizes(plpy, object_ids):
@@ -505,7 +566,7 @@ def _union(object_ids, cols, quals=None, as_caller=False, selected=None):
                               for o in object_ids)
 
 
-def _key_match(cols, target="t", fragment="f"):
+def key_match(cols, target="t", fragment="f"):
     key = tbl.key_columns(cols)
     if key:
         return " and ".join(f"{target}.{ident(c.name)} = {c.restored(fragment + '.' + ident(c.name))}" for c in key)
@@ -528,7 +589,7 @@ def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, onl
     for inserts_only, ids in _runs(objects):
         if not inserts_only:
             source = object_source(ids[0], cols, "f", as_caller)
-            plpy.execute(f"delete from {'only ' if only else ''}{target} t using {source} where {_key_match(cols)}")
+            plpy.execute(f"delete from {'only ' if only else ''}{target} t using {source} where {key_match(cols)}")
             where = f"f.{FLAG_COLUMN}" + (f" and ({quals})" if quals else "")
             plpy.execute(f"{insert} select {restored_list(written, 'f.')} from {source} where {where}")
         else:
@@ -590,20 +651,6 @@ def comment_columns(plpy, target, cols):
     statements = [f"comment on column {target}.{ident(c.name)} is {literal(c.comment)}" for c in cols if c.comment]
     if statements:
         plpy.execute(";\n".join(statements))
-
-
-def layered_view(plpy, schema, table, cols, object_ids):
-    """A read-only view of the table over its fragments, with no copy: the latest fragment row of each key
-    wins, and deletions hide the key. Every write through it fails (55000), whoever writes. Its columns have the
-    columns' types where the extension may cast to them (tbl.as_trusted), their storage types elsewhere."""
-    target = f"{ident(schema)}.{ident(table)}"
-    # Objects never change: the WITH keeps PostgreSQL from making the view updatable by itself (the planner
-    # inlines it all the same), and the trigger refuses every write with a message that says what to do.
-    plpy.execute(f"create view {target} as with sg_layers as ({layered_select(cols, object_rows(plpy, object_ids))}) "
-                 "select * from sg_layers;\n"
-                 f"create trigger sg_read_only instead of insert or update or delete on {target} "
-                 "for each row execute function splitgraph_internal.refuse_layered_write()")
-    comment_columns(plpy, target, cols)
 
 
 def layered_select(cols, objects, as_caller=False):

@@ -76,7 +76,7 @@ class SecondSession:
                    coalesce(pg_catalog.current_setting({literal(SETTING)}, true), '') as setting,
                    coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user), false)
                        as owner_is_superuser,
-                   pg_catalog.to_regprocedure('splitgraph_internal.remote_connect(text, text)') is not null
+                   pg_catalog.to_regprocedure('splitgraph_internal.second_connect(text, text)') is not null
                        as available,
                    pg_catalog.current_setting('transaction_isolation') = 'read committed' as read_committed,
                    session_user::text as caller""")
@@ -134,7 +134,7 @@ class SecondSession:
             return False
         name = db.temp_name("sg_second")
         try:
-            db.run(plpy, "select splitgraph_internal.remote_connect($1, $2)", name, conninfo)
+            db.run(plpy, "select splitgraph_internal.second_connect($1, $2)", name, conninfo)
         except plpy.SPIError as error:
             if getattr(error, "sqlstate", None) == CANCELED:
                 raise
@@ -148,7 +148,7 @@ class SecondSession:
         settings = list(FIXED_SETTINGS) + [(r["name"], r["value"]) for r in values]
         setup = "; ".join([f"set {n} = {literal(v)}" for n, v in settings]
                           + ["begin isolation level repeatable read read only"])
-        if self._call(plpy, "select splitgraph_internal.remote_exec($1, $2)", self.name, setup) is None:
+        if self._call(plpy, "select splitgraph_internal.second_exec($1, $2)", self.name, setup) is None:
             return False
         if not self.send(plpy, "select session_user::text as s, current_user::text as c", "s text, c text"):
             return False
@@ -165,10 +165,10 @@ class SecondSession:
         ACCESS SHARE on `lock` (a FROM item of tables.source) without waiting; False when it failed."""
         if not self.open(plpy):
             return False
-        if lock is not None and self._call(plpy, "select splitgraph_internal.remote_exec($1, $2)", self.name,
+        if lock is not None and self._call(plpy, "select splitgraph_internal.second_exec($1, $2)", self.name,
                                            f"lock table {lock} in access share mode nowait") is None:
             return False
-        if self._call(plpy, "select splitgraph_internal.remote_send($1, $2)", self.name, query) is None:
+        if self._call(plpy, "select splitgraph_internal.second_send($1, $2)", self.name, query) is None:
             return False
         self.columns = columns
         return True
@@ -177,16 +177,16 @@ class SecondSession:
         """The rows of the query in flight once it is done (sleeping a moment, interruptibly, while it runs), or
         None when it failed (the session has ended)."""
         while self.usable:
-            busy = self._call(plpy, "select splitgraph_internal.remote_busy($1) as busy", self.name)
+            busy = self._call(plpy, "select splitgraph_internal.second_busy($1) as busy", self.name)
             if busy is None or busy[0]["busy"] != 1:
                 break
             db.run(plpy, "select pg_catalog.pg_sleep(0.002)")
         if not self.usable:
             return None
         columns, self.columns = self.columns, None
-        rows = self._call(plpy, f"select * from splitgraph_internal.remote_result($1) as r ({columns})", self.name)
+        rows = self._call(plpy, f"select * from splitgraph_internal.second_result($1) as r ({columns})", self.name)
         # a second call returns no rows and readies the connection for the next query
-        if rows is None or self._call(plpy, "select from splitgraph_internal.remote_result($1) as r (x text)",
+        if rows is None or self._call(plpy, "select from splitgraph_internal.second_result($1) as r (x text)",
                                       self.name) is None:
             return None
         return rows
@@ -197,8 +197,8 @@ class SecondSession:
         self.columns = None
         if name is None:
             return
-        for query in ("select splitgraph_internal.remote_cancel($1)",
-                      "select splitgraph_internal.remote_disconnect($1)"):
+        for query in ("select splitgraph_internal.second_cancel($1)",
+                      "select splitgraph_internal.second_disconnect($1)"):
             try:
                 db.run(plpy, query, name)
             except plpy.SPIError:

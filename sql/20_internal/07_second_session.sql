@@ -5,31 +5,31 @@
 -- dblink library they are not created, and commits hash in one session.
 do $$
 begin
-    create function splitgraph_internal.remote_connect(name text, conninfo text) returns text
+    create function splitgraph_internal.second_connect(name text, conninfo text) returns text
     as '$libdir/dblink', 'dblink_connect' language c strict;
-    create function splitgraph_internal.remote_exec(name text, statements text) returns text
+    create function splitgraph_internal.second_exec(name text, statements text) returns text
     as '$libdir/dblink', 'dblink_exec' language c strict;
-    create function splitgraph_internal.remote_send(name text, query text) returns integer
+    create function splitgraph_internal.second_send(name text, query text) returns integer
     as '$libdir/dblink', 'dblink_send_query' language c strict;
-    create function splitgraph_internal.remote_busy(name text) returns integer
+    create function splitgraph_internal.second_busy(name text) returns integer
     as '$libdir/dblink', 'dblink_is_busy' language c strict;
-    create function splitgraph_internal.remote_result(name text) returns setof record
+    create function splitgraph_internal.second_result(name text) returns setof record
     as '$libdir/dblink', 'dblink_get_result' language c strict;
-    create function splitgraph_internal.remote_cancel(name text) returns text
+    create function splitgraph_internal.second_cancel(name text) returns text
     as '$libdir/dblink', 'dblink_cancel_query' language c strict;
-    create function splitgraph_internal.remote_disconnect(name text) returns text
+    create function splitgraph_internal.second_disconnect(name text) returns text
     as '$libdir/dblink', 'dblink_disconnect' language c strict;
-    comment on function splitgraph_internal.remote_connect(text, text) is
+    comment on function splitgraph_internal.second_connect(text, text) is
     'dblink_connect: a named connection (commits hash in a second session of this engine); owner only';
-    comment on function splitgraph_internal.remote_exec(text, text) is 'dblink_exec on a named connection; owner only';
-    comment on function splitgraph_internal.remote_send(text, text) is
+    comment on function splitgraph_internal.second_exec(text, text) is 'dblink_exec on a named connection; owner only';
+    comment on function splitgraph_internal.second_send(text, text) is
     'dblink_send_query on a named connection; owner only';
-    comment on function splitgraph_internal.remote_busy(text) is 'dblink_is_busy of a named connection; owner only';
-    comment on function splitgraph_internal.remote_result(text) is
+    comment on function splitgraph_internal.second_busy(text) is 'dblink_is_busy of a named connection; owner only';
+    comment on function splitgraph_internal.second_result(text) is
     'dblink_get_result of a named connection; owner only';
-    comment on function splitgraph_internal.remote_cancel(text) is
+    comment on function splitgraph_internal.second_cancel(text) is
     'dblink_cancel_query of a named connection; owner only';
-    comment on function splitgraph_internal.remote_disconnect(text) is 'dblink_disconnect; owner only';
+    comment on function splitgraph_internal.second_disconnect(text) is 'dblink_disconnect; owner only';
 exception when undefined_file then
     -- contrib's dblink library is not installed here
     null;
