@@ -51,8 +51,11 @@ def make_table(conn, repo, rows=60000):
 def commit_watched(cluster, dbname, conn, repo, **settings):
     for name, setting in settings.items():
         sql(conn, "select pg_catalog.set_config(%s, %s, false)", name, setting)
+    notices = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary))
     with Watcher(cluster.dsn(dbname)) as watcher:
         image = value(conn, "select splitgraph.commit(%s, chunk_size => 5000)", repo)
+    watcher.stopped = [n for n in notices if "second session stopped" in n]
     for name in settings:
         sql(conn, f"reset {name}")
     return objects_of(conn, repo, image, "t"), watcher
@@ -72,7 +75,7 @@ def reference(cluster, dbname):
 def test_same_objects_as_in_one_session(cluster, dbname, conn, reference):
     make_table(conn, "ref/two")
     objects, watcher = commit_watched(cluster, dbname, conn, "ref/two")
-    assert watcher.users == {"postgres"}
+    assert watcher.users == {"postgres"} and watcher.stopped == []
     assert objects == reference
     # and the objects hold the rows
     assert value(conn, "select count(*) from splitgraph_meta.objects where object_id = any(%s)", objects) == 12
@@ -83,7 +86,7 @@ def test_second_session_runs_as_the_caller(cluster, dbname, roles, reference):
     repo = f"{carol.name}/repo"
     make_table(carol.conn, repo)
     objects, watcher = commit_watched(cluster, dbname, carol.conn, repo)
-    assert watcher.users == {carol.name}
+    assert watcher.users == {carol.name} and watcher.stopped == []
     assert objects == reference
 
 
@@ -97,6 +100,8 @@ def test_caller_who_cannot_log_in_again_commits_in_one_session(cluster, dbname, 
     finally:
         sql(conn, f'alter role "{dave.name}" connection limit -1')
     assert watcher.seen == set()
+    assert watcher.stopped == ["splitgraph: the second session stopped (it could not connect as the caller without a "
+                               "password); this session hashes the rows itself"]
     assert objects == reference
 
 

@@ -297,7 +297,13 @@ def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=
     """
     tbl.check_storable(plpy, table, cols)
     source = tbl.source(plpy, schema, table)
-    count = db.scalar(plpy, f"select count(*) from {source}")
+    bounds = None
+    if tbl.key_columns(cols) and tbl.ordered_by_index(plpy, schema, table, cols):
+        # an index gives the chunks; only the last one's rows are counted (no scan of the whole table)
+        bounds = _walk_bounds(plpy, source, cols, chunk_size)
+        count = _walked_count(plpy, source, cols, chunk_size, bounds)
+    else:
+        count = db.scalar(plpy, f"select count(*) from {source}")
     if count == 0:
         return []
     chunks = -(-count // chunk_size)
@@ -315,8 +321,7 @@ def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=
     if count <= chunk_size:
         return _store_single(plpy, source, cols, namespace, bloom_spec)
     if tbl.key_columns(cols):
-        return _store_partitioned(plpy, schema, table, source, cols, chunk_size, namespace, bloom_spec,
-                                  second, count)
+        return _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec, second, count, bounds)
     return _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec)
 
 
@@ -342,36 +347,57 @@ def _store_single(plpy, source, cols, namespace, bloom_spec):
     return [obj["object_id"]]
 
 
-def _chunk_bounds(plpy, schema, table, source, cols, chunk_size):
-    """The key of every chunk's first row, as SQL literals, in key order.
+# Planner settings of the index walks: never a sort or a scan of the whole table (and no JIT, which the cost
+# these settings give the plans that would do so could otherwise turn on).
+WALK = {"enable_seqscan": "off", "enable_bitmapscan": "off", "jit": "off"}
 
-    When an index of the table gives its rows in key order (tables.ordered_by_index), a recursive query walks
-    it: each chunk's first key is the row chunk_size rows after the last one's (the key is unique), so the
-    index is read once and nothing is numbered or sorted. Otherwise every row is numbered in key order."""
+
+def _walk_bounds(plpy, source, cols, chunk_size):
+    """The key of every chunk's first row, as SQL literals, in key order, read from an index of the table that
+    gives its rows in key order (tables.ordered_by_index): each chunk's first key is the row chunk_size rows
+    after the last one's (the key is unique), so the index is read once and nothing is numbered or sorted."""
     key = tbl.key_columns(cols)
     literals = ", ".join(f"pg_catalog.quote_literal(s.k{i}::text) as b{i}" for i in range(len(key)))
     keys = ", ".join(f"t.{ident(c.name)} as k{i}" for i, c in enumerate(key))
-    if tbl.ordered_by_index(plpy, schema, table, cols):
-        order = tbl.ordering(cols, "t.")
-        if len(key) == 1:
-            after = f"{key[0].order_expr('t.')} >= b.k0"
-        else:
-            after = (f"row({order}) >= row(" + ", ".join(f"b.k{i}" for i in range(len(key))) + ")")
-        query = f"""
+    order = tbl.ordering(cols, "t.")
+    after = _from_key(cols, [f"b.k{i}" for i in range(len(key))])
+    with db.settings(plpy, WALK):
+        rows = db.run(plpy, f"""
             with recursive b as (
                 (select 0 as n, {keys} from {source} t order by {order} limit 1)
                 union all
                 select b.n + 1, x.* from b cross join lateral (
                     select {keys} from {source} t where {after} order by {order} offset {int(chunk_size)} limit 1) x)
-            select {literals} from b s order by s.n"""
-        # each step must start where the index has the last key: never a sort or a scan of the whole table
-        with db.settings(plpy, {"enable_seqscan": "off", "enable_sort": "off", "enable_bitmapscan": "off"}):
-            rows = db.run(plpy, query)
-    else:
-        rows = db.run(plpy, f"""
-            select {literals} from (
-                select {keys}, row_number() over (order by {tbl.ordering(cols, 't.')}) as rn from {source} t
-            ) s where (s.rn - 1) % {int(chunk_size)} = 0 order by s.rn""")
+            select {literals} from b s order by s.n""")
+    return [[r[f"b{i}"] for i in range(len(key))] for r in rows]
+
+
+def _from_key(cols, values):
+    """A condition on rows t: their key is at least `values` (SQL expressions), in chunk order."""
+    exprs = [c.order_expr("t.") for c in tbl.key_columns(cols)]
+    if len(exprs) == 1:
+        return f"{exprs[0]} >= {values[0]}"
+    return f"row({', '.join(exprs)}) >= row({', '.join(values)})"
+
+
+def _walked_count(plpy, source, cols, chunk_size, bounds):
+    """The number of rows, from the chunk bounds a walk found: full chunks, and the last chunk's rows counted."""
+    if not bounds:
+        return 0
+    with db.settings(plpy, WALK):
+        last = db.scalar(plpy, f"select count(*) from {source} t where {_from_key(cols, bounds[-1])}")
+    return (len(bounds) - 1) * chunk_size + last
+
+
+def _chunk_bounds(plpy, source, cols, chunk_size):
+    """The key of every chunk's first row, as SQL literals, in key order: every row numbered in key order."""
+    key = tbl.key_columns(cols)
+    literals = ", ".join(f"pg_catalog.quote_literal(s.k{i}::text) as b{i}" for i in range(len(key)))
+    keys = ", ".join(f"t.{ident(c.name)} as k{i}" for i, c in enumerate(key))
+    rows = db.run(plpy, f"""
+        select {literals} from (
+            select {keys}, row_number() over (order by {tbl.ordering(cols, 't.')}) as rn from {source} t
+        ) s where (s.rn - 1) % {int(chunk_size)} = 0 order by s.rn""")
     return [[r[f"b{i}"] for i in range(len(key))] for r in rows]
 
 
@@ -429,15 +455,16 @@ def _new_chunks(plpy, objects):
     return new
 
 
-def _store_partitioned(plpy, schema, table, source, cols, chunk_size, namespace, bloom_spec, second=None,
-                       count=None):
+def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec, second=None, count=None,
+                       bounds=None):
     """Tables with a primary key. With a one-column key, the source is hashed first (in parallel, each row's
     chunk found by binary search over the chunk bounds), so only chunks not stored yet are copied, in one pass
     that routes their rows into a partition per chunk; or, with a second session (and `count`, the number of
     rows), it hashes the source while this session copies every chunk, and the chunks stored already are
-    dropped after. With a composite key, all rows are routed first and the partitions hashed."""
+    dropped after. With a composite key, all rows are routed first and the partitions hashed. `bounds`: the
+    chunk bounds when known already (_walk_bounds)."""
     key = tbl.key_columns(cols)
-    bounds = _chunk_bounds(plpy, schema, table, source, cols, chunk_size)
+    bounds = bounds if bounds is not None else _chunk_bounds(plpy, source, cols, chunk_size)
     if len(key) == 1:
         first_keys = "array[" + ", ".join(b[0] for b in bounds) + f"]::{key[0].storage}[]"
         chunk_of = f"pg_catalog.width_bucket({key[0].order_expr('t.')}, {first_keys}) - 1"
