@@ -4,10 +4,10 @@ the caller and nobody else, and the commit does the work itself whenever it cann
 import threading
 import time
 
-import psycopg
 import pytest
 
 from conftest import fails, objects_of, sql, value
+from support import driver
 
 APPLICATION = "splitgraph commit: second session"
 FILL = """insert into {t} select i, md5(i::text), i / 7.0, timestamptz '2020-01-01' + i * interval '1 second'
@@ -26,7 +26,7 @@ class Watcher:
         return self
 
     def _watch(self):
-        with psycopg.connect(self.dsn, autocommit=True) as c:
+        with driver.connect(self.dsn, autocommit=True) as c:
             while not self.done.is_set():
                 for row in sql(c, "select usename::text, leader_pid is null "
                                   "from pg_catalog.pg_stat_activity where application_name = %s", APPLICATION):
@@ -64,7 +64,7 @@ def commit_watched(cluster, dbname, conn, repo, **settings):
 @pytest.fixture(scope="module")
 def reference(cluster, dbname):
     """The objects of the test table committed in one session (the second session turned off)."""
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         make_table(c, "ref/one")
         objects, watcher = commit_watched(cluster, dbname, c, "ref/one", **{"splitgraph.second_session": "off"})
     assert watcher.seen == set()
