@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -243,6 +244,103 @@ def bench_nearby_checkout(conn, repeat, changes=10000):
     run(conn, "select splitgraph.rm('bench/near', force => true)")
     run(conn, "select splitgraph.cleanup()")
     return measures + [first]
+
+
+def _proc_memory(pid):
+    """{field: kB} of /proc/<pid>/status (VmHWM, VmRSS, RssAnon, RssShmem), {} once the process is gone."""
+    try:
+        text = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in text.splitlines())
+            if k in ("VmHWM", "VmRSS", "RssAnon", "RssShmem")}
+
+
+def bench_commit_memory(conn, dsn, rows, interval=0.01):
+    """Peak memory of the backend (and of any parallel worker or second session) during a snapshot commit of
+    `rows` rows.
+
+    The benchmark runs on the server's machine: it resets the backend's peak RSS (writing 5 to
+    /proc/<pid>/clear_refs), and while the commit runs, a second connection finds its parallel workers
+    (pg_stat_activity.leader_pid) and its second session (and that one's workers), and samples
+    /proc/<pid>/status of each every `interval` seconds. Reported: the largest private memory (RssAnon: what
+    the process allocated itself) of the backend and of any other process (worker or second session),
+    and the backend's VmHWM (peak RSS: its private memory plus the pages of shared buffers it touched, which
+    shared_buffers bounds for every session alike)."""
+    run(conn, FILL.format(table="public.source", rows=rows))
+    run(conn, "alter table public.source add primary key (id)")
+    run(conn, "select splitgraph.init('bench/mem')")
+    run(conn, 'create table "bench/mem".t as select * from public.source')
+    run(conn, 'alter table "bench/mem".t add primary key (id)')
+    run(conn, 'vacuum analyze "bench/mem".t')
+    run(conn, "drop table public.source")
+    settle(conn)
+    backend = run(conn, "select pg_backend_pid()")[0][0]
+    pathlib.Path(f"/proc/{backend}/clear_refs").write_text("5")
+    before = _proc_memory(backend)
+    peaks = {}
+    done = threading.Event()
+
+    def sample():
+        with driver.connect(dsn, autocommit=True) as watcher:
+            while not done.is_set():
+                # the backend's parallel workers, and the second session a commit may open (and its workers)
+                pids = [backend] + [r[0] for r in run(watcher, """
+                    select a.pid from pg_stat_activity a where a.leader_pid = %s
+                       or a.application_name = 'splitgraph commit: second session'
+                       or a.leader_pid in (select b.pid from pg_stat_activity b
+                                           where b.application_name = 'splitgraph commit: second session')""",
+                                                        backend)]
+                for pid in pids:
+                    m = _proc_memory(pid)
+                    if m:
+                        peak = peaks.setdefault(pid, {"RssAnon": 0, "RssShmem": 0})
+                        peak["RssAnon"] = max(peak["RssAnon"], m["RssAnon"])
+                        peak["RssShmem"] = max(peak["RssShmem"], m["RssShmem"])
+                time.sleep(interval)
+
+    watcher = threading.Thread(target=sample)
+    watcher.start()
+    try:
+        elapsed, _ = timed(conn, "select splitgraph.commit('bench/mem')")
+    finally:
+        done.set()
+        watcher.join()
+    after = _proc_memory(backend)
+    run(conn, "select splitgraph.rm('bench/mem', force => true)")
+    run(conn, "select splitgraph.cleanup()")
+    workers = {pid: p for pid, p in peaks.items() if pid != backend}
+    result = {
+        "rows": rows, "commit_s": round(elapsed, 3),
+        "backend_rss_anon_before_mb": round(before["RssAnon"] / 1024, 1),
+        "backend_peak_rss_anon_mb": round(peaks.get(backend, {}).get("RssAnon", 0) / 1024, 1),
+        "backend_vmhwm_mb": round(after["VmHWM"] / 1024, 1),
+        "backend_peak_rss_shmem_mb": round(peaks.get(backend, {}).get("RssShmem", 0) / 1024, 1),
+        "other_processes_seen": len(workers),
+        "others_peak_rss_anon_mb": round(max((p["RssAnon"] for p in workers.values()), default=0) / 1024, 1),
+    }
+    print(f"  commit memory: {json.dumps(result)}", flush=True)
+    return [MemoryPeak(f"commit snapshot memory ({rows} rows)", result)]
+
+
+class MemoryPeak:
+    """A result line of bench_commit_memory (the target: the backend's private peak under 256 MB)."""
+    TARGET_MB = 256
+
+    def __init__(self, name, result):
+        self.name, self.result = name, result
+
+    def line(self):
+        r = self.result
+        peak = max(r["backend_peak_rss_anon_mb"], r["others_peak_rss_anon_mb"])
+        status = "ok" if peak < self.TARGET_MB else "ABOVE TARGET"
+        return (f"{self.name:<34} {peak:7.1f} MB private peak (target < {self.TARGET_MB} MB, {status}); backend "
+                f"{r['backend_peak_rss_anon_mb']} MB, workers/second session {r['others_peak_rss_anon_mb']} MB, "
+                f"backend VmHWM "
+                f"{r['backend_vmhwm_mb']} MB incl. {r['backend_peak_rss_shmem_mb']} MB of shared buffers")
+
+    def as_dict(self):
+        return dict(self.result, target_mb=self.TARGET_MB)
 
 
 def bench_client(cluster, repeat, runs=20):
@@ -672,7 +770,7 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark cluster's folder")
-    parser.add_argument("--only", choices=PARTS, action="append",
+    parser.add_argument("--only", choices=PARTS + ["memory"], action="append",
                         help="run only these parts (default: all)")
     args = parser.parse_args()
 
@@ -712,6 +810,10 @@ def main():
                 results += bench_mount(conn, args.rows, args.repeat)
             if "nearby" in parts:
                 results += bench_nearby_checkout(conn, args.repeat)
+
+
+            if "memory" in parts:  # not in PARTS: run it with --only memory --rows 10000000
+                results += bench_commit_memory(conn, cluster.dsn("bench"), args.rows)
         print()
         for m in results:
             print(m.line())

@@ -63,6 +63,33 @@ def _lane_sums():
                      for i in range(hashing.LANES))
 
 
+def _hash_query(relation, cols, group=None, where=None, prefix="t."):
+    """The query of hash_groups (columns HASH_COLUMNS, g only with a group)."""
+    ranged = ", ".join(f"{c.stored(prefix + ident(c.name))} as c{i}" for i, c in enumerate(cols) if c.ranged)
+    digest = f"pg_catalog.sha256(pg_catalog.convert_to({tbl.row_text(cols, prefix)}, 'UTF8'))"
+    inner = (f"select {group + ' as g, ' if group else ''}pg_catalog.unnest(array[{digest}]) as h"
+             f"{', ' + ranged if ranged else ''} from {relation} t"
+             f"{' where ' + where if where else ''}")
+    return (f"select {'s.g, ' if group else ''}count(*) as n, {_lane_sums()}, "
+            f"({_ranges_sql(cols)})::text as ranges from ({inner}) s{' group by s.g' if group else ''}")
+
+
+# The columns of a grouped _hash_query whose group is an integer (as the second session returns them).
+HASH_COLUMNS = ("g integer, n bigint, " + ", ".join(f"l{i} bigint" for i in range(hashing.LANES))
+                + ", ranges text")
+
+
+def _hashed(rows, grouped):
+    result = {}
+    for r in rows:
+        result[r["g"] if grouped else None] = {
+            "rows": r["n"],
+            "insertion_hash": hashing.to_hex(r[f"l{i}"] or 0 for i in range(hashing.LANES)),
+            "range": json.loads(r["ranges"]) if r["n"] else {},
+        }
+    return result
+
+
 def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", parallel=False):
     """Per group of rows of `relation` (aliased t): n, the insertion hash and the range index.
 
@@ -70,23 +97,9 @@ def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", paral
     the planner from repeating it for every lane) and its lanes are summed with plain aggregates, which
     parallel workers compute in partial aggregates when `parallel` is set.
     """
-    ranged = ", ".join(f"{c.stored(prefix + ident(c.name))} as c{i}" for i, c in enumerate(cols) if c.ranged)
-    digest = f"pg_catalog.sha256(pg_catalog.convert_to({tbl.row_text(cols, prefix)}, 'UTF8'))"
-    inner = (f"select {group + ' as g, ' if group else ''}pg_catalog.unnest(array[{digest}]) as h"
-             f"{', ' + ranged if ranged else ''} from {relation} t"
-             f"{' where ' + where if where else ''}")
-    query = (f"select {'s.g, ' if group else ''}count(*) as n, {_lane_sums()}, "
-             f"({_ranges_sql(cols)})::text as ranges from ({inner}) s{' group by s.g' if group else ''}")
     with db.settings(plpy, PARALLEL if parallel else {}):
-        rows = db.run(plpy, query)
-    result = {}
-    for r in rows:
-        result[r["g"] if group else None] = {
-            "rows": r["n"],
-            "insertion_hash": hashing.to_hex(r[f"l{i}"] or 0 for i in range(hashing.LANES)),
-            "range": json.loads(r["ranges"]) if r["n"] else {},
-        }
-    return result
+        rows = db.run(plpy, _hash_query(relation, cols, group, where, prefix))
+    return _hashed(rows, group is not None)
 
 
 def stage_rows(plpy, staging_sql, cols, source, rows):
@@ -273,16 +286,24 @@ def object_limit(plpy):
     return max(1, 2 * slots // LOCKS_PER_OBJECT)
 
 
-def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None, max_objects=None):
+def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None, max_objects=None,
+                   second=None):
     """Store the rows of schema.table as base fragments; returns their object ids in key order.
 
     Identical rows give identical objects, so storing the same data twice (anywhere) adds no object. More than
     max_objects chunks (when given) is refused (54000) before anything is stored. Only what reading runs no code
-    is read, and only what the caller may read (tables.source).
+    is read, and only what the caller may read (tables.source). `second`: a second_session.SecondSession that
+    may hash the rows while this session copies them (the commit's; see that module for when it may).
     """
     tbl.check_storable(plpy, table, cols)
     source = tbl.source(plpy, schema, table)
-    count = db.scalar(plpy, f"select count(*) from {source}")
+    bounds = None
+    if tbl.key_columns(cols) and tbl.ordered_by_index(plpy, schema, table, cols):
+        # an index gives the chunks; only the last one's rows are counted (no scan of the whole table)
+        bounds = _walk_bounds(plpy, source, cols, chunk_size)
+        count = _walked_count(plpy, source, cols, chunk_size, bounds)
+    else:
+        count = db.scalar(plpy, f"select count(*) from {source}")
     if count == 0:
         return []
     chunks = -(-count // chunk_size)
@@ -300,7 +321,7 @@ def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=
     if count <= chunk_size:
         return _store_single(plpy, source, cols, namespace, bloom_spec)
     if tbl.key_columns(cols):
-        return _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec)
+        return _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec, second, count, bounds)
     return _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec)
 
 
@@ -326,8 +347,50 @@ def _store_single(plpy, source, cols, namespace, bloom_spec):
     return [obj["object_id"]]
 
 
+# Planner settings of the index walks: never a sort or a scan of the whole table (and no JIT, which the cost
+# these settings give the plans that would do so could otherwise turn on).
+WALK = {"enable_seqscan": "off", "enable_bitmapscan": "off", "jit": "off"}
+
+
+def _walk_bounds(plpy, source, cols, chunk_size):
+    """The key of every chunk's first row, as SQL literals, in key order, read from an index of the table that
+    gives its rows in key order (tables.ordered_by_index): each chunk's first key is the row chunk_size rows
+    after the last one's (the key is unique), so the index is read once and nothing is numbered or sorted."""
+    key = tbl.key_columns(cols)
+    literals = ", ".join(f"pg_catalog.quote_literal(s.k{i}::text) as b{i}" for i in range(len(key)))
+    keys = ", ".join(f"t.{ident(c.name)} as k{i}" for i, c in enumerate(key))
+    order = tbl.ordering(cols, "t.")
+    after = _from_key(cols, [f"b.k{i}" for i in range(len(key))])
+    with db.settings(plpy, WALK):
+        rows = db.run(plpy, f"""
+            with recursive b as (
+                (select 0 as n, {keys} from {source} t order by {order} limit 1)
+                union all
+                select b.n + 1, x.* from b cross join lateral (
+                    select {keys} from {source} t where {after} order by {order} offset {int(chunk_size)} limit 1) x)
+            select {literals} from b s order by s.n""")
+    return [[r[f"b{i}"] for i in range(len(key))] for r in rows]
+
+
+def _from_key(cols, values):
+    """A condition on rows t: their key is at least `values` (SQL expressions), in chunk order."""
+    exprs = [c.order_expr("t.") for c in tbl.key_columns(cols)]
+    if len(exprs) == 1:
+        return f"{exprs[0]} >= {values[0]}"
+    return f"row({', '.join(exprs)}) >= row({', '.join(values)})"
+
+
+def _walked_count(plpy, source, cols, chunk_size, bounds):
+    """The number of rows, from the chunk bounds a walk found: full chunks, and the last chunk's rows counted."""
+    if not bounds:
+        return 0
+    with db.settings(plpy, WALK):
+        last = db.scalar(plpy, f"select count(*) from {source} t where {_from_key(cols, bounds[-1])}")
+    return (len(bounds) - 1) * chunk_size + last
+
+
 def _chunk_bounds(plpy, source, cols, chunk_size):
-    """The key of every chunk's first row, as SQL literals, in key order."""
+    """The key of every chunk's first row, as SQL literals, in key order: every row numbered in key order."""
     key = tbl.key_columns(cols)
     literals = ", ".join(f"pg_catalog.quote_literal(s.k{i}::text) as b{i}" for i in range(len(key)))
     keys = ", ".join(f"t.{ident(c.name)} as k{i}" for i, c in enumerate(key))
@@ -336,6 +399,16 @@ def _chunk_bounds(plpy, source, cols, chunk_size):
             select {keys}, row_number() over (order by {tbl.ordering(cols, 't.')}) as rn from {source} t
         ) s where (s.rn - 1) % {int(chunk_size)} = 0 order by s.rn""")
     return [[r[f"b{i}"] for i in range(len(key))] for r in rows]
+
+
+# Statements run in one call keep their memory until the call ends: creating or detaching a partition of a table
+# with a thousand partitions takes about 1 MB, so a 10M-row table's chunks in one call took 0.9 GB.
+DDL_BATCH = 25
+
+
+def _execute_in_batches(plpy, statements):
+    for i in range(0, len(statements), DDL_BATCH):
+        plpy.execute(";\n".join(statements[i:i + DDL_BATCH]))
 
 
 def _partition(plpy, source, cols, bounds, chunks=None, where=None):
@@ -357,7 +430,7 @@ def _partition(plpy, source, cols, bounds, chunks=None, where=None):
             lo = lowest if i == 0 else "(" + ", ".join(bounds[i]) + ")"
             hi = highest if i == len(bounds) - 1 else "(" + ", ".join(bounds[i + 1]) + ")"
             ddl.append(f"create table {META}.{ident(part)} partition of {parent_sql} for values from {lo} to {hi}")
-    plpy.execute(";\n".join(ddl))
+    _execute_in_batches(plpy, ddl)
     plpy.execute(f"insert into {parent_sql} ({tbl.column_list(cols)}) select {tbl.stored_list(cols, 't.')} "
                  f"from {source} t{' where ' + where if where else ''}")
     return parts, parent_sql
@@ -368,7 +441,7 @@ def _keep_partitions(plpy, parent_sql, parts, objects, keep):
     ddl = [f"alter table {parent_sql} detach partition {META}.{ident(parts[i])}" for i in sorted(keep)]
     ddl.append(f"drop table {parent_sql}")
     ddl += [f"alter table {META}.{ident(parts[i])} rename to {ident(objects[i]['object_id'])}" for i in sorted(keep)]
-    plpy.execute(";\n".join(ddl))
+    _execute_in_batches(plpy, ddl)
 
 
 def _new_chunks(plpy, objects):
@@ -382,16 +455,31 @@ def _new_chunks(plpy, objects):
     return new
 
 
-def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec):
+def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec, second=None, count=None,
+                       bounds=None):
     """Tables with a primary key. With a one-column key, the source is hashed first (in parallel, each row's
     chunk found by binary search over the chunk bounds), so only chunks not stored yet are copied, in one pass
-    that routes their rows into a partition per chunk. With a composite key, all rows are routed first and the
-    partitions hashed."""
+    that routes their rows into a partition per chunk; or, with a second session (and `count`, the number of
+    rows), it hashes the source while this session copies every chunk, and the chunks stored already are
+    dropped after. With a composite key, all rows are routed first and the partitions hashed. `bounds`: the
+    chunk bounds when known already (_walk_bounds)."""
     key = tbl.key_columns(cols)
-    bounds = _chunk_bounds(plpy, source, cols, chunk_size)
+    bounds = bounds if bounds is not None else _chunk_bounds(plpy, source, cols, chunk_size)
     if len(key) == 1:
         first_keys = "array[" + ", ".join(b[0] for b in bounds) + f"]::{key[0].storage}[]"
         chunk_of = f"pg_catalog.width_bucket({key[0].order_expr('t.')}, {first_keys}) - 1"
+        if second is not None and count is not None and second.send(
+                plpy, _hash_query(source, cols, group=chunk_of), HASH_COLUMNS, lock=source):
+            parts, parent_sql = _partition(plpy, source, cols, bounds)
+            hashed = _hashed_by_second(plpy, second, count, chunk_size, len(bounds))
+            if hashed is None:
+                hashed = hash_groups(plpy, source, cols, group=chunk_of, parallel=True)
+            index = _indexes(plpy, hashed, source, cols, chunk_of, bloom_spec)
+            objects = [_new_object(i, hashed, index, cols, namespace) for i in range(len(bounds))]
+            new = _new_chunks(plpy, objects)
+            _keep_partitions(plpy, parent_sql, parts, objects, new)
+            record_sizes(plpy, [objects[i]["object_id"] for i in new])
+            return [o["object_id"] for o in objects]
         hashed = hash_groups(plpy, source, cols, group=chunk_of, parallel=True)
         index = _indexes(plpy, hashed, source, cols, chunk_of, bloom_spec)
         objects = [_new_object(i, hashed, index, cols, namespace) for i in range(len(bounds))]
@@ -416,6 +504,20 @@ def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec):
         _keep_partitions(plpy, parent_sql, parts, objects, new)
     record_sizes(plpy, [objects[i]["object_id"] for i in new])
     return [o["object_id"] for o in objects]
+
+
+def _hashed_by_second(plpy, second, count, chunk_size, chunks):
+    """The sums the second session computed (hash_groups' result), or None when it failed or when its rows do
+    not add up to the chunks this session counted (each holds chunk_size rows, the last the rest)."""
+    rows = second.wait(plpy)
+    if rows is None:
+        return None
+    hashed = _hashed(rows, True)
+    expected = {i: chunk_size if i < chunks - 1 else count - (chunks - 1) * chunk_size for i in range(chunks)}
+    if {g: h["rows"] for g, h in hashed.items()} != expected:
+        second.stop(plpy, "its rows did not add up to this session's chunks")
+        return None
+    return hashed
 
 
 def _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec):

@@ -2,7 +2,7 @@
 import enum
 import json
 
-from . import changes, db, definitions, errors, fragments, meta, names, tracking
+from . import changes, db, definitions, errors, fragments, meta, names, second_session, tracking
 from . import tables as tbl
 from .declare import api
 
@@ -78,7 +78,7 @@ class Stored(enum.Enum):
 
 
 def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, namespace, bloom=None,
-                max_objects=None):
+                max_objects=None, second=None):
     """The object list of a table for a new image (head: HEAD's TableVersion of it, or None), and how it was
     stored (Stored). A snapshot of more than max_objects chunks is refused (54000)."""
     trusted = tracked is not None and tracked["state"] == "tracking"
@@ -99,7 +99,11 @@ def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, 
                 return head.object_ids + [changes.store_delta(plpy, cols, delta, namespace)], Stored.DELTA
             finally:
                 delta.drop(plpy)
-    return (fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom, max_objects),
+    # A second session copies every chunk while it hashes: only for a table that has no version of its schema in
+    # HEAD, whose chunks are new (with one, the rows are hashed first and only the chunks HEAD lacks copied).
+    if head is not None and tbl.same_schema(head.spec, cols):
+        second = None
+    return (fragments.store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom, max_objects, second),
             Stored.SNAPSHOT)
 
 
@@ -110,18 +114,29 @@ def store_table(plpy, schema, table, cols, head, tracked, snapshot, chunk_size, 
      "10000); index_options e.g. {\"bloom\": {\"t\": {\"col\": {\"probability\": 0.01}}}}")
 def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, index_options=None):
     tracking.require_read_committed(plpy, "commit")
+    # asked before this transaction writes anything (even a row lock): see second_session
+    second = second_session.SecondSession.for_commit(plpy)
+    try:
+        return _commit(plpy, repository, comment, snapshot, chunk_size, index_options, second)
+    finally:
+        if second is not None:
+            second.close(plpy)
+
+
+def _commit(plpy, repository, comment, snapshot, chunk_size, index_options, second):
     repo = meta.writable(plpy, repository)
     state = meta.require_checkout(plpy, repo)
     chunk_size = _chunk_size(plpy, chunk_size)
     if comment is not None and len(comment) > 4096:
         errors.fail(plpy, "22001", "commit comment is longer than 4096 characters")
-    return commit_checkout(plpy, repo, state, comment, snapshot, chunk_size, index_options)
+    return commit_checkout(plpy, repo, state, comment, snapshot, chunk_size, index_options, second=second)
 
 
 def commit_checkout(plpy, repo, state, comment, snapshot=False, chunk_size=fragments.DEFAULT_CHUNK_SIZE,
-                    index_options=None, image_hash=None, provenance=None, detach=False):
+                    index_options=None, image_hash=None, provenance=None, detach=False, second=None):
     """Commit the checkout of repo (locked, writable; state: its checkout state) as a new image with hash
-    image_hash (else random) and provenance; HEAD moves to it (and its branch, unless detach). Returns it."""
+    image_hash (else random) and provenance; HEAD moves to it (and its branch, unless detach). Returns it.
+    second: a second_session.SecondSession that may hash snapshots (asked for before the transaction wrote)."""
     parent = state["image_hash"]
     # A layered checkout is read-only views over the fragments of HEAD: nothing can have changed.
     image_hash = meta.new_image(plpy, repo, parent, comment, with_parent_tables=state["layered"],
@@ -153,7 +168,7 @@ def commit_checkout(plpy, repo, state, comment, snapshot=False, chunk_size=fragm
                     c.ranged = c.ranged and (c.is_pk or c.name in ranges[table])
             head = head_tables.get(table)
             object_ids, how = store_table(plpy, schema, table, cols, head, tracked.get(table),
-                                          snapshot, chunk_size, namespace, blooms.get(table), budget)
+                                          snapshot, chunk_size, namespace, blooms.get(table), budget, second)
             budget -= len(set(object_ids) - set(head.object_ids if head is not None else []))
             stored[table] = how
             meta.add_table(plpy, repo, image_hash, table, [c.spec() for c in cols], object_ids,

@@ -436,6 +436,34 @@ def ordering(cols, prefix=""):
     return ", ".join(exprs + [row])
 
 
+def ordered_by_index(plpy, schema, table, cols):
+    """Whether an index of the live table gives its rows in chunk order (`ordering`), so that a query can read
+    the rows after a given key in that order without sorting: a valid btree index without predicate whose
+    leading columns are the primary key's columns (in attnum order), ascending, each with its type's default
+    operator class and, for a collatable column, the C (or POSIX) collation; no key column stored as another
+    type."""
+    key = key_columns(cols)
+    if not key or any(c.converted() for c in key):
+        return False
+    return db.scalar(plpy, """
+        select exists (
+            select from pg_catalog.pg_index i
+            join pg_catalog.pg_class r on r.oid = i.indrelid
+            join pg_catalog.pg_namespace n on n.oid = r.relnamespace
+            join pg_catalog.pg_class x on x.oid = i.indexrelid
+            join pg_catalog.pg_am am on am.oid = x.relam
+            where n.nspname = $1 and r.relname = $2 and am.amname = 'btree' and i.indisvalid
+              and i.indpred is null and i.indnkeyatts >= pg_catalog.cardinality($3::text[])
+              and not exists (
+                  select from pg_catalog.unnest($3::text[]) with ordinality as k (attnum, n)
+                  left join pg_catalog.pg_opclass o on o.oid = i.indclass[k.n - 1]
+                  where i.indkey[k.n - 1] <> k.attnum::int2 or i.indoption[k.n - 1] <> 0
+                     or not coalesce(o.opcdefault, false)
+                     or i.indcollation[k.n - 1] not in (0, 'pg_catalog."C"'::pg_catalog.regcollation,
+                                                        'pg_catalog."POSIX"'::pg_catalog.regcollation)))""",
+                     schema, table, [str(c.ordinal) for c in key])
+
+
 def column_list(cols, prefix=""):
     return ", ".join(prefix + ident(c.name) for c in cols)
 
