@@ -212,15 +212,16 @@ def object_limit(plpy):
     return max(1, 2 * slots // LOCKS_PER_OBJECT)
 
 
-def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None, max_objects=None):
+def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None, max_objects=None, source=None):
     """Store the rows of schema.table as base fragments; returns their object ids in key order.
 
     Identical rows give identical objects, so storing the same data twice (anywhere) adds no object. More than
     max_objects chunks (when given) is refused (54000) before anything is stored. Only what reading runs no code
-    is read, and only what the caller may read (tables.source).
+    is read, and only what the caller may read (tables.source). `source`: a relation of the extension's own to
+    read instead (a temporary table it filled, of the columns as stored), for a table named `table`.
     """
     tbl.check_storable(plpy, table, cols)
-    source = tbl.source(plpy, schema, table)
+    source = tbl.source(plpy, schema, table) if source is None else source
     count = db.scalar(plpy, f"select count(*) from {source}")
     if count == 0:
         return []
