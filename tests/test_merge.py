@@ -587,3 +587,32 @@ def test_merge_writes_as_its_caller_and_only_writers_merge(conn, roles):
     sql(a, "select splitgraph.merge(%s, 'dev')", name)
     assert sql(a, f"select r from {s}.who") == [(alice.name,)], "the trigger ran as alice, not as the owner"
     assert sorted(sql(a, f"select id from {s}.t")) == [(1,), (2,), (3,)]
+
+
+def test_identity_and_generated_columns_merge(conn):
+    repo = Repo(conn, ["create table {s}.g (id int generated always as identity primary key, a text, "
+                       "n int generated always as (length(a)) stored)",
+                       "insert into {s}.g (a) values ('x'), ('yy'), ('zzz')"])
+    repo.on("main", "update {s}.g set a = 'ours' where id = 1")
+    repo.on("dev", "update {s}.g set a = 'theirs!' where id = 2", "delete from {s}.g where id = 3",
+            "insert into {s}.g (id, a) overriding system value values (10, 'ten')")
+    repo.checkout("main")
+    repo.merge()
+    assert repo.rows("g") == [(1, "ours", 4), (2, "theirs!", 7), (10, "ten", 3)]
+    assert_clean_and_trusted(repo)
+
+
+def test_a_partitioned_table_merges(conn):
+    repo = Repo(conn, ["create table {s}.p (id int primary key, v text) partition by range (id)",
+                       "create table {s}.p_low partition of {s}.p for values from (0) to (50)",
+                       "create table {s}.p_high partition of {s}.p for values from (50) to (100)",
+                       "insert into {s}.p select i, 'base' from generate_series(0, 99, 10) i"])
+    repo.on("main", "update {s}.p set v = 'ours' where id = 10")
+    repo.on("dev", "update {s}.p set v = 'theirs' where id = 60", "insert into {s}.p values (55, 'new')")
+    repo.checkout("main")
+    repo.merge()
+    rows = dict(repo.rows("p"))
+    assert (rows[10], rows[60], rows[55], len(rows)) == ("ours", "theirs", "new", 11)
+    assert repo.status() == []
+    image = repo.commit("after")
+    assert dict(repo.image_rows(image, "p")) == rows

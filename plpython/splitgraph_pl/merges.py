@@ -37,6 +37,8 @@ from .declare import api, helper
 from .names import FLAG_COLUMN, ident, literal
 
 STRATEGIES = ("ours", "theirs")
+# The scratch tables' sizes are estimated before they exist: compiling a plan (JIT) would cost more than it runs.
+NO_JIT = {"jit": "off"}
 _CONFLICT_COLUMNS = "table_name text, pk jsonb, base jsonb, ours jsonb, theirs jsonb"
 # Merges begun in this session's transactions: {(transaction id, repository): what merge_end finishes}. Only the
 # extension's own Python code reaches it (no other role runs Python in the server).
@@ -169,6 +171,7 @@ class _TableMerge:
         if key not in self.merge.materialized:
             name = db.temp_name("sg_side")
             fragments.materialize(self.plpy, "pg_temp", name, self.cols, list(ids))
+            self.plpy.execute(f"analyze pg_temp.{ident(name)}")
             self.merge.materialized[key] = f"pg_temp.{ident(name)}"
             self.merge.made.append(self.merge.materialized[key])
         return self.merge.materialized[key]
@@ -180,6 +183,12 @@ class _TableMerge:
         return " union all ".join(
             f"select {n} as sg_pos, {tbl.select_list(named, f'f.{FLAG_COLUMN} as sg_flag')} "
             f"from {fragments.object_table(o)} f" for n, o in enumerate(object_ids))
+
+    def fill(self, out, select):
+        """Make the scratch table `out` of a SELECT's rows, with statistics (the planner then joins such tables
+        by hashing, not row by row)."""
+        self.plpy.execute(f"create table {out} as {select}")
+        self.plpy.execute(f"analyze {out}")
 
     def empty(self, out):
         nulls = ", ".join(f"null::{c.storage} as c{i}" for i, c in enumerate(self.cols))
@@ -208,8 +217,7 @@ class KeyedMerge(_TableMerge):
             if not extra:
                 self.empty(out)
             else:
-                self.plpy.execute(f"""
-                    create table {out} as
+                self.fill(out, f"""
                     select distinct on ({self.key_list('u')}) {_positional(self.cols, 'u')}, u.sg_flag
                     from ({self.fragment_union(extra)}) u
                     order by {self.key_list('u')}, u.sg_pos desc""")
@@ -221,8 +229,7 @@ class KeyedMerge(_TableMerge):
         keys_only = ", ".join((f"b.{ident(c.name)}" if c.is_pk else f"null::{c.storage}") + f" as c{i}"
                               for i, c in enumerate(self.cols))
         differs = f'{tbl.row_text(self.cols, "a.")} collate "C" <> {tbl.row_text(self.cols, "b.")} collate "C"'
-        self.plpy.execute(f"""
-            create table {out} as
+        self.fill(out, f"""
             select {named}, true as sg_flag from {after} a left join {before} b on {match}
             where b.{ident(key[0].name)} is null or {differs}
             union all
@@ -234,11 +241,11 @@ class KeyedMerge(_TableMerge):
         """The base's rows (c0.., sg_flag) of the keys both sides changed, differently; no other key is looked
         up in the base."""
         out = self.temp("sg_base")
-        if self.base is None or not self.base.object_ids:
+        if self.base is None or not self.base.object_ids or not db.scalar(
+                self.plpy, f"select exists (select from {both} x where x.o_flag is not null and x.t_flag is not null)"):
             self.empty(out)
             return out
-        self.plpy.execute(f"""
-            create table {out} as
+        self.fill(out, f"""
             select distinct on ({self.key_list('u')}) {_positional(self.cols, 'u')}, u.sg_flag
             from ({self.fragment_union(self.base.object_ids)}) u
             where ({self.key_list('u')}) in (select {self.key_list('x', 'k')} from {both} x
@@ -253,7 +260,10 @@ class KeyedMerge(_TableMerge):
         n = len(self.cols)
         ours, theirs = self.side_changes(self.ours), self.side_changes(self.theirs)
         match = " and ".join(f"o.c{i} = t.c{i}" for i in self.key)
-        overlap = db.scalar(self.plpy, f"select exists (select from {ours} o join {theirs} t on {match})")
+        # (a count, not EXISTS: the planner would look for the first match row by row, through every pair)
+        overlap = db.scalar(self.plpy, f"select count(*) > 0 from {ours} o join {theirs} t on {match}")
+        if not overlap and _extends(self.theirs, self.base) is not None:
+            return None, False  # theirs' fragments apply to ours as they are (Merge.version): nothing to merge
         both = self.temp("sg_both")
         keys = ", ".join(f"coalesce(o.c{i}, t.c{i}) as k{i}" for i in self.key)
         o_cols = ", ".join(f"o.c{i} as o{i}" for i in range(n))
@@ -261,8 +271,7 @@ class KeyedMerge(_TableMerge):
         alike = (f"(o.sg_flag = t.sg_flag and (not o.sg_flag or {_row_text(self.cols, 'o')} collate \"C\" = "
                  f"{_row_text(self.cols, 't')} collate \"C\"))")
         # the keys theirs changed, and those both changed (but not alike: that is one change, already ours)
-        self.plpy.execute(f"""
-            create table {both} as
+        self.fill(both, f"""
             select {keys}, o.sg_flag as o_flag, t.sg_flag as t_flag, {tbl.select_list(o_cols, t_cols)}
             from {ours} o right join {theirs} t on {match}
             where o.sg_flag is null or not {alike}""")
@@ -287,8 +296,7 @@ class KeyedMerge(_TableMerge):
                                       when {_same_value(f'x.t{i}', f'b.c{i}')} then x.o{i}
                                       else x.{pick}{i} end as c{i}""")
         conflict = f"k.kind = 'row' or (k.kind = 'cells' and ({clash}))"
-        self.plpy.execute(f"""
-            create table {result} as
+        self.fill(result, f"""
             select {', '.join(cells)},
                    case k.kind when 'theirs' then x.t_flag when 'row' then x.{pick}_flag else true end as sg_flag,
                    {conflict} as sg_conflict,
@@ -349,8 +357,8 @@ class KeylessMerge(_TableMerge):
             return extra_t
         texts = lambda ids: " union all ".join(  # noqa: E731
             f"select {tbl.row_text(self.cols, 'f.')} as r from {fragments.object_table(o)} f" for o in ids)
-        touched = db.scalar(self.plpy, f"select exists (select from ({texts(extra_o)}) o "
-                                       f"where o.r in (select t.r from ({texts(extra_t)}) t))")
+        touched = db.scalar(self.plpy, f"select count(*) > 0 from ({texts(extra_o)}) o "
+                                       f"join ({texts(extra_t)}) t on t.r = o.r")
         return None if touched else extra_t
 
     def counts(self):
@@ -364,8 +372,7 @@ class KeylessMerge(_TableMerge):
         valued = " union all ".join(f"select {tbl.select_list(f'{text} as sg_r', named)} from {rel} x"
                                     for rel in sides)
         out = self.temp("sg_counts")
-        self.plpy.execute(f"""
-            create table {out} as
+        self.fill(out, f"""
             with c as (
                 select u.sg_r, sum(u.b)::bigint as nb, sum(u.o)::bigint as no, sum(u.t)::bigint as nt
                 from ({counted}) as u (sg_r, b, o, t)
@@ -407,8 +414,7 @@ class KeylessMerge(_TableMerge):
         out = self.temp("sg_rows")
         ours = self.materialized(self.ours)
         named = ", ".join(f"c.c{i} as {ident(col.name)}" for i, col in enumerate(self.cols))
-        self.plpy.execute(f"""
-            create table {out} as
+        self.fill(out, f"""
             select {tbl.column_list(self.cols, 'o.')} from {ours} o
             where {tbl.row_text(self.cols, 'o.')} not in (select sg_r from {counts})
             union all
@@ -607,6 +613,11 @@ def _refuse_conflicts(plpy, merge, repo, source, into):
         "image is made here) and returns what the checkout must do to each table",
         public=True)
 def merge_begin(plpy, repository, source, strategy):
+    with db.settings(plpy, NO_JIT):
+        return _merge_begin(plpy, repository, source, strategy)
+
+
+def _merge_begin(plpy, repository, source, strategy):
     tracking.require_read_committed(plpy, "merge")
     strategy = _strategy(plpy, strategy)
     repo = meta.writable(plpy, repository)
@@ -681,6 +692,11 @@ def merge_end(plpy, repository):
     restarted) only when its logged changes since HEAD sum to exactly the content the merge adds (or, for a table
     whose log cannot say, when its rows hash to the merged version's content): anything else, such as a row a
     trigger of the caller's wrote, stays pending, as the checkout is compared with the merge from then on."""
+    with db.settings(plpy, NO_JIT):
+        _merge_end(plpy, repository)
+
+
+def _merge_end(plpy, repository):
     tracking.require_read_committed(plpy, "merge")
     repo = meta.writable(plpy, repository)
     plan = _BEGUN.pop((_transaction(plpy), repo), None)
@@ -725,6 +741,42 @@ def merge_end(plpy, repository):
     meta.move_head(plpy, repo, state, plan["target"])
 
 
+def _apply(plpy, target, cols, objects, only):
+    """Apply fragments to a checkout's table as its caller (reading them through fragment_rows): as
+    fragments.apply_to_table does, but a row the fragment changes is UPDATEd in place, not deleted and inserted
+    again (one pass over the changed rows; the caller's update triggers see an update). A table with a column
+    GENERATED ALWAYS AS IDENTITY, or without a primary key, takes the fragments as a checkout does."""
+    key = tbl.key_columns(cols)
+    written = [c for c in cols if not c.generated]
+    if not key or any(c.identity == "a" for c in written):
+        fragments.apply_to_table(plpy, target, cols, objects, as_caller=True, only=only)
+        return
+    insert, _ = fragments.insert_into(target, cols)
+    match = " and ".join(f"t.{ident(c.name)} = {c.restored('f.' + ident(c.name))}" for c in key)
+    changed = [c for c in written if not c.is_pk]
+    scope = "only " if only else ""
+    for entry in objects:
+        source = fragments.object_source(entry["object_id"], cols, "f", as_caller=True)
+        if entry["inserts_only"]:
+            plpy.execute(f"{insert} select {fragments.restored_list(written, 'f.')} from {source}")
+            continue
+        keys = tbl.column_list(key, "t.")
+        values = ", ".join(c.restored(f"f.{ident(c.name)}") for c in changed)
+        updated, fresh = "", f"({tbl.column_list(key, 'f.')}) not in (select {tbl.column_list(key)} from u)"
+        if not changed:
+            fresh = f"not exists (select from {scope}{target} t where {match})"
+        if changed:
+            updated = f"""u as (update {scope}{target} t
+                                set ({tbl.column_list(changed)}) = row({values})
+                                from f where {match} and f.{FLAG_COLUMN} returning {keys}),"""
+        plpy.execute(f"""
+            with f as materialized (select * from {source}),
+                 {updated}
+                 d as (delete from {scope}{target} t using f where {match} and not f.{FLAG_COLUMN})
+            {insert} select {fragments.restored_list(written, 'f.')} from f
+            where f.{FLAG_COLUMN} and {fresh}""")
+
+
 @api("merge(repository text, source text, strategy text default null) returns text",
      "merge(repository, source, strategy): merge a branch, tag or image into the checkout's branch (three-way, "
      "from the common ancestor: rows by primary key, cell by cell; rows of tables without one as multisets) and "
@@ -751,8 +803,7 @@ def merge(plpy, repository, source, strategy=None):
         if action in ("apply", "refill"):
             if action == "refill":
                 plpy.execute(f"delete from {'only ' if entry['only'] else ''}{target}")
-            fragments.apply_to_table(plpy, target, tbl.columns(plpy, schema, table), entry["objects"],
-                                     as_caller=True, only=entry["only"])
+            _apply(plpy, target, tbl.columns(plpy, schema, table), entry["objects"], entry["only"])
         elif action in ("drop", "rebuild"):
             plpy.execute(f"drop table {target} cascade")
         if action in ("rebuild", "create"):
@@ -777,6 +828,11 @@ def merge(plpy, repository, source, strategy=None):
      "that does not merge has a null key and each side's columns",
      rows="temp")
 def conflicts(plpy, repository, source):
+    with db.settings(plpy, NO_JIT):
+        return _conflicts(plpy, repository, source)
+
+
+def _conflicts(plpy, repository, source):
     repo = meta.require(plpy, repository)
     ours = meta.require_checkout(plpy, repo)["image_hash"]
     theirs, _ = meta.resolve(plpy, repo, source)
