@@ -378,16 +378,62 @@ def test_a_schema_change_on_one_side_only_is_applied_with_its_data(repo):
     assert_clean_and_trusted(repo)
 
 
-def test_a_schema_change_against_row_changes_or_another_schema_change_conflicts(repo):
+def test_a_schema_change_on_one_side_merges_with_row_changes_on_the_other(repo):
+    repo.on("main", "update {s}.t set a = 'ours' where id = 1", "insert into {s}.t values (11, 'new', 11)",
+            "delete from {s}.t where id = 3")
+    repo.on("dev", "alter table {s}.t add column c text default 'filled'", "update {s}.t set c = 'theirs' where id = 2",
+            "update {s}.t set b = 100 where id = 1")
+    repo.checkout("main")
+    assert repo.conflicts() == []
+    repo.merge()
+    rows = {r[0]: r for r in repo.rows()}
+    assert rows[1] == (1, "ours", 100, "filled") and rows[2] == (2, "a2", 2, "theirs")
+    assert rows[11] == (11, "new", 11, None), "a row inserted on the other side has nulls in the added column"
+    assert 3 not in rows and rows[4] == (4, "a4", 4, "filled") and len(rows) == 10
+    assert_clean_and_trusted(repo)
+
+
+def test_ours_changing_the_schema_merges_theirs_rows_into_it(repo):
+    repo.on("main", "alter table {s}.t drop column b", "alter table {s}.t add column c int default 0",
+            "update {s}.t set c = 5 where id = 2")
+    repo.on("dev", "update {s}.t set a = 'theirs' where id in (1, 2)", "update {s}.t set b = 100 where id = 3",
+            "insert into {s}.t values (12, 'x', 12)")
+    repo.checkout("main")
+    repo.merge()
+    rows = {r[0]: r for r in repo.rows()}
+    assert rows[1] == (1, "theirs", 0) and rows[2] == (2, "theirs", 5) and rows[3] == (3, "a3", 0)
+    assert rows[12] == (12, "x", None), "theirs' change to a column ours dropped goes with the column"
+    assert_clean_and_trusted(repo)
+
+
+def test_a_schema_change_meeting_a_cell_change_conflicts_on_the_cell(repo):
     repo.on("main", "update {s}.t set a = 'ours' where id = 1")
-    repo.on("dev", "alter table {s}.t add column c text")
+    repo.on("dev", "alter table {s}.t add column c text", "update {s}.t set a = 'theirs', c = 'x' where id = 1")
+    repo.checkout("main")
+    got = repo.conflicts()
+    assert got == [("t", {"id": 1}, {"id": 1, "a": "a1", "b": 1, "c": None}, {"id": 1, "a": "ours", "b": 1, "c": None},
+                    {"id": 1, "a": "theirs", "b": 1, "c": "x"})]
+    repo.merge(strategy="ours")
+    assert (1, "ours", 1, "x") in repo.rows()
+
+
+def test_schema_changes_that_disagree_conflict(repo):
+    repo.on("main", "alter table {s}.t add column c text")
+    repo.on("dev", "alter table {s}.t add column d int")
     repo.checkout("main")
     got = repo.conflicts()
     assert [(r[0], r[1]) for r in got] == [("t", None)]
-    assert got[0][3] == [["id", "integer", True], ["a", "text", False], ["b", "integer", False]]
-    assert got[0][4][-1] == ["c", "text", False]
+    assert got[0][3][-1] == ["c", "text", False] and got[0][4][-1] == ["d", "integer", False]
     repo.merge(strategy="theirs")
-    assert (1, "a1", 1, None) in repo.rows()
+    assert value(repo.conn, "select count(*) from information_schema.columns where table_schema = %s "
+                            "and table_name = 't' and column_name = 'd'", repo.name) == 1
+
+
+def test_a_column_changing_type_against_row_changes_conflicts(repo):
+    repo.on("main", "update {s}.t set a = 'ours' where id = 1")
+    repo.on("dev", "alter table {s}.t alter column b type bigint")
+    repo.checkout("main")
+    assert [(r[0], r[1]) for r in repo.conflicts()] == [("t", None)]
 
 
 def test_definitions_changed_on_one_side_are_applied(repo):

@@ -1,6 +1,6 @@
 """Issue 16, randomized merges (hypothesis): random edits and commits (some as snapshots) on two branches, main
-and dev, of a repository with a keyed table t and a keyless table k, then dev merged into main with a random
-strategy, in one or more rounds. The merged tables must equal a naive reference merge computed here in Python
+and dev, of a repository with a keyed table t (to which a branch may add a column) and a keyless table k, then
+dev merged into main with a random strategy, in one or more rounds. The merged tables must equal a naive reference merge computed here in Python
 over the full contents of the base and the two heads (the base of a later round being dev's head that the last
 round merged). Without a strategy, a merge the reference says conflicts must fail, change nothing, and
 conflicts() must list exactly the reference's conflicting keys. After every merge nothing is pending, every
@@ -34,8 +34,11 @@ edit = st.one_of(
     st.tuples(st.just("k_insert"), K_ROWS),
     st.tuples(st.just("k_delete_all"), K_ROWS),
     st.tuples(st.just("k_delete_one"), K_ROWS),
+    st.tuples(st.just("set_c"), KEYS, st.sampled_from(A_VALUES)),
 )
-commit_group = st.tuples(st.lists(edit, min_size=0, max_size=5), st.booleans())  # (edits, as a snapshot)
+schema_edit = st.tuples(st.just("add_c"))
+edits_of_a_commit = st.lists(st.one_of(edit, edit, edit, edit, edit, edit, schema_edit), min_size=0, max_size=5)
+commit_group = st.tuples(edits_of_a_commit, st.booleans())  # (edits, as a snapshot)
 branch_work = st.lists(commit_group, min_size=0, max_size=2)
 round_ = st.tuples(branch_work, branch_work, st.sampled_from([None, None, "ours", "theirs"]))
 histories = st.lists(round_, min_size=1, max_size=2)
@@ -58,23 +61,40 @@ def db(cluster, dbname):
 # ---------------------------------------------------------------------------------------------------------------
 
 def contents(db, repo):
-    """(t as {id: (a, b)}, k as a Counter of (x, y))."""
+    """(t as (its columns but id, {id: (values...)}), k as a Counter of (x, y))."""
     s = f'"{repo}"'
-    t = {r[0]: (r[1], r[2]) for r in run(db, f"select id, a, b from {s}.t")}
+    columns = tuple(r[0] for r in run(db, """select attname::text from pg_attribute
+                                             where attrelid = %s::regclass and attnum > 0 and not attisdropped
+                                               and attname <> 'id' order by attnum""", f"{s}.t"))
+    t = {r[0]: tuple(r[1:]) for r in run(db, f"select id, {', '.join(columns)} from {s}.t")}
     k = collections.Counter((r[0], r[1]) for r in run(db, f"select x, y from {s}.k"))
-    return t, k
+    return (columns, t), k
 
 
 def merge_keyed(base, ours, theirs, strategy):
-    """(merged rows, conflicting keys): rows by key, cell by cell."""
+    """(merged table, conflicting keys): rows by key, cell by cell. When one side added a column (both sides
+    may have), rows are seen in the merged columns by name (null where a side lacks the column), and whether a
+    side changed a row is judged on the base's columns only. A table one side left as it was takes the other's."""
+    if ours == base or ours == theirs:
+        return theirs if ours == base else ours, set()
+    if theirs == base:
+        return ours, set()
+    (b_cols, b_rows), (o_cols, o_rows), (t_cols, t_rows) = base, ours, theirs
+    columns = max(o_cols, t_cols, key=len)
+    assert set(o_cols) <= set(columns) and set(t_cols) <= set(columns)
+
+    def view(cols, row):
+        return None if row is None else tuple(row[cols.index(c)] if c in cols else None for c in columns)
+
+    known = [i for i, c in enumerate(columns) if c in b_cols]
+
+    def changed(x, b):
+        return (x is None) != (b is None) or (x is not None and [x[i] for i in known] != [b[i] for i in known])
+
     merged, conflicts = {}, set()
-    for key in set(base) | set(ours) | set(theirs):
-        b, o, t = base.get(key), ours.get(key), theirs.get(key)
+    for key in set(b_rows) | set(o_rows) | set(t_rows):
+        b, o, t = view(b_cols, b_rows.get(key)), view(o_cols, o_rows.get(key)), view(t_cols, t_rows.get(key))
         if o == t:
-            m = o
-        elif o == b:
-            m = t
-        elif t == b:
             m = o
         elif o is not None and t is not None and b is not None:
             cells = []
@@ -87,12 +107,16 @@ def merge_keyed(base, ours, theirs, strategy):
                     conflicts.add(key)
                     cells.append(oo if strategy == "ours" else ot)
             m = tuple(cells)
+        elif not changed(o, b):
+            m = t
+        elif not changed(t, b):
+            m = o
         else:
             conflicts.add(key)
             m = o if strategy == "ours" else t
         if m is not None:
             merged[key] = m
-    return merged, conflicts
+    return (columns, merged), conflicts
 
 
 def merge_keyless(base, ours, theirs):
@@ -124,6 +148,12 @@ def apply(db, s, op):
         run(db, f"update {s}.t set b = %s where id = %s", op[2], op[1])
     elif kind == "delete":
         run(db, f"delete from {s}.t where id = %s", op[1])
+    elif kind == "set_c":
+        if one(db, "select count(*) from pg_attribute where attrelid = %s::regclass and attname = 'c' "
+                   "and not attisdropped", f"{s}.t"):
+            run(db, f"update {s}.t set c = %s where id = %s", op[2], op[1])
+    elif kind == "add_c":
+        run(db, f"alter table {s}.t add column if not exists c text default 'd'")
     elif kind == "k_insert":
         run(db, f"insert into {s}.k values (%s, %s)", *op[1])
     elif kind == "k_delete_all":
@@ -211,6 +241,9 @@ def edits(*ops):
                  (edits(("set_b", 4, 2)), edits(("set_a", 3, "p")), None)])
 @example(rounds=[([], edits(("delete", 0), ("k_delete_all", (1, "u"))), None),
                  (edits(("insert", 11, "r", 3)), [], None)])
+@example(rounds=[(edits(("set_a", 1, "q"), ("delete", 2), ("insert", 10, "r", 2)),
+                  edits(("add_c",), ("set_c", 1, "p"), ("set_b", 3, 3), ("delete", 4)), None),
+                 (edits(("add_c",), ("set_c", 5, "q")), edits(("set_c", 5, "r"), ("set_a", 1, "p")), None)])
 def test_random_merges(db, rounds):
     check_history(db, rounds)
 

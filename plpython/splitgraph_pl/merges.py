@@ -4,9 +4,11 @@ common ancestor (the base) and the two heads; and the conflicts such a merge wou
 Tables. A table changed on one side only takes that side's version (its schema, definition and rows: a table
 added or dropped on one side is added or dropped; a schema change on one side only comes with its data). A table
 changed on both sides merges row by row when the base and both sides have the same columns (or the base lacks
-the table: then every row counts as inserted on both sides); otherwise it conflicts, as do a table dropped on
-one side and changed on the other, and definitions changed differently on the two sides (the positions of
-sequences do not count: the merge keeps the furthest).
+the table: then every row counts as inserted on both sides), or when one side changed the schema in a way rows
+can follow (the same primary key; the columns both have keep their types): then rows are seen in that side's
+columns, by name. Otherwise it conflicts, as do a table dropped on one side and changed on the other, and
+definitions changed differently on the two sides (the positions of sequences do not count: the merge keeps the
+furthest).
 
 Rows, by primary key. Each side's changes are the rows of the fragments it adds to the base's (one pass over
 the changed rows only); a side whose fragments do not extend the base's (a snapshot commit) is compared with the
@@ -119,6 +121,18 @@ def _furthest_positions(definition, *others):
     return result
 
 
+def _reconcilable(base, changed):
+    """Whether rows in the base's columns can merge into the columns of `changed`, a version with a schema
+    change: the same primary key (names, types, order), and every column both have of the same type (columns
+    may be added, dropped or reordered)."""
+    def pk(spec):
+        return [(c[1], c[2]) for c in sorted(spec, key=lambda c: c[0]) if c[3]]
+
+    theirs = {c[1]: c[2] for c in changed.spec}
+    return (base is not None and pk(base.spec) and pk(base.spec) == pk(changed.spec)
+            and all(theirs.get(c[1], c[2]) == c[2] for c in base.spec))
+
+
 def content_of(plpy, object_ids):
     """The content hash of a list of objects: the sum of their content hashes (that of the rows they build)."""
     rows = db.run(plpy, """select o.insertion_hash, o.deletion_hash from pg_catalog.unnest($1::text[]) u(id)
@@ -157,6 +171,21 @@ class _TableMerge:
     def __init__(self, merge, table, base, ours, theirs, cols):
         self.plpy, self.merge, self.table = merge.plpy, merge, table
         self.base, self.ours, self.theirs, self.cols = base, ours, theirs, cols
+        self.same_schemas = all(v is None or tbl.schema_key(v.spec) == tbl.schema_key([c.spec() for c in cols])
+                                for v in (base, ours, theirs))
+
+    def cols_of(self, version):
+        """The columns (as stored) of a version: those its objects hold."""
+        if version is None or tbl.schema_key(version.spec) == tbl.schema_key([c.spec() for c in self.cols]):
+            return self.cols
+        return tbl.as_stored(tbl.from_spec(self.plpy, version.spec, version.definition))
+
+    def project(self, version, alias):
+        """A version's row (columns of `alias`) as values of the merge's columns, by name: a column the version
+        lacks (or has with another type) is null."""
+        have = {c.name: c for c in self.cols_of(version)}
+        return [f"{alias}.{ident(c.name)}" if c.name in have and have[c.name].type == c.type
+                else f"null::{c.storage}" for c in self.cols]
 
     def temp(self, prefix):
         """A name for a scratch table in pg_temp, dropped when the merge is done."""
@@ -170,16 +199,16 @@ class _TableMerge:
         key = (self.table, ids)
         if key not in self.merge.materialized:
             name = db.temp_name("sg_side")
-            fragments.materialize(self.plpy, "pg_temp", name, self.cols, list(ids))
+            fragments.materialize(self.plpy, "pg_temp", name, self.cols_of(version), list(ids))
             self.plpy.execute(f"analyze pg_temp.{ident(name)}")
             self.merge.materialized[key] = f"pg_temp.{ident(name)}"
             self.merge.made.append(self.merge.materialized[key])
         return self.merge.materialized[key]
 
-    def fragment_union(self, object_ids):
-        """The rows of objects, in order, under positional names (c0..), with sg_pos (their object's place in the
-        list) and sg_flag (false: the row is deleted)."""
-        named = ", ".join(f"f.{ident(c.name)} as c{i}" for i, c in enumerate(self.cols))
+    def fragment_union(self, object_ids, version):
+        """The rows of objects of a version, in order, as the merge's columns under positional names (c0..), with
+        sg_pos (their object's place in the list) and sg_flag (false: the row is deleted)."""
+        named = ", ".join(f"{v} as c{i}" for i, v in enumerate(self.project(version, "f")))
         return " union all ".join(
             f"select {n} as sg_pos, {tbl.select_list(named, f'f.{FLAG_COLUMN} as sg_flag')} "
             f"from {fragments.object_table(o)} f" for n, o in enumerate(object_ids))
@@ -219,16 +248,20 @@ class KeyedMerge(_TableMerge):
             else:
                 self.fill(out, f"""
                     select distinct on ({self.key_list('u')}) {_positional(self.cols, 'u')}, u.sg_flag
-                    from ({self.fragment_union(extra)}) u
+                    from ({self.fragment_union(extra, side)}) u
                     order by {self.key_list('u')}, u.sg_pos desc""")
             return out
         before, after = self.materialized(self.base), self.materialized(side)
         key = [self.cols[i] for i in self.key]
         match = " and ".join(f"a.{ident(c.name)} = b.{ident(c.name)}" for c in key)
-        named = ", ".join(f"a.{ident(c.name)} as c{i}" for i, c in enumerate(self.cols))
+        named = ", ".join(f"{v} as c{i}" for i, v in enumerate(self.project(side, "a")))
         keys_only = ", ".join((f"b.{ident(c.name)}" if c.is_pk else f"null::{c.storage}") + f" as c{i}"
                               for i, c in enumerate(self.cols))
-        differs = f'{tbl.row_text(self.cols, "a.")} collate "C" <> {tbl.row_text(self.cols, "b.")} collate "C"'
+
+        def row(version, alias):
+            return f"row({', '.join(self.project(version, alias))})::text collate \"C\""
+
+        differs = f"{row(side, 'a')} <> {row(self.base, 'b')}"
         self.fill(out, f"""
             select {named}, true as sg_flag from {after} a left join {before} b on {match}
             where b.{ident(key[0].name)} is null or {differs}
@@ -247,23 +280,48 @@ class KeyedMerge(_TableMerge):
             return out
         self.fill(out, f"""
             select distinct on ({self.key_list('u')}) {_positional(self.cols, 'u')}, u.sg_flag
-            from ({self.fragment_union(self.base.object_ids)}) u
+            from ({self.fragment_union(self.base.object_ids, self.base)}) u
             where ({self.key_list('u')}) in (select {self.key_list('x', 'k')} from {both} x
                                              where x.o_flag is not null and x.t_flag is not null)
             order by {self.key_list('u')}, u.sg_pos desc""")
         return out
 
-    def run(self, strategy):
-        """Merge the rows. Returns (a temporary table of every key whose state the merge takes from theirs or
-        makes of both sides' cells: c0.., sg_flag; whether some key was changed on both sides). Conflicts are
-        written to the merge's conflict table."""
+    def filled(self, mine, other, version):
+        """The changes of one side (`mine`) with, for each key only the other side changed, this side's row of
+        it as it is (in `version`), so that every changed key has a state on both sides."""
+        out = self.temp("sg_filled")
+        key = [self.cols[i] for i in self.key]
+        projected = self.project(version, "v")
+        values = ", ".join((f"k.c{i}" if i in self.key else projected[i]) + f" as c{i}" for i in range(len(self.cols)))
+        self.fill(out, f"""
+            select * from {mine}
+            union all
+            select {values}, v.{ident(key[0].name)} is not null as sg_flag
+            from (select {self.key_list('x')} from {other} x
+                  where not exists (select from {mine} m where {' and '.join(f'm.c{i} = x.c{i}' for i in self.key)})
+                 ) k
+            left join {self.materialized(version)} v on {' and '.join(f'v.{ident(self.cols[i].name)} = k.c{i}'
+                                                                      for i in self.key)}""")
+        return out
+
+    def run(self, strategy, relative="ours"):
+        """Merge the rows. Returns (a temporary table of every key whose state in the merge differs from its
+        state on the `relative` side (ours, or theirs when theirs changed the table's schema): c0.., sg_flag;
+        whether some key was changed on both sides). Conflicts are written to the merge's conflict table.
+        When a side changed the schema, every row is seen in the merge's columns, and a key changed on one side
+        only merges cell by cell too (the other side may have filled a column it added)."""
         n = len(self.cols)
         ours, theirs = self.side_changes(self.ours), self.side_changes(self.theirs)
         match = " and ".join(f"o.c{i} = t.c{i}" for i in self.key)
         # (a count, not EXISTS: the planner would look for the first match row by row, through every pair)
         overlap = db.scalar(self.plpy, f"select count(*) > 0 from {ours} o join {theirs} t on {match}")
-        if not overlap and _extends(self.theirs, self.base) is not None:
+        if not overlap and self.same_schemas and _extends(self.theirs, self.base) is not None:
             return None, False  # theirs' fragments apply to ours as they are (Merge.version): nothing to merge
+        if self.same_schemas:
+            pairs = f"{ours} o right join {theirs} t on {match}"  # the keys theirs changed: the others are ours'
+        else:
+            ours, theirs = self.filled(ours, theirs, self.ours), self.filled(theirs, ours, self.theirs)
+            pairs = f"{ours} o join {theirs} t on {match}"
         both = self.temp("sg_both")
         keys = ", ".join(f"coalesce(o.c{i}, t.c{i}) as k{i}" for i in self.key)
         o_cols = ", ".join(f"o.c{i} as o{i}" for i in range(n))
@@ -273,12 +331,17 @@ class KeyedMerge(_TableMerge):
         # the keys theirs changed, and those both changed (but not alike: that is one change, already ours)
         self.fill(both, f"""
             select {keys}, o.sg_flag as o_flag, t.sg_flag as t_flag, {tbl.select_list(o_cols, t_cols)}
-            from {ours} o right join {theirs} t on {match}
+            from {pairs}
             where o.sg_flag is null or not {alike}""")
         base = self.base_rows(both)
         result = self.temp("sg_merged")
         b_present = "coalesce(b.sg_flag, false)"
-        o_text, t_text, b_text = (_row_text(self.cols, a, p) for a, p in (("x", "o"), ("x", "t"), ("b", "c")))
+        # whether a side changed a row is judged on the columns the base has (a column a side added, and filled,
+        # changes no row by itself)
+        known = {c.name: c.type for c in self.cols_of(self.base)}
+        compared = [i for i, c in enumerate(self.cols) if known.get(c.name) == c.type]
+        o_text, t_text, b_text = (f"row({', '.join(f'{a}.{p}{i}' for i in compared)})::text"
+                                  for a, p in (("x", "o"), ("x", "t"), ("b", "c")))
         o_changed = f"(x.o_flag <> {b_present} or (x.o_flag and {o_text} collate \"C\" <> {b_text} collate \"C\"))"
         t_changed = f"(x.t_flag <> {b_present} or (x.t_flag and {t_text} collate \"C\" <> {b_text} collate \"C\"))"
         values = [i for i in range(n) if i not in self.key]
@@ -291,6 +354,7 @@ class KeyedMerge(_TableMerge):
                 cells.append(f"x.k{i} as c{i}")
             else:
                 cells.append(f"""case when k.kind = 'theirs' then x.t{i}
+                                      when k.kind = 'ours' then x.o{i}
                                       when k.kind = 'row' then x.{pick}{i}
                                       when {_same_value(f'x.o{i}', f'b.c{i}')} then x.t{i}
                                       when {_same_value(f'x.t{i}', f'b.c{i}')} then x.o{i}
@@ -298,7 +362,8 @@ class KeyedMerge(_TableMerge):
         conflict = f"k.kind = 'row' or (k.kind = 'cells' and ({clash}))"
         self.fill(result, f"""
             select {', '.join(cells)},
-                   case k.kind when 'theirs' then x.t_flag when 'row' then x.{pick}_flag else true end as sg_flag,
+                   case k.kind when 'theirs' then x.t_flag when 'ours' then x.o_flag when 'row' then x.{pick}_flag
+                               else true end as sg_flag,
                    {conflict} as sg_conflict,
                    case when {conflict} then pg_catalog.jsonb_build_array(
                        case when {b_present} then {changes.json_object(self.cols, 'b', 'c')} end,
@@ -307,11 +372,12 @@ class KeyedMerge(_TableMerge):
             from {both} x
             left join {base} b on {' and '.join(f'b.c{i} = x.k{i}' for i in self.key)}
             cross join lateral (
-                select case when x.o_flag is null or not {o_changed} then 'theirs'
-                            when not {t_changed} then 'ours'
+                select case when x.o_flag is null then 'theirs'
                             when x.o_flag and x.t_flag and {b_present} then 'cells'
+                            when not {o_changed} then 'theirs'
+                            when not {t_changed} then 'ours'
                             else 'row' end as kind) k
-            where k.kind <> 'ours'""")
+            where k.kind <> {literal(relative)}""")
         pk = "pg_catalog.jsonb_build_object(" + ", ".join(
             f"{literal(self.cols[i].name)}, r.c{i}" for i in self.key) + ")"
         self.plpy.execute(f"""
@@ -320,9 +386,10 @@ class KeyedMerge(_TableMerge):
             from {result} r where r.sg_conflict""")
         return result, overlap
 
-    def against_live(self, result, live_source, live_cols):
-        """The merge's changes to the checkout's table (HEAD's version, as nothing is pending) as a Delta
-        (changes.py) of the keys whose row the merge changes: the old values read from the table by key."""
+    def against(self, result, live_source, live_cols):
+        """The merge's changes to one side's table (`live_source`, of columns `live_cols`: the checkout's table,
+        which is HEAD's version as nothing is pending, or a side materialized) as a Delta (changes.py) of the keys
+        whose row the merge changes: the old values read from that table by key."""
         name = db.temp_name("sg_delta")
         self.merge.made.append(f"pg_temp.{ident(name)}")
         by_name = {c.name: c for c in live_cols}
@@ -478,10 +545,6 @@ class Merge:
             return Decision(t)
         if o is None or t is None:
             return self.table_conflict(name, b, o, t)
-        same_columns = tbl.schema_key(o.spec) == tbl.schema_key(t.spec) and (
-            b is None or tbl.schema_key(b.spec) == tbl.schema_key(o.spec))
-        if not same_columns:
-            return self.table_conflict(name, b, o, t)
         shapes = _shape(b), _shape(o), _shape(t)
         if shapes[1] == shapes[2] or shapes[2] == shapes[0]:
             shape = o
@@ -489,10 +552,16 @@ class Merge:
             shape = t
         else:
             return self.table_conflict(name, b, o, t)
-        cols = tbl.as_stored(tbl.from_spec(self.plpy, o.spec, o.definition))
+        keys = [None if v is None else tbl.schema_key(v.spec) for v in (b, o, t)]
+        if not (keys[1] == keys[2] and keys[0] in (None, keys[1])) and not _reconcilable(b, shape):
+            return self.table_conflict(name, b, o, t)
+        cols = tbl.as_stored(tbl.from_spec(self.plpy, shape.spec, shape.definition))
+        if not tbl.key_columns(cols) and keys[0] not in (None, keys[1]):
+            return self.table_conflict(name, b, o, t)  # rows without a key merge in the same columns only
         if tbl.key_columns(cols):
             rows = KeyedMerge(self, name, b, o, t, cols)
-            rows.result, rows.overlap = rows.run(self.strategy)
+            relative = "ours" if tbl.schema_key(shape.spec) == tbl.schema_key(o.spec) else "theirs"
+            rows.result, rows.overlap = rows.run(self.strategy, relative)
         elif self.dry:
             return Decision(o)  # rows without a key never conflict
         else:
@@ -508,10 +577,15 @@ class Merge:
         spec, definition = shape.spec, _furthest_positions(shape.definition, o, t)
         if isinstance(rows, KeyedMerge):
             extra = _extends(t, rows.base)
-            if extra is not None and not rows.overlap:
+            if extra is not None and not rows.overlap and rows.same_schemas:
                 return meta.TableVersion(spec, list(o.object_ids) + extra, definition)
-            delta = rows.against_live(rows.result, tbl.source(self.plpy, self.schema, rows.table), live_cols)
-            return self.with_delta(spec, definition, o, rows.cols, delta)
+            if tbl.schema_key(shape.spec) == tbl.schema_key(o.spec):
+                # the merge's changes to ours, whose rows the checkout holds
+                delta = rows.against(rows.result, tbl.source(self.plpy, self.schema, rows.table), live_cols)
+                return self.with_delta(spec, definition, o, rows.cols, delta)
+            # theirs changed the schema: the merge is theirs' rows with ours' changes
+            delta = rows.against(rows.result, rows.materialized(t), rows.cols)
+            return self.with_delta(spec, definition, t, rows.cols, delta)
         extra = rows.disjoint_extras()
         if extra is not None:
             return meta.TableVersion(spec, list(o.object_ids) + extra, definition)
