@@ -1,15 +1,15 @@
-"""Issue 16, randomized merges (hypothesis): random edits and commits (some as snapshots) on two branches, main
-and dev, of a repository with a keyed table t (to which a branch may add a column) and a keyless table k, then
-dev merged into main with a random strategy, in one or more rounds. The merged tables must equal a naive reference merge computed here in Python
-over the full contents of the base and the two heads (the base of a later round being dev's head that the last
-round merged). Without a strategy, a merge the reference says conflicts must fail, change nothing, and
-conflicts() must list exactly the reference's conflicting keys. After every merge nothing is pending, every
-change log is trusted, the merge image and the next commit check out to the merged rows, and the merge image
-records both parents.
+"""Issue 16, randomized merges (hypothesis): random edits and commits (some as snapshots) on two branches, main and
+dev, of a repository with a keyed table t (to which a branch may add a column) and a keyless table k, then dev
+merged into main with a random strategy, in one or more rounds. The merged tables must equal a naive reference
+merge computed here in Python over the full contents of the base and the two heads (the base of a later round
+being dev's head that the last round merged). Without a strategy, a merge the reference says conflicts must fail,
+change nothing, and conflicts() must list exactly the reference's conflicting keys. After every merge nothing is
+pending, every change log is trusted, the merge image and the next commit check out to the merged rows, and the
+merge image records both parents.
 
 The default run tries a few derandomized examples (and the explicit ones below) without shrinking, in seconds.
-The bigger profile (many random examples, with shrinking) is the test marked `long`: it runs only when the
-marker is selected (`pytest -m long`) or SG_LONG=1 is set, and is skipped otherwise."""
+The bigger profile (many random examples, with shrinking) is the test marked `long`: it runs only when the marker
+is selected (`pytest -m long`) or SG_LONG=1 is set, and is skipped otherwise."""
 import collections
 import itertools
 import os
@@ -185,8 +185,17 @@ def check_clean(db, repo, expected):
 
 def check_history(db, rounds):
     repo = f"mh/h{next(_repos)}"
-    s = f'"{repo}"'
     run(db, "select splitgraph.init(%s)", repo)
+    try:
+        merge_rounds(db, repo, rounds)
+    finally:  # many examples run in one database: keep it small
+        run(db, "select splitgraph.rm(%s, force => true)", repo)
+        run(db, "select splitgraph.cleanup()")
+
+
+def merge_rounds(db, repo, rounds):
+    s = f'"{repo}"'
+
     run(db, f"create table {s}.t (id int primary key, a text, b int)")
     run(db, f"insert into {s}.t select i, 'p', 1 from generate_series(0, 7) i")
     run(db, f"create table {s}.k (x int, y text)")

@@ -34,7 +34,8 @@ create table splitgraph_meta.merge_parents (
     constraint merge_parent_not_itself check (parent_id <> image_hash)
 );
 create index merge_parents_parent on splitgraph_meta.merge_parents (repository, parent_id);
-comment on table splitgraph_meta.merge_parents is 'The second parent of each merge image (the first is images.parent_id)';
+comment on table splitgraph_meta.merge_parents is
+'The second parent of each merge image (the first is images.parent_id)';
 comment on column splitgraph_meta.merge_parents.image_hash is 'The merge image';
 comment on column splitgraph_meta.merge_parents.parent_id is 'The image it merged in';
 
