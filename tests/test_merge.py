@@ -662,3 +662,31 @@ def test_a_partitioned_table_merges(conn):
     assert repo.status() == []
     image = repo.commit("after")
     assert dict(repo.image_rows(image, "p")) == rows
+
+
+def test_criss_cross_merges_take_the_newest_best_common_ancestor(repo):
+    a1 = repo.on("main", "update {s}.t set a = 'a1' where id = 1")
+    b1 = repo.on("dev", "update {s}.t set a = 'b1' where id = 2")
+    repo.checkout("main")
+    repo.merge()  # main: a1 + b1
+    repo.checkout("dev")
+    repo.merge(a1)  # dev: b1 + a1, a second merge image; a1 and b1 are now both best common ancestors
+    repo.on("main", "update {s}.t set a = 'main' where id = 3")
+    repo.on("dev", "update {s}.t set a = 'dev' where id = 4")
+    repo.checkout("main")
+    with repo.conn.cursor() as cur:
+        notices = []
+        repo.conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        cur.execute("select splitgraph.merge(%s, 'dev')", (repo.name,))
+    assert any("2 best common ancestors" in n for n in notices), notices
+    expected = {1: "a1", 2: "b1", 3: "main", 4: "dev"} | {i: f"a{i}" for i in range(5, 11)}
+    assert {r[0]: r[1] for r in repo.rows()} == expected
+    assert b1 in [r[0] for r in sql(repo.conn, "select image_hash from splitgraph.log(%s)", repo.name)]
+
+
+def test_unknown_sources_and_checkouts_are_refused(repo):
+    fails(repo.conn, "select splitgraph.merge(%s, 'nope')", repo.name, sqlstate="42704")
+    fails(repo.conn, "select * from splitgraph.conflicts(%s, 'nope')", repo.name, sqlstate="42704")
+    sql(repo.conn, "select splitgraph.uncheckout(%s)", repo.name)
+    fails(repo.conn, "select splitgraph.merge(%s, 'dev')", repo.name, sqlstate="55000")
+    fails(repo.conn, "select * from splitgraph.conflicts(%s, 'dev')", repo.name, sqlstate="55000")
