@@ -286,6 +286,20 @@ class KeyedMerge(_TableMerge):
             order by {self.key_list('u')}, u.sg_pos desc""")
         return out
 
+    def touched_by_both(self, extra_o, extra_t):
+        """Whether a key is in fragments of both sides (read straight from the fragments: keys only)."""
+        if not extra_o or not extra_t:
+            return False
+
+        def keys(ids):
+            return " union all ".join(f"select {', '.join(f'f.{ident(self.cols[i].name)} as c{i}' for i in self.key)}"
+                                      f" from {fragments.object_table(o)} f" for o in ids)
+
+        match = " and ".join(f"o.c{i} = t.c{i}" for i in self.key)
+        with db.settings(self.plpy, {"enable_nestloop": "off"}):  # hash the keys: never pair them one by one
+            return db.scalar(self.plpy, f"select count(*) > 0 from ({keys(extra_o)}) o join ({keys(extra_t)}) t "
+                                        f"on {match}")
+
     def filled(self, mine, other, version):
         """The changes of one side (`mine`) with, for each key only the other side changed, this side's row of
         it as it is (in `version`), so that every changed key has a state on both sides."""
@@ -311,6 +325,10 @@ class KeyedMerge(_TableMerge):
         When a side changed the schema, every row is seen in the merge's columns, and a key changed on one side
         only merges cell by cell too (the other side may have filled a column it added)."""
         n = len(self.cols)
+        extra_o, extra_t = _extends(self.ours, self.base), _extends(self.theirs, self.base)
+        if self.same_schemas and extra_o is not None and extra_t is not None and not self.touched_by_both(
+                extra_o, extra_t):
+            return None, False  # theirs' fragments apply to ours as they are (Merge.version): nothing to merge
         ours, theirs = self.side_changes(self.ours), self.side_changes(self.theirs)
         match = " and ".join(f"o.c{i} = t.c{i}" for i in self.key)
         # (a count, not EXISTS: the planner would look for the first match row by row, through every pair)
