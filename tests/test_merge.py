@@ -527,6 +527,92 @@ def test_sides_committed_as_snapshots_merge_by_comparison(repo):
     assert_clean_and_trusted(repo)
 
 
+def test_a_tag_merges_as_the_image_it_names(repo):
+    ours = repo.on("main", "update {s}.t set a = 'ours' where id = 1")
+    tagged = repo.on("dev", "update {s}.t set a = 'theirs' where id = 2")
+    sql(repo.conn, "select splitgraph.tag(%s, %s, 'v1')", repo.name, tagged)
+    repo.on("dev", "update {s}.t set a = 'after the tag' where id = 3")
+    repo.checkout("main")
+    merged = repo.merge("v1")
+    assert value(repo.conn, "select splitgraph.show(%s, %s) -> 'parents'", repo.name, merged) == [ours, tagged]
+    assert {r[0]: r[1] for r in repo.rows() if r[0] <= 3} == {1: "ours", 2: "theirs", 3: "a3"}
+    assert_clean_and_trusted(repo)
+
+
+def base_reads(conn, repo, base, merge):
+    """Run `merge` (a function of no arguments) in a transaction; returns the rows read from each of the base's
+    objects of table t during it (the backend's statistics not yet flushed, before and after)."""
+    objects = value(conn, "select splitgraph.table_info(%s, %s, 't') -> 'objects'", repo.name, base)
+
+    def reads():
+        got = dict(sql(conn, """select relname::text, seq_tup_read + coalesce(idx_tup_fetch, 0)
+                                from pg_catalog.pg_stat_xact_all_tables
+                                where schemaname = 'splitgraph_meta' and relname::text = any(%s)""", objects))
+        return [got.get(o, 0) for o in objects]
+
+    with conn.transaction():
+        before = reads()
+        merge()
+        after = reads()
+    return [a - b for a, b in zip(after, before, strict=True)]
+
+
+def test_the_merge_reads_the_deltas_not_the_tables(conn):
+    """Cost follows the changed rows: with a base of three chunks, a merge of disjoint changes reads none of
+    the base's objects (it reads each side's fragments only), and a merge where a key changed on both sides reads
+    only the base's chunk that holds that key (its range index leaves the others out)."""
+    repo = Repo(conn, [])
+    repo.run("create table {s}.t (id int primary key, a text, b int)")
+    repo.run("insert into {s}.t select i, 'a' || i, i from generate_series(1, 3000) i")
+    base = repo.commit("three chunks", chunk_size=1000)
+    for branch in ("b1", "b2"):
+        sql(conn, "select splitgraph.branch(%s, %s, %s)", repo.name, branch, base)
+    assert len(value(conn, "select splitgraph.table_info(%s, %s, 't') -> 'objects'", repo.name, base)) == 3
+
+    repo.on("main", "update {s}.t set a = 'ours' where id in (5, 2500)")
+    repo.on("b1", "update {s}.t set a = 'theirs' where id in (6, 1500)", "delete from {s}.t where id = 7")
+    repo.checkout("main")
+    assert base_reads(conn, repo, base, lambda: repo.merge("b1")) == [0, 0, 0]
+    rows = {r[0]: r[1] for r in repo.rows()}
+    assert (rows[5], rows[6], rows[1500], rows[2500]) == ("ours", "theirs", "theirs", "ours") and 7 not in rows
+
+    repo.on("b2", "update {s}.t set b = 0 where id = 2500", "update {s}.t set a = 'x' where id = 2999")
+    repo.checkout("main")
+    assert base_reads(conn, repo, base, lambda: repo.merge("b2")) == [0, 0, 1000], \
+        "only the chunk holding id 2500 is read, once"
+    assert (2500, "ours", 0) in repo.rows() and (2999, "x", 2999) in repo.rows()
+    assert_clean_and_trusted(repo)
+
+
+def test_base_lookups_by_text_and_composite_keys_across_chunks(conn):
+    """The base's rows of keys both sides changed are found in whichever chunk holds them (text keys in "C"
+    order, a two-column key whose first column the chunks' ranges cover)."""
+    repo = Repo(conn, [])
+    repo.run("create table {s}.t (k text, n int, v1 text, v2 text, primary key (k, n))")
+    repo.run("insert into {s}.t select k, n, 'b', 'b' from unnest(array['A', 'B', 'a', 'b', 'é', 'Z z']) k, "
+             "generate_series(1, 2) n")
+    base = repo.commit("chunks of three", chunk_size=3)
+    for branch in ("b1", "b2"):
+        sql(conn, "select splitgraph.branch(%s, %s, %s)", repo.name, branch, base)
+    assert len(value(conn, "select splitgraph.table_info(%s, %s, 't') -> 'objects'", repo.name, base)) == 4
+    repo.on("main", "update {s}.t set v1 = 'ours'")
+    repo.on("b1", "update {s}.t set v2 = 'theirs'")
+    repo.checkout("main")
+    repo.merge("b1")
+    assert {r[2:] for r in repo.rows()} == {("ours", "theirs")} and len(repo.rows()) == 12
+    repo.on("b2", "update {s}.t set v1 = 'b2' where k = 'é' and n = 2",
+            "update {s}.t set v2 = 'theirs', v1 = 'ours' where k = 'B'")  # alike on both sides: no conflict
+    repo.checkout("main")
+    conflicts = repo.conflicts("b2")
+    assert [(c[1], c[2]["v1"], c[3]["v1"], c[4]["v1"]) for c in conflicts] == [
+        ({"k": "é", "n": 2}, "b", "ours", "b2")], "the base's row of the key, from its chunk"
+    repo.merge("b2", strategy="theirs")
+    rows = {(r[0], r[1]): r[2:] for r in repo.rows()}
+    assert rows[("é", 2)] == ("b2", "theirs") and rows[("B", 1)] == rows[("B", 2)] == ("ours", "theirs")
+    assert rows[("a", 1)] == ("ours", "theirs")
+    assert_clean_and_trusted(repo)
+
+
 def test_disjoint_changes_reuse_the_sources_fragments(repo):
     repo.on("main", "update {s}.t set a = 'ours' where id = 1")
     theirs = repo.on("dev", "update {s}.t set a = 'theirs' where id = 2")
@@ -633,6 +719,54 @@ def test_merge_writes_as_its_caller_and_only_writers_merge(conn, roles):
     sql(a, "select splitgraph.merge(%s, 'dev')", name)
     assert sql(a, f"select r from {s}.who") == [(alice.name,)], "the trigger ran as alice, not as the owner"
     assert sorted(sql(a, f"select id from {s}.t")) == [(1,), (2,), (3,)]
+
+
+def test_a_role_that_may_not_write_the_repository_cannot_merge_into_it(conn, roles):
+    """bob may read alice's repository (and even write her checkout's table, granted by her), but not write the
+    repository: merge and its helpers are refused with 42501, and nothing changes (HEAD, branches, images,
+    merge parents, rows, pending changes, logs); conflicts() is a read, which he may do."""
+    alice, bob = roles.new("alice2"), roles.new("bob2")
+    name = f"{alice.name}/m"
+    s = f'"{name}"'
+    a = alice.conn
+    sql(a, "select splitgraph.init(%s)", name)
+    sql(a, f"create table {s}.t (id int primary key, v text)")
+    sql(a, f"insert into {s}.t values (1, 'a'), (2, 'b')")
+    sql(a, "select splitgraph.commit(%s)", name)
+    sql(a, "select splitgraph.branch(%s, 'dev')", name)
+    sql(a, f"update {s}.t set v = 'main' where id = 1")
+    sql(a, "select splitgraph.commit(%s)", name)
+    sql(a, "select splitgraph.checkout(%s, 'dev')", name)
+    sql(a, f"update {s}.t set v = 'dev' where id = 1")
+    sql(a, f"insert into {s}.t values (3, 'c')")
+    sql(a, "select splitgraph.commit(%s)", name)
+    sql(a, "select splitgraph.checkout(%s, 'main')", name)
+    sql(a, f"grant usage on schema {s} to {bob.name}")
+    sql(a, f"grant select, insert, update, delete on {s}.t to {bob.name}")
+
+    def state():
+        return (sql(a, "select image_hash from splitgraph.log(%s)", name),
+                sql(a, "select branch, image_hash from splitgraph.branches(%s) order by 1", name),
+                value(a, "select count(*) from splitgraph.images(%s)", name),
+                value(conn, "select count(*) from splitgraph_meta.merge_parents where repository = %s", name),
+                sorted(sql(a, f"select * from {s}.t")),
+                sql(a, "select table_name from splitgraph.status(%s)", name),
+                sql(conn, "select table_name, state from splitgraph_audit.tracked where schema_name = %s "
+                          "order by 1", name))
+
+    before = state()
+    assert [r[1] for r in sql(bob.conn, "select table_name, pk from splitgraph.conflicts(%s, 'dev')", name)] == \
+        [{"id": 1}], "bob may read the repository, so he may see what a merge would meet"
+    for query in ("select splitgraph.merge(%s, 'dev')", "select splitgraph.merge(%s, 'dev', 'theirs')",
+                  "select splitgraph_internal.merge_begin(%s, 'dev', 'theirs')",
+                  "select splitgraph_internal.merge_end(%s)"):
+        with pytest.raises(psycopg.Error) as info:
+            sql(bob.conn, query, name)
+        assert info.value.sqlstate == "42501", f"{query}: {info.value.sqlstate} {info.value}"
+        assert state() == before, f"{query} changed something"
+    assert value(a, "select splitgraph.merge(%s, 'dev', 'theirs')", name) == value(
+        a, "select image_hash from splitgraph.log(%s) limit 1", name), "alice, who owns the namespace, merges"
+    assert sorted(sql(a, f"select * from {s}.t")) == [(1, "dev"), (2, "b"), (3, "c")]
 
 
 def test_identity_and_generated_columns_merge(conn):

@@ -39,6 +39,8 @@ from .declare import api, helper
 from .names import FLAG_COLUMN, ident, literal
 
 STRATEGIES = ("ours", "theirs")
+# Storage types of a first key column whose objects' range index prunes the base's objects a merge reads.
+_RANGE_PRUNED = ("smallint", "integer", "bigint", "numeric", "text", "character varying", "date")
 # The scratch tables' sizes are estimated before they exist: compiling a plan (JIT) would cost more than it runs.
 NO_JIT = {"jit": "off"}
 _CONFLICT_COLUMNS = "table_name text, pk jsonb, base jsonb, ours jsonb, theirs jsonb"
@@ -278,13 +280,41 @@ class KeyedMerge(_TableMerge):
                 self.plpy, f"select exists (select from {both} x where x.o_flag is not null and x.t_flag is not null)"):
             self.empty(out)
             return out
+        objects = self.base_objects_holding(both)
+        if not objects:
+            self.empty(out)
+            return out
         self.fill(out, f"""
             select distinct on ({self.key_list('u')}) {_positional(self.cols, 'u')}, u.sg_flag
-            from ({self.fragment_union(self.base.object_ids, self.base)}) u
+            from ({self.fragment_union(objects, self.base)}) u
             where ({self.key_list('u')}) in (select {self.key_list('x', 'k')} from {both} x
                                              where x.o_flag is not null and x.t_flag is not null)
             order by {self.key_list('u')}, u.sg_pos desc""")
         return out
+
+    def base_objects_holding(self, both):
+        """The base's objects, in order, that may hold a key both sides changed: an object whose range index
+        (which spans every key it upserts or deletes) leaves out each such key cannot, and is not read. Only
+        the first key column's range is used, and only for storage types whose range values read back exactly
+        (integers, numeric, text and varchar in "C" order, date); other objects are all kept."""
+        first = self.cols[self.key[0]]
+        kind = first.storage.split("(")[0]
+        if kind not in _RANGE_PRUNED:
+            return list(self.base.object_ids)
+        collate = ' collate "C"' if first.collatable else ""
+
+        def bound(i):
+            return f"((o.index -> 'range' -> $2 ->> {i})::{first.storage}){collate}"
+
+        return db.column(self.plpy, f"""
+            with k as materialized (select x.k{self.key[0]}{collate} as k from {both} x
+                                    where x.o_flag is not null and x.t_flag is not null)
+            select u.id from pg_catalog.unnest($1::text[]) with ordinality as u(id, n)
+            join {fragments.META}.objects o on o.object_id = u.id
+            where pg_catalog.jsonb_typeof(o.index -> 'range' -> $2) is distinct from 'array'
+               or o.index -> 'range' -> $2 ->> 0 is null or o.index -> 'range' -> $2 ->> 1 is null
+               or exists (select from k where k.k >= {bound(0)} and k.k <= {bound(1)})
+            order by u.n""", list(self.base.object_ids), first.name)
 
     def touched_by_both(self, extra_o, extra_t):
         """Whether a key is in fragments of both sides (read straight from the fragments: keys only)."""
