@@ -200,7 +200,7 @@ def merge_rounds(db, repo, rounds):
     run(db, f"insert into {s}.t select i, 'p', 1 from generate_series(0, 7) i")
     run(db, f"create table {s}.k (x int, y text)")
     run(db, f"insert into {s}.k values (0, 'u'), (1, 'u'), (1, 'u'), (2, 'v')")
-    run(db, "select splitgraph.commit(%s, 'base')", repo)
+    run(db, "select splitgraph.commit(%s, 'base', chunk_size => 3)", repo)  # chunks: base lookups by range
     run(db, "select splitgraph.branch(%s, 'dev')", repo)
     base = contents(db, repo)
     for number, (main_work, dev_work, strategy) in enumerate(rounds):
