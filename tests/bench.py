@@ -11,6 +11,7 @@ import argparse
 import json
 import pathlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,7 +19,7 @@ import time
 import psycopg
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from support.cluster import Cluster  # noqa: E402
+from support.cluster import PG_BIN, Cluster  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FILL = """create table {table} as
@@ -258,12 +259,187 @@ def bench_merge(conn, repeat, changes=10000):
     return [merge, scale, overlapping, update_scale]
 
 
+def dump_restore(source_dsn, target_dsn, table):
+    """The physical limit of moving a table between engines: pg_dump -Fc -t table | pg_restore, timed."""
+    start = time.perf_counter()
+    subprocess.run(f"{PG_BIN / 'pg_dump'} -Fc -t {table} -d '{source_dsn}' | {PG_BIN / 'pg_restore'} -d '{target_dsn}'",
+                   shell=True, check=True)
+    return time.perf_counter() - start
+
+
+def bench_remote(conn, cluster, registry, rows, repeat, changes=10000):
+    """Push of a repository of one snapshot image of `rows` rows to a second engine, and clone with download_all +
+    checkout of it from there into a third (a fresh database of the first cluster), each vs pg_dump -Fc -t |
+    pg_restore of the same table between the same engines; then push of one more image of `changes` updated rows
+    vs CREATE TABLE AS of those rows on the remote."""
+    push = Measure(f"push ({rows} rows, one image)", 2.0, "pg_dump | pg_restore")
+    clone = Measure(f"clone download_all + checkout ({rows})", 2.0, "pg_dump | pg_restore")
+    delta = Measure(f"push of {changes} changed rows", 3.0, f"CTAS of the {changes} rows there")
+    breakdown = {"dump objects (sender)": [], "load objects (receiver)": []}
+    registry.create_database("hub")
+    cluster.create_database("consumer")
+    hub = psycopg.connect(registry.dsn("hub"), autocommit=True)
+    consumer = psycopg.connect(cluster.dsn("consumer"), autocommit=True)
+    for c in (hub, consumer):
+        run(c, "set client_min_messages = warning")
+    run(conn, "select splitgraph.add_remote('hub', '127.0.0.1', %s, 'hub', 'postgres', null)", registry.port)
+    run(consumer, "select splitgraph.add_remote('hub', '127.0.0.1', %s, 'hub', 'postgres', null)", registry.port)
+    run(conn, FILL.format(table="public.source", rows=rows))
+    run(conn, "alter table public.source add primary key (id)")
+    run(conn, "vacuum analyze public.source")
+    for i in range(repeat):
+        repo = "bench/remote"
+        run(conn, "select splitgraph.init(%s)", repo)
+        run(conn, f'create table "{repo}".t as select * from public.source')
+        run(conn, f'alter table "{repo}".t add primary key (id)')
+        run(conn, f"select splitgraph.commit('{repo}')")
+        # nothing of the last round on the receivers
+        run(hub, "drop table if exists public.source")
+        for c in (hub, consumer):
+            if run(c, "select count(*) from splitgraph_meta.repositories where repository = %s", repo)[0][0]:
+                run(c, "select splitgraph.rm(%s, force => true)", repo)
+            run(c, "select splitgraph.cleanup()")
+        for c in (conn, hub, consumer):
+            settle(c)
+        push.limit.append(dump_restore(cluster.dsn("bench"), registry.dsn("hub"), "public.source"))
+        run(hub, "vacuum analyze public.source")
+        for c in (conn, hub):
+            settle(c)
+        elapsed, _ = timed(conn, "select splitgraph.push(%s, 'hub')", repo)
+        push.ours.append(elapsed)
+
+        run(consumer, "drop table if exists public.source")
+        for c in (hub, consumer):
+            settle(c)
+        clone.limit.append(dump_restore(registry.dsn("hub"), cluster.dsn("consumer"), "public.source"))
+        run(consumer, "drop table public.source")
+        for c in (hub, consumer):
+            settle(c)
+        start = time.perf_counter()
+        run(consumer, "select splitgraph.clone('hub', %s, download_all => true)", repo)
+        run(consumer, "select splitgraph.checkout(%s, 'main')", repo)
+        clone.ours.append(time.perf_counter() - start)
+        got = run(consumer, f'select count(*), sum(id) from "{repo}".t')[0]
+        assert got == (rows, rows * (rows + 1) // 2), f"the clone's checkout holds {got}"
+
+        # where a push's time goes: making the dumps here, loading them there
+        objects = [o for (o,) in run(conn, "select unnest(object_ids) from splitgraph_meta.tables "
+                                           "where repository = %s", repo)]
+        run(conn, "create temp table dumps as select o as object_id, splitgraph_internal.dump_for_transfer(o) "
+                  "as dump from unnest(%s::text[]) o limit 0", objects)
+        settle(conn)
+        elapsed, _ = timed(conn, "insert into dumps select o, splitgraph_internal.dump_for_transfer(o) "
+                                 "from unnest(%s::text[]) o", objects)
+        breakdown["dump objects (sender)"].append(elapsed)
+        spare = f"bench_load_{i}"
+        registry.create_database(spare)
+        with psycopg.connect(registry.dsn(spare), autocommit=True) as target:
+            run(target, "create table dumps (object_id text, dump bytea)")
+            with conn.cursor().copy("copy dumps to stdout") as out, \
+                    target.cursor().copy("copy dumps from stdin") as into:
+                for block in out:
+                    into.write(block)
+            settle(target)
+            elapsed, _ = timed(target, "select count(splitgraph.load_object(object_id, dump)) from dumps")
+            breakdown["load objects (receiver)"].append(elapsed)
+        registry.psql(f"drop database {spare}")
+        run(conn, "drop table dumps")
+
+        # one more image: `changes` updated rows; the limit copies them on the remote
+        run(conn, f"select splitgraph.checkout('{repo}', 'main')")
+        run(conn, f"create table public.changed as select (random() * ({rows} - 1))::int + 1 as id "
+                  f"from generate_series(1, {changes * 2}) group by 1 limit {changes}")
+        run(conn, f'update "{repo}".t t set value = t.value + 1 from public.changed c where c.id = t.id')
+        run(conn, f"select splitgraph.commit('{repo}')")
+        run(hub, "create table public.changed (id int)")
+        run(hub, "insert into public.changed select unnest(%s::int[])",
+            [r[0] for r in run(conn, "select id from public.changed")])
+        for c in (conn, hub):
+            settle(c)
+        delta.limit.append(fastest(hub, ["create table public.copy as select t.* from public.source t "
+                                         "join public.changed c using (id)"]))
+        settle(hub)
+        elapsed, _ = timed(conn, "select splitgraph.push(%s)", repo)
+        delta.ours.append(elapsed)
+        sent = run(hub, "select splitgraph.table_info(%s, 'main', 't') -> 'objects'", repo)[0][0]
+        assert run(hub, "select splitgraph.object_info(%s) ->> 'rows_inserted'", sent[-1])[0][0] == str(changes)
+        run(hub, "drop table public.changed")
+        run(conn, "drop table public.changed")
+        run(conn, "select splitgraph.rm(%s, force => true)", repo)
+        print(f"  round {i + 1}/{repeat}: push {push.ours[-1]:.3f}s / {push.limit[-1]:.3f}s, clone+checkout "
+              f"{clone.ours[-1]:.3f}s / {clone.limit[-1]:.3f}s, delta push {delta.ours[-1]:.3f}s / "
+              f"{delta.limit[-1]:.3f}s; dumps {breakdown['dump objects (sender)'][-1]:.3f}s, loads "
+              f"{breakdown['load objects (receiver)'][-1]:.3f}s", flush=True)
+    run(conn, "select splitgraph.delete_remote('hub')")
+    run(conn, "drop table public.source")
+    for c in (hub, consumer):
+        c.close()
+    for what, times in breakdown.items():
+        print(f"  {what}: median {statistics.median(times):.3f}s")
+    return [push, clone, delta]
+
+
+SPLITFILE = """FROM bench/source:v1 IMPORT t
+SQL CREATE TABLE evens AS SELECT id, md5, value FROM t WHERE id % 2 = 0
+SQL UPDATE evens SET value = value * 2 WHERE id % 1000 = 0
+FROM bench/source:v1 IMPORT {SELECT id, md5 FROM t WHERE id % 3 = 0} AS thirds
+SQL CREATE INDEX evens_md5 ON evens (md5)
+"""
+IMPORT_QUERY = "SELECT id, md5, value * 2 AS doubled FROM t WHERE id % 2 = 0"
+
+
+def bench_splitfiles(conn, rows, repeat):
+    """A rerun of an unchanged 5-step Splitfile over a source of `rows` rows (pure cache hits: its time per step
+    against 0.05 s); an IMPORT {SELECT ...} step vs CREATE TABLE AS of the same query plus a commit of its result."""
+    rerun = Measure(f"Splitfile rerun, per step ({rows} rows)", 1.0, "0.05 s per step")
+    query = Measure(f"IMPORT {{SELECT}} step ({rows // 2} rows)", 2.0, "CTAS + commit")
+    run(conn, "select splitgraph.init('bench/source')")
+    run(conn, FILL.format(table='"bench/source".t', rows=rows))
+    run(conn, 'alter table "bench/source".t add primary key (id)')
+    run(conn, "select splitgraph.tag('bench/source', splitgraph.commit('bench/source'), 'v1')")
+    elapsed, (final,) = timed(conn, "select splitgraph.build(%s, 'bench/built')", SPLITFILE)
+    print(f"  first build of the 5-step Splitfile: {elapsed:.3f}s", flush=True)
+    steps = 5
+    for i in range(repeat):
+        images = run(conn, "select count(*) from splitgraph_meta.images")[0][0]
+        settle(conn)
+        elapsed, (again,) = timed(conn, "select splitgraph.build(%s, 'bench/built')", SPLITFILE)
+        assert again == final and run(conn, "select count(*) from splitgraph_meta.images")[0][0] == images
+        rerun.ours.append(elapsed / steps)
+        rerun.limit.append(0.05)
+
+        # physical limit: the query's result copied once, then committed (a fresh repository, new objects)
+        run(conn, "select splitgraph.init('bench/ctas')")
+        run(conn, 'vacuum analyze "bench/source".t')
+        settle(conn)
+        start = time.perf_counter()
+        run(conn, 'create table "bench/ctas".r as ' + IMPORT_QUERY.replace("FROM t", 'FROM "bench/source".t'))
+        run(conn, "select splitgraph.commit('bench/ctas')")
+        query.limit.append(time.perf_counter() - start)
+        run(conn, "select splitgraph.rm('bench/ctas', force => true)")
+        run(conn, "select splitgraph.cleanup()")
+        settle(conn)
+        elapsed, _ = timed(conn, "select splitgraph.build(%s, 'bench/query')",
+                           f"FROM bench/source:v1 IMPORT {{{IMPORT_QUERY}}} AS r")
+        query.ours.append(elapsed)
+        assert run(conn, 'select count(*) from "bench/query".r')[0][0] == rows // 2
+        run(conn, "select splitgraph.rm('bench/query', force => true)")
+        run(conn, "select splitgraph.cleanup()")
+        print(f"  round {i + 1}/{repeat}: rerun {rerun.ours[-1]:.4f}s per step, import query {query.ours[-1]:.3f}s / "
+              f"CTAS + commit {query.limit[-1]:.3f}s", flush=True)
+    for repo in ("bench/built", "bench/source"):
+        run(conn, "select splitgraph.rm(%s, force => true)", repo)
+    run(conn, "select splitgraph.cleanup()")
+    return [rerun, query]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark cluster's folder")
-    parser.add_argument("--only", choices=["snapshot", "tracking", "delta", "merge"], action="append",
+    parser.add_argument("--only", choices=["snapshot", "tracking", "delta", "merge", "remote", "splitfiles"],
+                        action="append",
                         help="run only these parts (default: all)")
     args = parser.parse_args()
 
@@ -271,13 +447,19 @@ def main():
     pathlib.Path(base).chmod(0o755)
     from conftest import free_port  # noqa: E402 - the same port picker as the tests
 
-    cluster = Cluster(base, free_port(), settings={"shared_buffers": "'512MB'", "max_wal_size": "'4GB'"}).start()
+    settings = {"shared_buffers": "'512MB'", "max_wal_size": "'4GB'"}
+    cluster = Cluster(base, free_port(), settings=settings).start()
+    parts = args.only or ["snapshot", "tracking", "delta", "merge", "remote", "splitfiles"]
+    registry = None
+    if "remote" in parts:  # a second engine, to push to and clone from
+        second = tempfile.mkdtemp(prefix="sg-bench-registry-")
+        pathlib.Path(second).chmod(0o755)
+        registry = Cluster(second, free_port(), settings=settings).start()
     try:
         cluster.create_database("bench")
         with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
             run(conn, "set client_min_messages = warning")
             print(f"benchmark: {args.rows} rows, {args.repeat} rounds, cluster in {base}", flush=True)
-            parts = args.only or ["snapshot", "tracking", "delta", "merge"]
             results = []
             if "snapshot" in parts:
                 results += bench_commit_checkout(conn, args.rows, args.repeat)
@@ -287,6 +469,10 @@ def main():
                 results += bench_delta_commit(conn, args.repeat)
             if "merge" in parts:
                 results += bench_merge(conn, args.repeat)
+            if "remote" in parts:
+                results += bench_remote(conn, cluster, registry, args.rows, args.repeat)
+            if "splitfiles" in parts:
+                results += bench_splitfiles(conn, args.rows, args.repeat)
         print()
         for m in results:
             print(m.line())
@@ -296,10 +482,13 @@ def main():
         (out / f"bench-{stamp}.json").write_text(json.dumps({m.name: m.as_dict() for m in results}, indent=2))
         print(f"\nresults written to bench-results/bench-{stamp}.json")
     finally:
-        if args.keep:
-            cluster.stop()
-        else:
-            cluster.destroy()
+        for c in (cluster, registry):
+            if c is None:
+                continue
+            if args.keep:
+                c.stop()
+            else:
+                c.destroy()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from support.cluster import Cluster  # noqa: E402
 from support.queries import sql, value  # noqa: E402,F401 - the tests import them from here
+from support.registry import require_passwords  # noqa: E402
 from support.security import Roles  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -43,6 +44,20 @@ def cluster():
         c.destroy()
 
 
+@pytest.fixture(scope="session")
+def registry_cluster():
+    """The second engine of the session: a registry that the first one pushes to and clones from. Every role but
+    postgres logs in to it with a password, as postgres_fdw requires of roles that are not superusers."""
+    c = new_cluster("registry", fsync="off", synchronous_commit="off", full_page_writes="off")
+    require_passwords(c)
+    yield c
+    if os.environ.get("SG_TEST_KEEP"):
+        print(f"\nregistry cluster kept in {c.dir} (port {c.port})")
+        c.stop()
+    else:
+        c.destroy()
+
+
 _databases = iter(range(1, 10**6))
 
 
@@ -50,6 +65,14 @@ _databases = iter(range(1, 10**6))
 def dbname(cluster, request):
     name = f"t{next(_databases)}_" + request.module.__name__.split(".")[-1][:40]
     cluster.create_database(name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def registry_db(registry_cluster, request):
+    """The module's database on the registry, with the extension."""
+    name = f"r{next(_databases)}_" + request.module.__name__.split(".")[-1][:40]
+    registry_cluster.create_database(name)
     return name
 
 

@@ -15,7 +15,7 @@ Nothing else of the file is parsed.
 from conftest import ROOT
 
 SECURITY_MD = ROOT / "SECURITY.md"
-SCHEMAS = ("splitgraph", "splitgraph_internal", "splitgraph_audit", "splitgraph_meta")
+SCHEMAS = ("splitgraph", "splitgraph_internal", "splitgraph_audit", "splitgraph_meta", "splitgraph_remote")
 
 # Functions of the extension (members of it, or in its schemas) that are SECURITY DEFINER, or that PUBLIC may
 # execute outside the API schema `splitgraph`.

@@ -7,7 +7,9 @@ and 9 suites reach some of them only when a plain role may mount a foreign table
 - reset's helpers, called directly and out of order, never make a changed table look like HEAD;
 - a table too wide to log is tracked by comparison: status, diff, reset and commit work, and listing its changes
   row by row fails saying why (54000);
-- status() of every repository skips, with a NOTICE, a repository whose table another session holds locked.
+- status() of every repository skips, with a NOTICE, a repository whose table another session holds locked;
+- a change to a column with a type modifier (character(5), varchar(3), numeric(6,2), a domain over varchar(4)) is
+  logged whole: no value is cut, padded differently or refused.
 """
 import psycopg
 import pytest
@@ -190,3 +192,25 @@ def test_status_of_all_skips_a_locked_repository_and_says_so(cluster, dbname, db
         c.close()
     finally:
         locker.close()
+
+
+def test_columns_with_type_modifiers_are_logged_whole(db):
+    repo = "grd/typmods"
+    sql(db, "select splitgraph.init(%s)", repo)
+    sql(db, "drop domain if exists public.code4 cascade")
+    sql(db, "create domain public.code4 as varchar(4)")
+    sql(db, f'''create table "{repo}".m (id int primary key, flag character(5), tag varchar(3),
+                                         amount numeric(6,2), code public.code4)''')
+    sql(db, f"""insert into "{repo}".m values (1, 'ab', 'xyz', 1234.5, 'abcd'), (2, 'abcde', 'q', 0.01, 'z')""")
+    sql(db, "select splitgraph.commit(%s)", repo)
+    assert value(db, "select state from splitgraph_audit.tracked where schema_name = %s", repo) == "tracking"
+    sql(db, f"""update "{repo}".m set flag = 'vwxyz', tag = 'abc', amount = 9999.99, code = 'wxyz' where id = 1""")
+    sql(db, f"""insert into "{repo}".m values (3, 'c', 'de', -1.5, 'qq')""")
+    sql(db, f'delete from "{repo}".m where id = 2')
+    assert sql(db, "select table_name, added, removed, updated from splitgraph.status(%s)", repo) \
+        == [("m", 1, 1, 1)]
+    assert sorted(r[0] for r in sql(db, "select change_type from splitgraph.get_pending_changes(%s, 'm')", repo)) \
+        == ["delete", "insert", "update"]
+    image, recorded, given_back = commit_is_exact(db, repo, ["m"])
+    assert given_back == recorded
+    assert recorded["m"] == ["(1,vwxyz,abc,9999.99,wxyz)", "(3,\"c    \",de,-1.50,qq)"]

@@ -1,7 +1,7 @@
 """Checkouts: materializing an image into the repository's schema, resetting it to HEAD, and removing it."""
 import json
 
-from . import changes, db, definitions, errors, fragments, meta, names, pending, tracking
+from . import changes, db, definitions, errors, fragments, meta, names, pending, tracking, transfer
 from . import tables as tbl
 from .declare import api, helper
 from .names import ident
@@ -188,7 +188,10 @@ def checkout_track(plpy, repository, tables):
      security="invoker")
 def checkout(plpy, repository, image, force=False, layered=False):
     """The tables are made by the extension from the objects (checkout_prepare); what evaluates expressions
-    (CHECK constraints, indexes, generated columns, casts to the columns' types) runs here, as the caller."""
+    (CHECK constraints, indexes, generated columns, casts to the columns' types) runs here, as the caller. Objects
+    the image needs that were registered without their rows (a lazy clone) are downloaded first, through the
+    caller's remote."""
+    transfer.fetch_objects(plpy, repository, image)
     plan = json.loads(db.scalar(plpy, "select splitgraph_internal.checkout_prepare($1, $2, $3, $4)",
                                 repository, image, bool(force), bool(layered)))
     finish(plpy, plan)

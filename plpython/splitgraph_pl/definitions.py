@@ -480,6 +480,40 @@ class _Builder:
                      [f"comment on table {self.target} is {literal(_string(comment, 'the comment'))}"])]
 
 
+class _Checker(_Builder):
+    """A builder that checks a definition's form and expressions and looks nothing up: a definition that arrives
+    from another engine may name types, collations of columns, operator classes and access methods this engine
+    lacks (a checkout resolves them, and says what is missing)."""
+
+    def resolve(self, sql, value, what, *more):
+        return ident(_string(value, what))
+
+    def require_type(self, c):
+        pass
+
+
+def check(plpy, table, cols, definition):
+    """Refuse (XX001) a definition that a checkout could not read: its form, and every expression in it exactly one
+    SQL expression (so that nothing else can ride along). What arrives from another engine is checked so before
+    it is stored; names are not looked up (see _Checker)."""
+    if definition is None:
+        return
+    parsing.require(plpy)
+    try:
+        builder = _Checker(plpy, "sg_check", table, cols, definition)
+        if has_generated(definition):
+            builder.generated_table("sg_staged")
+        else:
+            builder.converted_types()
+        builder.column_steps()
+        builder.constraint_steps()
+        builder.index_steps()
+        builder.comment_steps()
+    except _Refused as refused:
+        errors.fail(plpy, errors.DATA_CORRUPTED, f'the definition of table "{table}" is unusable: {refused}',
+                    hint="the metadata was damaged or forged, or made by an engine this one does not understand")
+
+
 def require_types(plpy, table, cols):
     """Fail (42704, naming it) when the type of a column does not exist on this engine."""
     builder = _Builder(plpy, "", table, cols, None)

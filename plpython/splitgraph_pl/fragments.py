@@ -44,14 +44,16 @@ def fragment_column_list(cols):
 # Hashing and indexing, in SQL
 # ---------------------------------------------------------------------------------------------------------------
 
-def _ranges_sql(cols, alias="s"):
-    """jsonb {column: [min, max]} over the rows of a group, for columns whose values order."""
+def _ranges_sql(cols, alias="s", where=None):
+    """jsonb {column: [min, max]} over the rows of a group (those where `where` holds), for columns whose values
+    order."""
     parts = []
+    only = f" filter (where {where})" if where else ""
     for i, c in enumerate(cols):
         if c.ranged:
             expr = f'{alias}.c{i}' + (' collate "C"' if c.collatable else "")
             parts.append(f"pg_catalog.jsonb_build_object({literal(c.name)}, "
-                         f"pg_catalog.jsonb_build_array(min({expr}), max({expr})))")
+                         f"pg_catalog.jsonb_build_array(min({expr}){only}, max({expr}){only}))")
     return " || ".join(parts) if parts else "'{}'::jsonb"
 
 
@@ -85,6 +87,32 @@ def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", paral
             "range": json.loads(r["ranges"]) if r["n"] else {},
         }
     return result
+
+
+def stage_rows(plpy, staging_sql, cols, source, rows):
+    """Parse the rows of an object's dump into `staging_sql` (its table: `cols` as stored, then the flag), and hash
+    its upserts. `source` is a FROM item yielding each row's text form, flag included, from $1 = `rows`. An upsert
+    is hashed as the text it arrived as, less its flag (`,t)`): for a dump made from an object, exactly the text
+    of the row's values that the object's id was computed over, so that the rows parsed from it (and stored) are
+    those rows; hashing the text received spares printing every row again. Returns {rows, insertion_hash, range,
+    deleted, odd}: odd counts the upserts whose flag is not written `,t)` (whose text is not what dumps write, and
+    which were not hashed: the caller refuses the dump)."""
+    db.run(plpy, f"insert into {staging_sql} select (r).* from (select x::{staging_sql} as r from {source} as x "
+                 "where x <> '' offset 0) s", rows)
+    # each digest is computed once: a set-returning projection keeps the planner from repeating it for every lane
+    text = db.run(plpy, f"""
+        select count(*) as n, {_lane_sums()} from (
+            select pg_catalog.unnest(array[pg_catalog.sha256(
+                       pg_catalog.convert_to(pg_catalog.left(x, -3) || ')', 'UTF8'))]) as h
+            from {source} as x where pg_catalog.right(x, 3) = ',t)') s""", rows)[0]
+    ranged = ", ".join(f"t.{ident(c.name)} as c{i}" for i, c in enumerate(cols) if c.ranged)
+    parsed = db.run(plpy, f"""
+        select count(*) filter (where s.flag) as n, count(*) filter (where not s.flag) as deleted,
+               ({_ranges_sql(cols, where="s.flag")})::text as ranges
+        from (select t.{FLAG_COLUMN} as flag{', ' + ranged if ranged else ''} from {staging_sql} t) s""")[0]
+    return {"rows": parsed["n"], "deleted": parsed["deleted"], "odd": parsed["n"] - text["n"],
+            "insertion_hash": hashing.to_hex(text[f"l{i}"] or 0 for i in range(hashing.LANES)),
+            "range": json.loads(parsed["ranges"]) if parsed["n"] else {}}
 
 
 def _bloom_groups(plpy, relation, cols, group, spec, prefix="t."):
@@ -150,12 +178,15 @@ def claim_objects(plpy, objects):
     index, table_schema), register those not registered yet and return their ids: the caller stores their tables
     in this transaction, then calls record_sizes. The others are locked against cleanup() until the transaction
     ends. Row locks on the extension's own table order this work: no other role can take them, and two writers of
-    the same new object serialize on its row (the second waits, then finds it registered)."""
+    the same new object serialize on its row (the second waits, then finds it registered).
+    An object registered without its rows (by a lazy clone, on another engine's word) counts as new: the caller
+    stores it, and its metadata becomes the caller's, computed from the rows."""
     ids = sorted({o["object_id"] for o in objects})
     if not ids:
         return set()
     kept = set(db.column(plpy, f"""select object_id from {META}.objects where object_id = any($1::text[])
                                    order by object_id for key share""", ids))
+    rowless = _claim_rowless(plpy, [o for o in objects if o["object_id"] in kept])
     new = list({o["object_id"]: o for o in objects if o["object_id"] not in kept}.values())
     claimed = set(db.column(plpy, f"""
         insert into {META}.objects (object_id, namespace, rows_inserted, rows_deleted, insertion_hash, deletion_hash,
@@ -174,7 +205,37 @@ def claim_objects(plpy, objects):
         # registered by a concurrent transaction that committed while this one waited
         db.run(plpy, f"select from {META}.objects where object_id = any($1::text[]) order by object_id "
                      "for key share", lost)
-    return claimed
+        rowless |= _claim_rowless(plpy, [o for o in new if o["object_id"] in set(lost)])
+    return claimed | rowless
+
+
+def _claim_rowless(plpy, objects):
+    """Of registered `objects`, those whose table is not stored here (registered by a lazy clone): locked against
+    concurrent storers (a download, another commit), checked again, and given the metadata of `objects`."""
+    by_id = {o["object_id"]: o for o in objects}
+    rowless = db.column(plpy, f"""select u.id from pg_catalog.unnest($1::text[]) as u (id)
+                                  where pg_catalog.to_regclass(pg_catalog.format('{META}.%I', u.id)) is null
+                                  order by u.id""", sorted(by_id))
+    if not rowless:
+        return set()
+    db.run(plpy, f"select from {META}.objects where object_id = any($1::text[]) order by object_id "
+                 "for no key update", rowless)
+    still = [by_id[i] for i in db.column(plpy, f"""
+        select u.id from pg_catalog.unnest($1::text[]) as u (id)
+        where pg_catalog.to_regclass(pg_catalog.format('{META}.%I', u.id)) is null order by u.id""", rowless)]
+    db.run(plpy, f"""
+        update {META}.objects o
+        set rows_inserted = u.ins::bigint, rows_deleted = u.del::bigint, insertion_hash = u.ih, deletion_hash = u.dh,
+            index = u.idx::jsonb, table_schema = u.sch::jsonb
+        from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+             as u (id, ins, del, ih, dh, idx, sch)
+        where o.object_id = u.id""",
+           [o["object_id"] for o in still], [str(o["rows_inserted"]) for o in still],
+           [str(o["rows_deleted"]) for o in still], [o["insertion_hash"] for o in still],
+           [o["deletion_hash"] for o in still], [json.dumps(o["index"]) for o in still],
+           [json.dumps(o["table_schema"]) for o in still])
+    still = {o["object_id"] for o in still}
+    return set(still)
 
 
 def record_sizes(plpy, object_ids):

@@ -53,3 +53,13 @@ def content_hash(insertion_hash, deletion_hash):
 def object_id(insertion_hash, deletion_hash, columns):
     content = content_hash(insertion_hash, deletion_hash)
     return "o" + hashlib.sha256((content + schema_hash(columns)).encode("ascii")).hexdigest()[:62]
+
+
+def sha(text):
+    """sha256 of text (UTF-8), in hex."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def combine(parts):
+    """sha256 of the concatenated texts (hex strings, for a Splitfile step's image hash: DESIGN.md)."""
+    return sha("".join(parts))

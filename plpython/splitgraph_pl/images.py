@@ -115,9 +115,17 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
     chunk_size = _chunk_size(plpy, chunk_size)
     if comment is not None and len(comment) > 4096:
         errors.fail(plpy, "22001", "commit comment is longer than 4096 characters")
+    return commit_checkout(plpy, repo, state, comment, snapshot, chunk_size, index_options)
+
+
+def commit_checkout(plpy, repo, state, comment, snapshot=False, chunk_size=fragments.DEFAULT_CHUNK_SIZE,
+                    index_options=None, image_hash=None, provenance=None, detach=False):
+    """Commit the checkout of repo (locked, writable; state: its checkout state) as a new image with hash
+    image_hash (else random) and provenance; HEAD moves to it (and its branch, unless detach). Returns it."""
     parent = state["image_hash"]
     # A layered checkout is read-only views over the fragments of HEAD: nothing can have changed.
-    image_hash = meta.new_image(plpy, repo, parent, comment, with_parent_tables=state["layered"])
+    image_hash = meta.new_image(plpy, repo, parent, comment, with_parent_tables=state["layered"],
+                                image_hash=image_hash, provenance=provenance)
     if not state["layered"]:
         schema = names.schema_of(repo)
         table_names = tbl.list_tables(plpy, schema)
@@ -159,7 +167,7 @@ def commit(plpy, repository, comment=None, snapshot=False, chunk_size=None, inde
                 tracking.track(plpy, schema, table)
             else:
                 tracking.restart(plpy, tracked[table])
-    meta.move_head(plpy, repo, state, image_hash)
+    meta.move_head(plpy, repo, state, image_hash, detach)
     return image_hash
 
 

@@ -34,8 +34,8 @@ def import_tables(plpy, source_repository, source_tables, target_repository, tar
         _materialize(plpy, target_repository, target_tables or source_tables)
         return result
     check_schema_source(plpy, source_repository, source_tables)
-    staged = _stage(plpy, [f"select * from {names.qualified(source_repository, table)}"
-                           for table in source_tables or []])
+    staged = stage_selects(plpy, [f"select * from {names.qualified(source_repository, table)}"
+                                  for table in source_tables or []])
     result = db.scalar(plpy, "select splitgraph_internal.import_staged($1, null, $2::text[], $3::text[], $4, "
                              "$5::text[], $6)", source_repository, source_tables, staged, target_repository,
                        target_tables, f"import {', '.join(source_tables or [])} from schema {source_repository}")
@@ -65,38 +65,47 @@ def import_query(plpy, source_repository, query, target_repository, target_table
     if kind == "repository":
         source = json.loads(db.scalar(plpy, "select splitgraph_internal.import_image_tables($1, $2)::text",
                                       source_repository, source_image))
-        image, tables = source["image"], source["tables"]
-        text, read, _ = queries.check(plpy, query, tables)
-        columns = {name: tbl.from_spec(plpy, tables[name]["spec"], tables[name]["definition"])
-                   for name in sorted(read)}
-        reads = {name: fragments.layered_select(cols, tables[name]["objects"], as_caller=True)
-                 for name, cols in columns.items()}
-        types = [c.type for cols in columns.values() for c in cols]
+        image = source["image"]
+        _, select = image_query(plpy, source["tables"], query)
     else:
-        image, tables = None, _relations(plpy, source_repository)
-        text, read, direct = queries.check(plpy, query, tables, schema=source_repository)
-        reads = {name: f"select * from {names.qualified(source_repository, name)}" for name in sorted(read)}
-        types = db.column(plpy, """
-            select pg_catalog.format_type(a.atttypid, null) from pg_catalog.pg_attribute a
-            where a.attrelid in (select c.oid from pg_catalog.pg_class c
-                                 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-                                 where n.nspname = $1 and c.relname = any($2::text[]))
-              and a.attnum > 0 and not a.attisdropped""", source_repository, sorted(read | direct))
-    queries.check_types(plpy, types)
-    ctes = ", ".join(f"{ident(name)} as ({body})" for name, body in reads.items())
-    select = (f"with {ctes} " if ctes else "") + f"select * from (\n{text}\n) as sg_query"
-    try:
-        # functions resolve in pg_catalog only; relations are the WITH queries above (queries.check saw to it)
-        with db.settings(plpy, {"search_path": "pg_catalog, pg_temp"}):
-            staged = _stage(plpy, [select])
-    except plpy.SPIError as error:
-        errors.fail(plpy, getattr(error, "sqlstate", None) or "42000",
-                    f"the import query fails: {str(error).splitlines()[0]}")
+        image = None
+        _, select = schema_query(plpy, source_repository, query)
+    staged = stage_query(plpy, select)
     result = db.scalar(plpy, "select splitgraph_internal.import_staged($1, $2, null, $3::text[], $4, $5::text[], $6)",
                        source_repository, image, staged, target_repository, [target_table],
                        f"import query {query} from {source_repository}")
     _materialize(plpy, target_repository, [target_table])
     return result
+
+
+def image_query(plpy, tables, query):
+    """(the query's text as checked, a SELECT of its result) for a query over an image whose tables are
+    `tables` (import_image_tables: name -> {spec, definition, objects}), to run as the caller: it reads the
+    objects through fragment_rows, in WITH queries named like the tables."""
+    text, read, _ = queries.check(plpy, query, tables)
+    columns = {name: tbl.from_spec(plpy, tables[name]["spec"], tables[name]["definition"]) for name in sorted(read)}
+    reads = {name: fragments.layered_select(cols, tables[name]["objects"], as_caller=True)
+             for name, cols in columns.items()}
+    queries.check_types(plpy, [c.type for cols in columns.values() for c in cols])
+    return text, _with_reads(text, reads)
+
+
+def schema_query(plpy, schema, query):
+    """(the query's text as checked, a SELECT of its result) for a query over a plain schema (a mountpoint)."""
+    text, read, direct = queries.check(plpy, query, _relations(plpy, schema), schema=schema)
+    reads = {name: f"select * from {names.qualified(schema, name)}" for name in sorted(read)}
+    queries.check_types(plpy, db.column(plpy, """
+        select pg_catalog.format_type(a.atttypid, null) from pg_catalog.pg_attribute a
+        where a.attrelid in (select c.oid from pg_catalog.pg_class c
+                             join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                             where n.nspname = $1 and c.relname = any($2::text[]))
+          and a.attnum > 0 and not a.attisdropped""", schema, sorted(read | direct)))
+    return text, _with_reads(text, reads)
+
+
+def _with_reads(text, reads):
+    ctes = ", ".join(f"{ident(name)} as ({body})" for name, body in reads.items())
+    return (f"with {ctes} " if ctes else "") + f"select * from (\n{text}\n) as sg_query"
 
 
 def _relations(plpy, schema):
@@ -106,17 +115,34 @@ def _relations(plpy, schema):
                               where n.nspname = $1 and c.relkind in ('r', 'p', 'f', 'v', 'm')""", schema)
 
 
-def _stage(plpy, selects):
+def schema_relations(plpy, schema):
+    """The tables, views and foreign tables of a plain schema, by name."""
+    return sorted(_relations(plpy, schema))
+
+
+def stage_selects(plpy, selects):
     """Run each SELECT once, as the caller, into a staging table that import_stage makes; returns their names.
-    The result's columns are learnt from an empty table of the caller's (the SELECT planned, not run)."""
+    The result's columns are learnt from an empty table of the caller's (the SELECT planned, not run).
+    Functions resolve in pg_catalog only (queries.check saw to the rest)."""
     templates = [db.temp_name("sg_template") for _ in selects]
-    for template, select in zip(templates, selects, strict=True):
-        plpy.execute(f"create temp table {ident(template)} as {select} with no data")
-    staged = db.scalar(plpy, "select splitgraph_internal.import_stage($1::text[])", templates) if templates else []
-    for stage, select in zip(staged, selects, strict=True):
-        plpy.execute(f"insert into pg_temp.{ident(stage)} {select}")
-    _drop_staged(plpy, templates)
+    with db.settings(plpy, {"search_path": "pg_catalog, pg_temp"}):
+        for template, select in zip(templates, selects, strict=True):
+            plpy.execute(f"create temp table {ident(template)} as {select} with no data")
+        staged = db.scalar(plpy, "select splitgraph_internal.import_stage($1::text[])", templates) \
+            if templates else []
+        for stage, select in zip(staged, selects, strict=True):
+            plpy.execute(f"insert into pg_temp.{ident(stage)} {select}")
+    drop_staged(plpy, templates)
     return staged
+
+
+def stage_query(plpy, select):
+    """stage_selects for one query's SELECT; its failure is the query's (the message says so)."""
+    try:
+        return stage_selects(plpy, [select])
+    except plpy.SPIError as error:
+        errors.fail(plpy, getattr(error, "sqlstate", None) or "42000",
+                    f"the import query fails: {str(error).splitlines()[0]}")
 
 
 def _materialize(plpy, target, tables):
@@ -125,7 +151,7 @@ def _materialize(plpy, target, tables):
     checkout.materialize_new(plpy, target, list(tables))
 
 
-def _drop_staged(plpy, staged):
+def drop_staged(plpy, staged):
     if staged:
         plpy.execute("drop table " + ", ".join(f"pg_temp.{ident(s)}" for s in staged))
 
@@ -146,7 +172,7 @@ def _target_names(plpy, source_tables, target_tables):
     return list(target_tables)
 
 
-def _source_image(plpy, repo, image):
+def source_image_of(plpy, repo, image):
     """The image to import from: the one named, else the source's HEAD, else its newest."""
     if image is not None:
         return meta.resolve(plpy, repo, image)[0]
@@ -179,22 +205,31 @@ def _commit_tables(plpy, target, new_tables, comment):
     ({name: TableVersion}); the new tables are materialized in the checkout. Pending changes of the other
     tables stay pending: their logs still describe the same state."""
     state, base = _target_base(plpy, target)
-    existing = set(meta.image_tables(plpy, target, base))
-    if state is not None and not state["layered"]:
-        existing |= set(tbl.list_tables(plpy, names.schema_of(target)))
-    for name in new_tables:
-        if name in existing:
-            errors.fail(plpy, "42P07", f'table "{name}" already exists in repository "{target}"',
-                        hint="import it under another name (target_table), or drop it first")
-    image_hash = meta.new_image(plpy, target, base, _comment(comment), with_parent_tables=True)
-    for name, version in new_tables.items():
-        meta.add_table(plpy, target, image_hash, name, version.spec, version.object_ids, version.definition)
+    image_hash = commit_tables(plpy, target, base, new_tables, comment, state)
     if state is not None:
         # the public function that called this makes the new tables in the checkout (_materialize)
         meta.move_head(plpy, target, state, image_hash)
     else:
         db.run(plpy, "update splitgraph_meta.branches set image_hash = $2 where repository = $1 and branch = 'main'",
                target, image_hash)
+    return image_hash
+
+
+def commit_tables(plpy, target, parent, new_tables, comment, state=None, image_hash=None, provenance=None):
+    """A new image of the target on top of `parent` with every table of the parent plus `new_tables` ({name:
+    TableVersion}), none of which may exist already (42P07: in the parent, or, when `state` is the checkout's
+    state at the parent, in the checkout); returns its hash (image_hash, or a random one). Moves nothing."""
+    existing = set(meta.image_tables(plpy, target, parent))
+    if state is not None and not state["layered"]:
+        existing |= set(tbl.list_tables(plpy, names.schema_of(target)))
+    for name in new_tables:
+        if name in existing:
+            errors.fail(plpy, "42P07", f'table "{name}" already exists in repository "{target}"',
+                        hint="import it under another name (target_table), or drop it first")
+    image_hash = meta.new_image(plpy, target, parent, _comment(comment), with_parent_tables=True,
+                                image_hash=image_hash, provenance=provenance)
+    for name, version in new_tables.items():
+        meta.add_table(plpy, target, image_hash, name, version.spec, version.object_ids, version.definition)
     return image_hash
 
 
@@ -217,7 +252,7 @@ def import_from_image(plpy, source_repository, source_tables, target_repository,
     """Graft tables of an image of another repository into the target as one new image: no data is copied."""
     target = meta.writable(plpy, target_repository)
     target_tables = _target_names(plpy, source_tables, target_tables)
-    image = _source_image(plpy, source_repository, source_image)
+    image = source_image_of(plpy, source_repository, source_image)
     available = meta.image_tables(plpy, source_repository, image)
     new = {}
     for source, name in zip(source_tables, target_tables, strict=True):
@@ -248,7 +283,7 @@ def image_tables(plpy, source, source_image):
     schema and definition (its columns' storage types among them) and its objects in order, each saying whether
     it only inserts rows."""
     repo = meta.require(plpy, source)
-    image = _source_image(plpy, repo, source_image)
+    image = source_image_of(plpy, repo, source_image)
     versions = meta.image_tables(plpy, repo, image)
     inserts_only = {r["object_id"]: r["inserts_only"] for r in db.run(plpy, """
         select o.object_id, o.rows_deleted = 0 and o.deletion_hash = $2 as inserts_only
@@ -287,7 +322,7 @@ def stage(plpy, templates):
     return staged
 
 
-def _check_staged(plpy, staged):
+def check_staged(plpy, staged):
     """The schema of the staging tables: each must be one import_stage made in this session (a plain table of
     this session's temporary schema that the extension owns and nothing inherits from), else 42501."""
     for stage in staged:
@@ -318,15 +353,30 @@ def import_staged(plpy, source, source_image, source_tables, staged, target_repo
     if len(staged) != len(target_tables):
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"{len(staged)} staging tables for {len(target_tables)} "
                                                           "target tables")
-    temp_schema = _check_staged(plpy, staged)
+    temp_schema = check_staged(plpy, staged)
+    keys = schema_keys(plpy, source, source_tables, staged)
+    new = store_staged(plpy, target, staged, target_tables, keys, source, source_image, temp_schema)
+    drop_staged(plpy, staged)
+    return _commit_tables(plpy, target, new, comment or "import")
+
+
+def schema_keys(plpy, schema, tables, staged):
+    """{staging table: primary key columns} of staged copies of tables of a plain schema (paired in order; a
+    staged query result, past the tables, has none)."""
     keys = {}
-    for stage, table in zip(staged, source_tables or [], strict=False):
-        # a staged copy of a table keeps that table's primary key
+    for stage, table in zip(staged, tables or [], strict=False):
         keys[stage] = db.column(plpy, """
             select a.attname::text from pg_catalog.pg_index i
             join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
             where i.indisprimary and i.indrelid = pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text))
-            """, source, table)
+            """, schema, table)
+    return keys
+
+
+def store_staged(plpy, target, staged, target_tables, keys, source, source_image, temp_schema):
+    """{target table: TableVersion} of staging tables (checked: check_staged): each stored as a snapshot, unless
+    it holds exactly the rows and columns of a table of the source image, whose objects it then reuses. keys:
+    {staging table: primary key columns}."""
     reusable = {}
     if source_image is not None and source is not None:
         for version in meta.image_tables(plpy, source, source_image).values():
@@ -348,8 +398,7 @@ def import_staged(plpy, source, source_image, source_tables, staged, target_repo
         object_ids = fragments.store_snapshot(plpy, temp_schema, stage, cols, fragments.DEFAULT_CHUNK_SIZE,
                                               namespace)
         new[name] = meta.TableVersion([c.spec() for c in cols], object_ids, definitions.minimal(cols))
-    _drop_staged(plpy, staged)
-    return _commit_tables(plpy, target, new, comment or "import")
+    return new
 
 
 def _same_rows(plpy, relation, cols, candidates):

@@ -7,6 +7,8 @@ from typing import NamedTuple
 from . import db, errors, names
 
 ROOT = "0" * 64
+# Members of this role may mount and add remotes (both reach hosts and ports the database server reaches).
+MOUNT_ROLE = "splitgraph_mount"
 _PREFIX = re.compile(r"[0-9a-f]{4,64}")
 
 
@@ -39,15 +41,50 @@ def caller_is_admin(plpy):
         where r.rolname = session_user and e.extname = 'splitgraph'""")
 
 
-def check_write(plpy, repo):
-    """Other roles write only to repositories whose namespace is their role name."""
+def may_write(plpy, repo):
+    """Whether the caller (session_user) may write the repository: an administrator, a role writing the
+    namespace named like it, or one an administrator granted the namespace to (grant_namespace)."""
     if caller_is_admin(plpy):
-        return
-    user = db.scalar(plpy, "select session_user::text")
-    if names.namespace_of(repo) != user:
+        return True
+    namespace = names.namespace_of(repo)
+    return bool(namespace) and db.scalar(plpy, """
+        select $1 = session_user::text
+               or exists (select from splitgraph_meta.namespace_grants g
+                          where g.namespace = $1 and g.role = session_user::text)""", namespace)
+
+
+def check_write(plpy, repo):
+    """Other roles write only to repositories whose namespace is their role name, or was granted to them."""
+    if not may_write(plpy, repo):
+        user = db.scalar(plpy, "select session_user::text")
         name = repo.split("/", 1)[-1]
         errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'role "{user}" may not change repository "{repo}"',
-                    hint=f"a role writes to repositories of the namespace named like it (e.g. {user}/{name})")
+                    hint=f"a role writes to repositories of the namespace named like it (e.g. {user}/{name}) and "
+                         "of namespaces an administrator granted it (splitgraph.grant_namespace)")
+
+
+def acting_role(plpy, role):
+    """The role a mount (or a remote) is made for: the caller's current_user, which the session's user must be
+    able to become (SET ROLE)."""
+    if role is None or not db.scalar(plpy, """select pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')
+                                              from pg_catalog.pg_roles r where r.rolname = $1""", role):
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f"the session's user cannot act as role {role!r}")
+    return role
+
+
+def check_mount_privilege(plpy, role, action="mount"):
+    """Mounting (and adding a remote: both reach hosts and ports the database server reaches) is for superusers,
+    the extension's owner and members of splitgraph_mount."""
+    allowed = db.scalar(plpy, """
+        select r.rolsuper or pg_catalog.pg_has_role(r.oid, e.extowner, 'MEMBER')
+               or coalesce(pg_catalog.pg_has_role(r.oid, m.oid, 'USAGE'), false)
+        from pg_catalog.pg_roles r
+        cross join pg_catalog.pg_extension e
+        left join pg_catalog.pg_roles m on m.rolname = $2
+        where r.rolname = $1 and e.extname = 'splitgraph'""", role, MOUNT_ROLE)
+    if not allowed:
+        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'role "{role}" may not {action}: it needs role {MOUNT_ROLE}',
+                    hint=f"ask an administrator to GRANT {MOUNT_ROLE} TO {names.ident(role)}")
 
 
 def writable(plpy, repository, must_exist=True):
@@ -160,12 +197,14 @@ def children_of(alias):
                         where m.repository = $1 and m.parent_id = {alias}.image_hash) p"""
 
 
-def new_image(plpy, repo, parent, comment, with_parent_tables=False, merged=None):
-    """Register a new image (a random hash) on top of `parent`; with_parent_tables gives it every table of the
-    parent, unchanged; `merged` is the second parent of a merge image. Returns its hash."""
-    image_hash = secrets.token_hex(32)
-    db.run(plpy, """insert into splitgraph_meta.images (repository, image_hash, parent_id, comment)
-                    values ($1, $2, $3, $4)""", repo, image_hash, parent, comment)
+def new_image(plpy, repo, parent, comment, with_parent_tables=False, image_hash=None, provenance=None, merged=None):
+    """Register a new image on top of `parent`, with hash image_hash (a Splitfile step's derived hash) or a
+    random one, and its provenance (a list, or None); with_parent_tables gives it every table of the parent,
+    unchanged; `merged` is the second parent of a merge image. Returns its hash."""
+    image_hash = image_hash or secrets.token_hex(32)
+    db.run(plpy, """insert into splitgraph_meta.images (repository, image_hash, parent_id, comment, provenance)
+                    values ($1, $2, $3, $4, $5::jsonb)""", repo, image_hash, parent, comment,
+           None if provenance is None else json.dumps(provenance))
     if merged is not None:
         db.run(plpy, """insert into splitgraph_meta.merge_parents (repository, image_hash, parent_id)
                         values ($1, $2, $3)""", repo, image_hash, merged)
@@ -187,9 +226,12 @@ def add_table(plpy, repo, image_hash, table, spec, object_ids, definition=None):
            json.dumps(spec), object_ids, None if definition is None else json.dumps(definition))
 
 
-def move_head(plpy, repo, state, image_hash):
-    """Point the checkout (state: checkout_state) at image_hash, and its branch too when it is on one."""
-    db.run(plpy, "update splitgraph_meta.checkouts set image_hash = $2 where repository = $1", repo, image_hash)
-    if state["branch"] is not None:
+def move_head(plpy, repo, state, image_hash, detach=False):
+    """Point the checkout (state: checkout_state) at image_hash, and its branch too when it is on one, unless
+    detach: then the checkout follows no branch any more, and no branch moves."""
+    db.run(plpy, "update splitgraph_meta.checkouts set image_hash = $2, "
+                 "branch = case when $3 then null else branch end where repository = $1",
+           repo, image_hash, bool(detach))
+    if state["branch"] is not None and not detach:
         db.run(plpy, "update splitgraph_meta.branches set image_hash = $3 where repository = $1 and branch = $2",
                repo, state["branch"], image_hash)

@@ -24,7 +24,7 @@ from . import db, errors, meta, names, repositories
 from .declare import api, helper
 from .names import ident, literal
 
-MOUNT_ROLE = "splitgraph_mount"
+MOUNT_ROLE = meta.MOUNT_ROLE
 # file_fdw and mysql_fdw, when a mount installs them, go into this schema (never wherever search_path points).
 FDW_SCHEMA = "splitgraph_fdw"
 _RESERVED_SCHEMAS = ("public", "information_schema")
@@ -446,29 +446,6 @@ def mount_csv(plpy, mountpoint, options, tables):
 # The API
 # ---------------------------------------------------------------------------------------------------------------
 
-def _acting_role(plpy, role):
-    """The role a mount is made for: the caller's current_user, which the session's user must be able to
-    become (SET ROLE)."""
-    if role is None or not db.scalar(plpy, """select pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')
-                                              from pg_catalog.pg_roles r where r.rolname = $1""", role):
-        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f"the session's user cannot act as role {role!r}")
-    return role
-
-
-def _check_mount_privilege(plpy, role):
-    allowed = db.scalar(plpy, """
-        select r.rolsuper or pg_catalog.pg_has_role(r.oid, e.extowner, 'MEMBER')
-               or coalesce(pg_catalog.pg_has_role(r.oid, m.oid, 'USAGE'), false)
-        from pg_catalog.pg_roles r
-        cross join pg_catalog.pg_extension e
-        left join pg_catalog.pg_roles m on m.rolname = $2
-        where r.rolname = $1 and e.extname = 'splitgraph'""", role, MOUNT_ROLE)
-    if not allowed:
-        errors.fail(plpy, errors.INSUFFICIENT_PRIVILEGE, f'role "{role}" may not mount: mounting needs role '
-                                                         f"{MOUNT_ROLE}",
-                    hint=f"ask an administrator to GRANT {MOUNT_ROLE} TO {ident(role)}")
-
-
 def _check_mountpoint(plpy, mountpoint, role, admin):
     if not mountpoint or len(mountpoint.encode("utf-8")) > 63:
         errors.fail(plpy, errors.INVALID_NAME, f"invalid mountpoint {mountpoint!r}",
@@ -519,8 +496,8 @@ def _handler_function(plpy, handler, role):
         "and record it; returns the handler's function",
         public=True)
 def mount_begin(plpy, mountpoint, handler, overwrite, role):
-    role = _acting_role(plpy, role)
-    _check_mount_privilege(plpy, role)
+    role = meta.acting_role(plpy, role)
+    meta.check_mount_privilege(plpy, role)
     admin = _is_admin(plpy, role)
     _check_mountpoint(plpy, mountpoint, role, admin)
     function = _handler_function(plpy, handler, role)

@@ -8,6 +8,8 @@ _REPOSITORY = re.compile(r"(?:[A-Za-z0-9_-]{1,64}/)?[A-Za-z0-9_-]{1,64}")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,63}")
 RESERVED_REFS = ("HEAD", "latest")
+# A reference to an image after repository: (a tag, a branch, a hash or a prefix of one), in Splitfiles and SQL.
+IMAGE_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
 # \A and \Z anchor whole strings even where a caller uses .match
 HASH = re.compile(r"\A[0-9a-f]{64}\Z")
 # a tag or branch that reads as a full image hash in any case would shadow it
@@ -64,6 +66,18 @@ def _ref_name(plpy, kind, pattern, name, rule):
         errors.fail(plpy, errors.INVALID_NAME, f"invalid {kind} name {name!r}",
                     hint=f"{rule}; HEAD, latest and 64-digit hashes (in any case) are reserved")
     return name
+
+
+def is_tag(name):
+    """Whether a name may be a tag (as tag() checks, without raising)."""
+    return (isinstance(name, str) and bool(_TAG.fullmatch(name)) and name not in RESERVED_REFS
+            and not _HASH_ANY_CASE.fullmatch(name))
+
+
+def is_branch(name):
+    """Whether a name may be a branch (as branch() checks, without raising)."""
+    return (isinstance(name, str) and bool(_BRANCH.fullmatch(name)) and name not in RESERVED_REFS
+            and not _HASH_ANY_CASE.fullmatch(name))
 
 
 def tag(plpy, name):

@@ -5,7 +5,7 @@ import zlib
 
 from . import db, errors, fragments, hashing, meta, names
 from . import tables as tbl
-from .declare import api
+from .declare import api, helper
 from .fragments import META, object_table
 from .names import FLAG_COLUMN, ident
 
@@ -130,6 +130,18 @@ def _registered(plpy, object_id):
 def dump_object(plpy, object_id):
     """The object's metadata and rows as one compressed blob that load_object accepts on any engine. The header
     carries, beside the object's metadata, the built-in types its table stores the columns as (storage_types)."""
+    return _dump(plpy, object_id, "array", 6)
+
+
+@helper("dump_for_transfer(object_id text) returns bytea",
+        "dump_for_transfer(object_id): dump_object in the format engines send each other (rows one a line when "
+        "no row holds a newline, zlib level 1: cheaper to make and to read); load_object reads both",
+        volatility="stable", public=True)
+def dump_for_transfer(plpy, object_id):
+    return _dump(plpy, object_id, "lines", 1)
+
+
+def _dump(plpy, object_id, rows_format, level):
     obj = _registered(plpy, object_id)
     if obj is None:
         errors.fail(plpy, errors.UNDEFINED_OBJECT, f"object {object_id} does not exist")
@@ -144,9 +156,19 @@ def dump_object(plpy, object_id):
           and a.attnum > 0 and not a.attisdropped and a.attname <> '{FLAG_COLUMN}'
         order by a.attnum""", object_id)
     header["dump_format"] = DUMP_FORMAT
-    rows = db.scalar(plpy, f"select coalesce(pg_catalog.array_agg(f::text), '{{}}')::text "
-                           f"from {object_table(object_id)} f")
-    return zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + rows.encode("utf-8"), 6)
+    rows = None
+    if rows_format == "lines":
+        # a row's text holds a newline only inside a quoted value: then the array form, which quotes it
+        row = db.one(plpy, f"""select coalesce(pg_catalog.string_agg(s.t, e'\\n'), '') as rows,
+                                      coalesce(bool_or(pg_catalog.strpos(s.t, e'\\n') > 0), false) as newline
+                               from (select f::text as t from {object_table(object_id)} f offset 0) s""")
+        if not row["newline"]:
+            rows = row["rows"]
+            header["rows_format"] = "lines"
+    if rows is None:
+        rows = db.scalar(plpy, f"select coalesce(pg_catalog.array_agg(f::text), '{{}}')::text "
+                               f"from {object_table(object_id)} f")
+    return zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + rows.encode("utf-8"), level)
 
 
 def _corrupt(plpy, object_id, what):
@@ -157,7 +179,8 @@ def _corrupt(plpy, object_id, what):
 # The fields of a dump's header: required ones, then optional ones, with their JSON types.
 _REQUIRED = {"dump_format": str, "object_id": str, "table_schema": list, "rows_inserted": int, "rows_deleted": int,
              "deletion_hash": str}
-_OPTIONAL = {"namespace": str, "insertion_hash": str, "format": str, "index": dict, "storage_types": list}
+_OPTIONAL = {"namespace": str, "insertion_hash": str, "format": str, "index": dict, "storage_types": list,
+             "rows_format": str}
 # The largest Bloom filter a loaded object may carry, in bytes.
 MAX_BLOOM_BYTES = 1 << 20
 
@@ -181,7 +204,8 @@ def _read_dump(plpy, object_id, data):
             if (value is None and not required) or (isinstance(value, kind) and not isinstance(value, bool)):
                 continue
             _corrupt(plpy, object_id, f"its header {'lacks' if value is None else 'has a malformed'} {key}")
-    if header.get("format", "FRAG") != "FRAG" or len(header.get("namespace", "")) > 64:
+    if header.get("format", "FRAG") != "FRAG" or len(header.get("namespace", "")) > 64 \
+            or header.get("rows_format", "array") not in ("array", "lines"):
         _corrupt(plpy, object_id, "its header names an unknown format or a namespace longer than 64 characters")
     storage = header.get("storage_types")
     if storage is not None and (len(storage) != len(header["table_schema"])
@@ -244,9 +268,36 @@ def _index(plpy, object_id, header, hashed, cols, staging_sql):
      "load_object(object_id, data): store an object from dump_object; refused (XX001) unless its rows hash to "
      "its id")
 def load_object(plpy, object_id, data):
-    """Store an object dumped by dump_object, after checking that its rows hash to its id. Nothing of the
-    header is pasted into SQL: its types and collations are looked up in the catalog (tables.from_spec), the
-    object table stores built-in types only, and the index is computed from the rows (_index)."""
+    """Store an object dumped by dump_object, after checking that its rows hash to its id."""
+    store_dump(plpy, object_id, data)
+
+
+# Columns of the schemas of dumps read in this transaction: {(transaction, header's schema and storage): cols}.
+_COLUMNS = {}
+
+
+def _dump_columns(plpy, spec, storage):
+    """The columns (as the staging table holds them) of a dump's schema, resolved once per transaction: the
+    objects of one table share a schema, and a transfer loads many of them."""
+    xid = db.scalar(plpy, "select pg_catalog.pg_current_xact_id()::text")
+    key = (xid, json.dumps([spec, storage]))
+    if key not in _COLUMNS:
+        for old in [k for k in _COLUMNS if k[0] != xid]:
+            del _COLUMNS[old]
+        definition = None
+        if storage is not None and all(isinstance(c, list) and len(c) > 1 and isinstance(c[1], str) for c in spec):
+            definition = {"columns": {c[1]: {"storage": t} for c, t in zip(spec, storage, strict=True)}}
+        _COLUMNS[key] = tbl.as_stored(tbl.from_spec(plpy, spec, definition, dump=True))
+    return _COLUMNS[key]
+
+
+def store_dump(plpy, object_id, data, namespace=None):
+    """Store an object from a dump (dump_object's or dump_for_transfer's), after checking that its rows hash to
+    its id; returns whether this call stored it. Nothing of the header is pasted into SQL: its types and
+    collations are looked up in the catalog (tables.from_spec), the object table stores built-in types only, and
+    the index is computed from the rows (_index). namespace: what to record as the namespace of an object
+    registered now (default: the header's). An object registered without its data (a lazy clone) gets the
+    metadata its rows give, in place of what the remote said of it."""
     if not (object_id and object_id.startswith("o") and len(object_id) == 63):
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"invalid object id {object_id!r}")
     header, rows = _read_dump(plpy, object_id, data)
@@ -254,24 +305,29 @@ def load_object(plpy, object_id, data):
     db.run(plpy, f"select from {META}.objects where object_id = $1 for no key update", object_id)
     registered = _registered(plpy, object_id)
     if registered is not None and registered["stored"]:
-        return
-    spec = header["table_schema"]
-    storage = header.get("storage_types")
-    definition = None
-    if storage is not None and all(isinstance(c, list) and len(c) > 1 and isinstance(c[1], str) for c in spec):
-        definition = {"columns": {c[1]: {"storage": t} for c, t in zip(spec, storage, strict=True)}}
-    cols = tbl.as_stored(tbl.from_spec(plpy, spec, definition, dump=True))  # as the staging table holds them
+        return False
+    cols = _dump_columns(plpy, header["table_schema"], header.get("storage_types"))
     staging = db.temp_name("sg_tmp")
     staging_sql = f"{META}.{ident(staging)}"
     plpy.execute(f"create table {staging_sql} ({fragments.fragment_columns(cols)})")
+    source = ("pg_catalog.string_to_table($1, e'\\n')" if header.get("rows_format") == "lines"
+              else "pg_catalog.unnest($1::text[])")
     try:
         with plpy.subtransaction():
-            db.run(plpy, f"insert into {staging_sql} select (x::{staging_sql}).* from pg_catalog.unnest($1::text[]) x",
-                   rows)
+            if cols:
+                hashed = fragments.stage_rows(plpy, staging_sql, cols, source, rows)
+            else:  # no column: a row's text is its flag alone
+                db.run(plpy, f"insert into {staging_sql} select (r).* from (select x::{staging_sql} as r "
+                             f"from {source} as x where x <> '' offset 0) s", rows)
     except plpy.SPIError:
         _corrupt(plpy, object_id, "its rows do not parse as the columns it declares")
-    hashed = fragments.hash_groups(plpy, staging_sql, cols, where=f"t.{FLAG_COLUMN}").get(None)
-    deleted = db.scalar(plpy, f"select count(*) from {staging_sql} where not {FLAG_COLUMN}")
+    if not cols:
+        hashed = fragments.hash_groups(plpy, staging_sql, cols, where=f"t.{FLAG_COLUMN}").get(None)
+        hashed["deleted"] = db.scalar(plpy, f"select count(*) from {staging_sql} where not {FLAG_COLUMN}")
+        hashed["odd"] = 0
+    if hashed["odd"]:
+        _corrupt(plpy, object_id, "some of its rows are not written as dumps write them")
+    deleted = hashed["deleted"]
     deletion = header["deletion_hash"]
     if not names.HASH.match(deletion):
         _corrupt(plpy, object_id, "its deletion hash is malformed")
@@ -283,15 +339,23 @@ def load_object(plpy, object_id, data):
             or (removed == 0) != (deletion == hashing.ZERO)):
         _corrupt(plpy, object_id, "its row counts do not match its rows")
     index = _index(plpy, object_id, header, hashed, cols, staging_sql)
-    if registered is None and not fragments.claim_objects(plpy, [{
-            "object_id": object_id, "namespace": header.get("namespace", ""),
-            "rows_inserted": hashed["rows"], "rows_deleted": removed,
-            "insertion_hash": hashed["insertion_hash"], "deletion_hash": deletion,
-            "index": index, "table_schema": fragments.schema_spec(cols)}]) and _registered(plpy, object_id)["stored"]:
-        plpy.execute(f"drop table {staging_sql}")  # a concurrent load stored it first
-        return
+    verified = {"object_id": object_id, "namespace": header.get("namespace", "") if namespace is None else namespace,
+                "rows_inserted": hashed["rows"], "rows_deleted": removed,
+                "insertion_hash": hashed["insertion_hash"], "deletion_hash": deletion,
+                "index": index, "table_schema": fragments.schema_spec(cols)}
+    if registered is None:
+        if not fragments.claim_objects(plpy, [verified]) and _registered(plpy, object_id)["stored"]:
+            plpy.execute(f"drop table {staging_sql}")  # a concurrent load stored it first
+            return False
+    else:
+        # registered from another engine's word alone: from now on, what its rows say
+        db.run(plpy, f"""update {META}.objects set rows_inserted = $2, rows_deleted = $3, insertion_hash = $4,
+                                deletion_hash = $5, index = $6::jsonb, table_schema = $7::jsonb
+                         where object_id = $1""", object_id, verified["rows_inserted"], removed,
+               verified["insertion_hash"], deletion, json.dumps(index), json.dumps(verified["table_schema"]))
     plpy.execute(f"alter table {staging_sql} rename to {ident(object_id)}")
     fragments.record_sizes(plpy, [object_id])
+    return True
 
 
 _EXTENSION_SCHEMAS = ["splitgraph", "splitgraph_meta", "splitgraph_audit", "splitgraph_internal"]

@@ -249,7 +249,7 @@ def resolve_collations(plpy, names):
     return dict(zip(wanted, found, strict=True)), malformed
 
 
-def _spec_problem(spec):
+def spec_problem(spec):
     """What is wrong with the shape of a stored schema (a list of [ordinal, name, type, is_pk, comment?,
     collation?]), or None."""
     if not isinstance(spec, list):
@@ -306,7 +306,7 @@ def from_spec(plpy, spec, definition=None, dump=False):
                         hint="the data was damaged or altered in transit; fetch it again from its source")
         errors.fail(plpy, sqlstate, f"a stored table schema is unusable here: {what}")
 
-    problem = _spec_problem(spec)
+    problem = spec_problem(spec)
     if problem:
         refuse(problem)
     described = definition_columns(definition)

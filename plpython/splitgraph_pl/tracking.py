@@ -39,11 +39,13 @@ TRIGGER_NAMES = tuple(name for name, *_ in TRIGGERS)
 # wider tables are tracked by comparison.
 MAX_LOGGED_COLUMNS = (1600 - 4) // 2
 
+# The type of each column of a table (in attnum order) with its modifier (character(5) stays character(5)); a
+# domain's, down to the base type, with the modifier the domain gives it.
 _STORAGE_TYPES = """
 with recursive base (n, oid, typmod, depth) as (
-    select u.n, t.oid, t.typtypmod, 0
-    from pg_catalog.unnest($1::text[]) with ordinality u (type, n)
-    join pg_catalog.pg_type t on t.oid = pg_catalog.to_regtype(u.type)
+    select a.attnum::int, a.atttypid, a.atttypmod, 0
+    from pg_catalog.pg_attribute a
+    where a.attrelid = pg_catalog.to_regclass($1) and a.attnum > 0 and not a.attisdropped
     union all
     select b.n, t.typbasetype, t.typtypmod, b.depth + 1
     from base b join pg_catalog.pg_type t on t.oid = b.oid
@@ -59,10 +61,11 @@ def registry(plpy, schema, table):
     return schema_tracking(plpy, schema).get(table)
 
 
-def _storage_types(plpy, cols):
-    """The types of the audit columns: domains become their base types, so that logging a change never runs a
-    domain's checks (which could be a table owner's own code) with the extension's rights."""
-    return db.column(plpy, _STORAGE_TYPES, [c.type for c in cols])
+def _storage_types(plpy, target):
+    """The types of the audit columns of a table (target: its qualified name): domains become their base types,
+    so that logging a change never runs a domain's checks (which could be a table owner's own code) with the
+    extension's rights; every type keeps its modifier, so that no logged value is cut or refused."""
+    return db.column(plpy, _STORAGE_TYPES, target)
 
 
 def require_read_committed(plpy, call):
@@ -155,7 +158,7 @@ def track(plpy, schema, table, state="tracking", compare=True):
     target = names.qualified(schema, table)
     own = ["sg_audit_stmt bigint not null", "sg_audit_kind smallint not null"]
     if reason is None:
-        definitions = [c.definition(t) for c, t in zip(cols, _storage_types(plpy, cols), strict=True)]
+        definitions = [c.definition(t) for c, t in zip(cols, _storage_types(plpy, target), strict=True)]
     else:
         definitions, state = [], "compared"
     statements = [f"create unlogged table {audit} (" + ", ".join(definitions + own) + ")",

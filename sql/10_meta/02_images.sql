@@ -13,12 +13,15 @@ create table splitgraph_meta.images (
     constraint comment_length check (pg_catalog.length(comment) <= 4096)
 );
 create index images_parent on splitgraph_meta.images (repository, parent_id);
+-- dependents(): the images whose provenance names a source image (jsonb containment)
+create index images_provenance on splitgraph_meta.images using gin (provenance jsonb_path_ops);
 comment on table splitgraph_meta.images is 'Images (versions) of each repository';
 comment on column splitgraph_meta.images.image_hash is '64 hex digits: random for commits, derived for Splitfile steps';
 comment on column splitgraph_meta.images.parent_id is 'The image this one was made from; null for a root image';
 comment on column splitgraph_meta.images.created is 'When the image was made';
 comment on column splitgraph_meta.images.comment is 'Commit message';
-comment on column splitgraph_meta.images.provenance is 'How a Splitfile made this image';
+comment on column splitgraph_meta.images.provenance is
+'How a Splitfile made this image: the commands of its stage up to it, as a list of {type, ..., sources}';
 comment on column splitgraph_meta.images.seq is 'Local creation order, to order images made within one timestamp';
 
 -- Merge images have two parents: images.parent_id is the first (the image merged into, the branch's head), and

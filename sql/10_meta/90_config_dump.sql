@@ -11,3 +11,6 @@ select pg_catalog.pg_extension_config_dump('splitgraph_meta.object_locations', '
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.tables', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.upstream', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.info', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.remotes', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.namespace_grants', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.commands', '');

@@ -85,6 +85,12 @@ class Cluster:
             subprocess.run(_as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
                                             "stop"]), check=True, stdout=subprocess.DEVNULL)
 
+    def stop_immediately(self):
+        """Kill the server (pg_ctl stop -m immediate): no shutdown checkpoint, transactions in flight are lost and
+        the next start recovers."""
+        subprocess.run(_as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
+                                        "stop"]), check=True, stdout=subprocess.DEVNULL)
+
     def destroy(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
