@@ -10,6 +10,7 @@ target. Absolute times are printed for context only.
 import argparse
 import json
 import pathlib
+import random
 import statistics
 import subprocess
 import sys
@@ -70,7 +71,13 @@ class Measure:
     def ratio(self):
         return statistics.median(self.ours) / statistics.median(self.limit)
 
+    absolute = False
+
     def line(self):
+        if self.absolute:
+            took = statistics.median(self.ours)
+            status = "ok" if took <= self.target else "ABOVE TARGET"
+            return f"{self.name:<34} {took * 1000:7.1f} ms (target <= {self.target * 1000:.0f} ms, {status})"
         ratio = self.ratio()
         if self.target is None:
             verdict = "for information"
@@ -433,13 +440,115 @@ def bench_splitfiles(conn, rows, repeat):
     return [rerun, query]
 
 
+def _lookups(conn, relation, keys, prepared):
+    """1000 primary-key lookups, one query each: planned each time (ad hoc), or a prepared statement (psycopg
+    prepares a statement run five times, as drivers do)."""
+    conn.prepare_threshold = 5 if prepared else None
+    start = time.perf_counter()
+    with conn.cursor() as cur:
+        for k in keys:
+            cur.execute(f"select * from {relation} where id = %s", (k,))
+            cur.fetchall()
+    elapsed = time.perf_counter() - start
+    conn.prepare_threshold = None
+    return elapsed
+
+
+def _set_read_mode(conn, fragments):
+    """fragments: read the chunks and a squash of the deltas whatever their size (no copy)."""
+    run(conn, "delete from splitgraph_meta.info where key in ('read_copy_ratio', 'read_copy_min_rows')")
+    if fragments:
+        run(conn, "insert into splitgraph_meta.info (key, value) values ('read_copy_ratio', '1e12'), "
+                  "('read_copy_min_rows', '1e12')")
+
+
+def _read_set(conn, label, image, table, fragments, rows, repeat, chunk):
+    """Mount `image` twice (the first mount builds what reading it needs, the second reuses it) and time reads of
+    the mount against the same reads of `table`, its materialized rows: 1000 key lookups (ad hoc, then prepared),
+    a key range of one chunk, a full aggregate."""
+    _set_read_mode(conn, fragments)
+    results, mounted = [], []
+    for n, what in enumerate(("first", "again")):
+        settle(conn)
+        elapsed, (schema,) = timed(conn, "select splitgraph.mount_image('bench/mount', %s, %s)", image, f"m{n}")
+        mounted.append(schema)
+        print(f"  {label}: mount_image ({what}) {elapsed * 1000:.1f} ms", flush=True)
+        m = Measure(f"mount_image ({label}, {what})", 0.05, "50 ms")
+        m.ours, m.limit, m.absolute = [elapsed], [1.0], True
+        results.append(m)
+    view = '"m0".t'
+    lookups = Measure(f"1000 key lookups ({label})", 3.0, "the table")
+    prepared = Measure(f"1000 prepared key lookups ({label})", 3.0, "the table")
+    span = Measure(f"key range of one chunk ({label})", 3.0, "the table")
+    total = Measure(f"full aggregate ({label})", 2.0, "the table")
+    ranged = f"select count(*), sum(value) from {{}} where id between {chunk[0]} and {chunk[1]}"
+    for i in range(repeat):
+        keys = [random.randint(1, rows) for _ in range(1000)]
+        for relation, side in ((table, "limit"), (view, "ours")):
+            getattr(lookups, side).append(_lookups(conn, relation, keys, False))
+            getattr(prepared, side).append(_lookups(conn, relation, keys, True))
+            getattr(span, side).append(min(timed(conn, ranged.format(relation))[0] for _ in range(5)))
+            getattr(total, side).append(timed(conn, f"select count(*), sum(value) from {relation}")[0])
+        check = "select count(*), sum(id), round(sum(value)::numeric, 3) from {}"
+        assert run(conn, check.format(view)) == run(conn, check.format(table)), \
+            "the mounted image differs from its checkout"
+        print(f"  {label} round {i + 1}/{repeat}: lookups {lookups.ours[-1]:.3f}s / {lookups.limit[-1]:.3f}s, "
+              f"prepared {prepared.ours[-1]:.3f}s / {prepared.limit[-1]:.3f}s, "
+              f"range {span.ours[-1] * 1000:.1f} ms / {span.limit[-1] * 1000:.1f} ms, "
+              f"aggregate {total.ours[-1] * 1000:.1f} ms / {total.limit[-1] * 1000:.1f} ms", flush=True)
+    for schema in mounted:
+        run(conn, "select splitgraph.unmount(%s)", schema)
+    _set_read_mode(conn, False)
+    return results + [lookups, prepared, span, total]
+
+
+def bench_mount(conn, rows, repeat, deltas=20, changes=10000):
+    """mount_image of a snapshot of `rows` rows plus `deltas` delta commits of `changes` updated rows each, read in
+    the two ways the engine has (the chunks and a squash of the deltas, forced; a copy, which it chooses for this
+    image), and of the image after the first delta (read from the chunks and a squash, the engine's choice),
+    against the same reads of their materialized rows."""
+    run(conn, "select splitgraph.init('bench/mount')")
+    run(conn, FILL.format(table='"bench/mount".t', rows=rows))
+    run(conn, 'alter table "bench/mount".t add primary key (id)')
+    run(conn, "select splitgraph.commit('bench/mount')")
+    for n in range(deltas):
+        run(conn, f"""update "bench/mount".t t set value = t.value + 1 from (
+                          select (random() * ({rows} - 1))::int + 1 as id from generate_series(1, {changes * 2})
+                          group by 1 limit {changes}) c where c.id = t.id""")
+        image = run(conn, "select splitgraph.commit('bench/mount')")[0][0]
+        if n == 0:
+            run(conn, "select splitgraph.tag('bench/mount', %s, 'one')", image)
+            run(conn, 'create table public.one as select * from "bench/mount".t')
+            run(conn, "alter table public.one add primary key (id)")
+            run(conn, "vacuum analyze public.one")
+    run(conn, "select splitgraph.tag('bench/mount', 'HEAD', 'bench')")
+    run(conn, 'vacuum analyze "bench/mount".t')
+    chunk = run(conn, """select (o.index -> 'range' -> 'id' ->> 0)::int, (o.index -> 'range' -> 'id' ->> 1)::int
+                         from splitgraph_meta.objects o where o.object_id =
+                             (splitgraph.table_info('bench/mount', 'bench', 't') -> 'objects') ->> 50""")[0]
+    results = []
+    for label, image, table, fragments in (
+            # in this order, the first mount of each of the first two builds everything it reads
+            (f"{deltas} deltas, engine's choice: a copy", "bench", '"bench/mount".t', False),
+            ("1 delta, engine's choice: chunks + squash", "one", "public.one", False),
+            (f"{deltas} deltas, chunks + squash forced", "bench", '"bench/mount".t', True)):
+        results += _read_set(conn, label, image, table, fragments, rows, repeat, chunk)
+    run(conn, "drop table public.one")
+    run(conn, "select splitgraph.rm('bench/mount', force => true)")
+    run(conn, "select splitgraph.cleanup()")
+    return results
+
+
+# the parts of the benchmark, in the order they run (--only picks some)
+PARTS = ["snapshot", "tracking", "delta", "merge", "remote", "splitfiles", "mount"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark cluster's folder")
-    parser.add_argument("--only", choices=["snapshot", "tracking", "delta", "merge", "remote", "splitfiles"],
-                        action="append",
+    parser.add_argument("--only", choices=PARTS, action="append",
                         help="run only these parts (default: all)")
     args = parser.parse_args()
 
@@ -449,7 +558,7 @@ def main():
 
     settings = {"shared_buffers": "'512MB'", "max_wal_size": "'4GB'"}
     cluster = Cluster(base, free_port(), settings=settings).start()
-    parts = args.only or ["snapshot", "tracking", "delta", "merge", "remote", "splitfiles"]
+    parts = args.only or PARTS
     registry = None
     if "remote" in parts:  # a second engine, to push to and clone from
         second = tempfile.mkdtemp(prefix="sg-bench-registry-")
@@ -473,6 +582,8 @@ def main():
                 results += bench_remote(conn, cluster, registry, args.rows, args.repeat)
             if "splitfiles" in parts:
                 results += bench_splitfiles(conn, args.rows, args.repeat)
+            if "mount" in parts:
+                results += bench_mount(conn, args.rows, args.repeat)
         print()
         for m in results:
             print(m.line())

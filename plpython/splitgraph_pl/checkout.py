@@ -1,7 +1,7 @@
 """Checkouts: materializing an image into the repository's schema, resetting it to HEAD, and removing it."""
 import json
 
-from . import changes, db, definitions, errors, fragments, meta, names, pending, tracking, transfer
+from . import changes, db, definitions, errors, fragments, meta, names, pending, reading, tracking, transfer
 from . import tables as tbl
 from .declare import api, helper
 from .names import ident
@@ -69,7 +69,7 @@ def prepare_tables(plpy, repo, image_hash, layered=False, only=None):
         if layered:
             definitions.require_types(plpy, table, cols)
             # the view stays the extension's: it reads object tables, which only the extension may read
-            fragments.layered_view(plpy, schema, table, tbl.as_trusted(cols), version.object_ids)
+            reading.make_view(plpy, schema, table, tbl.as_trusted(cols), version.object_ids, [repo, table])
         else:
             staged = db.temp_name("sg_staged") if definitions.has_generated(version.definition) else None
             primary_key = (version.definition or {}).get("primary_key") if staged is None else None
@@ -215,7 +215,10 @@ def checkout_prepare(plpy, repository, image, force, layered):
                     on conflict (repository) do update
                     set image_hash = excluded.image_hash, branch = excluded.branch, layered = excluded.layered""",
            repo, image_hash, branch, bool(layered))
-    return json.dumps(prepare_tables(plpy, repo, image_hash, layered))
+    plan = prepare_tables(plpy, repo, image_hash, layered)
+    if state is not None and state["layered"]:
+        reading.drop_unused(plpy)  # what the views of the old checkout read, unless another view reads it
+    return json.dumps(plan)
 
 
 @api("uncheckout(repository text, force boolean default false) returns void",
@@ -271,6 +274,7 @@ def drop_schema(plpy, repo, force):
                              "them too; nothing was dropped")
         with db.settings(plpy, {"client_min_messages": "warning"}):
             plpy.execute(f"drop schema {names.ident(name)} cascade")
+        reading.drop_unused(plpy)
     db.run(plpy, "delete from splitgraph_meta.checkout_schemas where repository = $1", repo)
 
 

@@ -492,7 +492,7 @@ def _union(object_ids, cols, quals=None, as_caller=False, selected=None):
                               for o in object_ids)
 
 
-def _key_match(cols, target="t", fragment="f"):
+def key_match(cols, target="t", fragment="f"):
     key = tbl.key_columns(cols)
     if key:
         return " and ".join(f"{target}.{ident(c.name)} = {c.restored(fragment + '.' + ident(c.name))}" for c in key)
@@ -515,7 +515,7 @@ def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, onl
     for inserts_only, ids in _runs(objects):
         if not inserts_only:
             source = object_source(ids[0], cols, "f", as_caller)
-            plpy.execute(f"delete from {'only ' if only else ''}{target} t using {source} where {_key_match(cols)}")
+            plpy.execute(f"delete from {'only ' if only else ''}{target} t using {source} where {key_match(cols)}")
             where = f"f.{FLAG_COLUMN}" + (f" and ({quals})" if quals else "")
             plpy.execute(f"{insert} select {restored_list(written, 'f.')} from {source} where {where}")
         else:
@@ -577,20 +577,6 @@ def comment_columns(plpy, target, cols):
     statements = [f"comment on column {target}.{ident(c.name)} is {literal(c.comment)}" for c in cols if c.comment]
     if statements:
         plpy.execute(";\n".join(statements))
-
-
-def layered_view(plpy, schema, table, cols, object_ids):
-    """A read-only view of the table over its fragments, with no copy: the latest fragment row of each key
-    wins, and deletions hide the key. Every write through it fails (55000), whoever writes. Its columns have the
-    columns' types where the extension may cast to them (tbl.as_trusted), their storage types elsewhere."""
-    target = f"{ident(schema)}.{ident(table)}"
-    # Objects never change: the WITH keeps PostgreSQL from making the view updatable by itself (the planner
-    # inlines it all the same), and the trigger refuses every write with a message that says what to do.
-    plpy.execute(f"create view {target} as with sg_layers as ({layered_select(cols, object_rows(plpy, object_ids))}) "
-                 "select * from sg_layers;\n"
-                 f"create trigger sg_read_only instead of insert or update or delete on {target} "
-                 "for each row execute function splitgraph_internal.refuse_layered_write()")
-    comment_columns(plpy, target, cols)
 
 
 def layered_select(cols, objects, as_caller=False):

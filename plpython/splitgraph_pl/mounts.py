@@ -20,7 +20,7 @@ import json
 import os
 import re
 
-from . import db, errors, meta, names, repositories
+from . import db, errors, image_mounts, meta, names, repositories
 from .declare import api, helper
 from .names import ident, literal
 
@@ -625,10 +625,13 @@ def _unmount(plpy, mountpoint, role, force=False):
 
 @api("unmount(mountpoint text, force boolean default false) returns void",
      "unmount(mountpoint, force): drop a mountpoint made by mount, with the foreign servers and user mappings it "
-     "made (unless force, refused when objects outside it depend on it); for a repository, delete it like rm "
-     "(objects stay until cleanup())")
+     "made, or a schema made by mount_image (unless force, refused when objects outside it depend on it); for a "
+     "repository, delete it like rm (objects stay until cleanup())")
 def unmount(plpy, mountpoint, force=False):
-    """Drop a mountpoint (its foreign tables, servers and user mappings), or delete a repository."""
+    """Drop a mountpoint (its foreign tables, servers and user mappings), a mounted image, or delete a
+    repository."""
+    if image_mounts.is_mounted(plpy, mountpoint):
+        return image_mounts.unmount_image(plpy, mountpoint, force)
     if not _mounted(plpy, mountpoint) and names.is_repository(mountpoint) and meta.exists(plpy, mountpoint):
         return repositories.rm(plpy, mountpoint, force)
     _unmount(plpy, mountpoint, db.scalar(plpy, "select session_user::text"), force)

@@ -3,7 +3,7 @@ import base64
 import json
 import zlib
 
-from . import db, errors, fragments, hashing, meta, names
+from . import db, errors, fragments, hashing, meta, names, reading
 from . import tables as tbl
 from .declare import api, helper
 from .fragments import META, object_table
@@ -76,12 +76,16 @@ def cleanup(plpy):
     for object_id in unused:
         try:
             with plpy.subtransaction(), db.settings(plpy, {"lock_timeout": CLEANUP_LOCK_TIMEOUT}):
-                if _drop_unused(plpy, object_id):
+                kept = _drop_unused(plpy, object_id)
+                if kept is None:
                     deleted += 1
                 else:
-                    skipped.append(f"{object_id} (in use by a concurrent transaction)")
+                    skipped.append(f"{object_id} ({kept})")
         except plpy.SPIError as error:
             skipped.append(f"{object_id} ({str(error).splitlines()[0]})")
+    structures = reading.drop_unused(plpy)
+    if structures:
+        db.notice(plpy, f"dropped {structures} squash(es) or copies of objects that no view reads any more")
     if deleted:
         db.notice(plpy, f"deleted {deleted} unused object(s)")
     if skipped:
@@ -95,18 +99,21 @@ CLEANUP_LOCK_TIMEOUT = "200ms"
 
 
 def _drop_unused(plpy, object_id):
-    """Drop one object that looked unused, unless a writer holds its row (it is about to reference it) or a
-    table version references it by now."""
+    """Drop one object that looked unused, unless a writer holds its row (it is about to reference it), a table
+    version references it by now, or a view reads it (a mounted image or a layered checkout, through the layer it
+    is a partition of); returns None, or why it was kept."""
     registered = db.scalar(plpy, f"select exists (select from {META}.objects where object_id = $1)", object_id)
     if registered and not db.column(plpy, f"""select object_id from {META}.objects where object_id = $1
                                               for update skip locked""", object_id):
-        return False
+        return "in use by a concurrent transaction"
     if db.scalar(plpy, f"select exists (select from {META}.tables t where t.object_ids @> array[$1::text])",
                  object_id):
-        return False
+        return "in use by a concurrent transaction"
+    if reading.read_by_a_view(plpy, object_id):
+        return "read by a mounted image or a layered checkout"
     plpy.execute(f"drop table if exists {object_table(object_id)}")
     db.run(plpy, f"delete from {META}.objects where object_id = $1", object_id)
-    return True
+    return None
 
 
 def _registered(plpy, object_id):
@@ -407,3 +414,215 @@ def apply_fragments(plpy, object_ids, target_schema, target_table, extra_quals=N
     objects = [{"object_id": o, "inserts_only": False} for o in object_ids]
     fragments.apply_to_table(plpy, names.qualified(target_schema, target_table), cols, objects, extra_quals,
                              as_caller=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# verify: objects checked against their rows, table versions replayed from their objects
+# ---------------------------------------------------------------------------------------------------------------
+
+def _object_columns(plpy, object_id, spec):
+    """The columns of an object table as stored (its table_schema, with the storage types its table has), or a
+    problem (text) when the table's columns are not the schema's."""
+    stored = db.run(plpy, f"""
+        select a.attname::text as name, pg_catalog.format_type(a.atttypid, a.atttypmod) as storage
+        from pg_catalog.pg_attribute a
+        where a.attrelid = pg_catalog.format('%I.%I', '{META}', $1::text)::pg_catalog.regclass
+          and a.attnum > 0 and not a.attisdropped and a.attname <> '{FLAG_COLUMN}'
+        order by a.attnum""", object_id)
+    names = [c[1] for c in sorted(spec, key=lambda c: c[0])] if isinstance(spec, list) and all(
+        isinstance(c, list) and len(c) > 1 for c in spec) else None
+    if names != [r["name"] for r in stored]:
+        return None, "its table's columns are not the ones its table_schema lists"
+    try:
+        with plpy.subtransaction():
+            definition = {"columns": {r["name"]: {"storage": r["storage"]} for r in stored}}
+            return tbl.as_stored(tbl.from_spec(plpy, spec, definition)), None
+    except plpy.SPIError as error:
+        return None, f"its table_schema is unusable here ({str(error).splitlines()[0]})"
+
+
+def _range_problems(plpy, object_id, cols, index, actual):
+    """Columns whose range in the object's index does not cover the values of its rows."""
+    given = (index or {}).get("range") or {}
+    wrong = []
+    for c in cols:
+        if c.name not in actual or not actual[c.name] or actual[c.name][0] is None:
+            continue
+        bounds = given.get(c.name)
+        collate = ' collate "C"' if c.collatable else ""
+        ok = isinstance(bounds, list) and len(bounds) == 2 and None not in bounds and db.scalar(plpy, f"""
+            select ($1::jsonb #>> '{{}}')::{c.storage}{collate} <= ($3::jsonb #>> '{{}}')::{c.storage}{collate}
+               and ($2::jsonb #>> '{{}}')::{c.storage}{collate} >= ($4::jsonb #>> '{{}}')::{c.storage}{collate}""",
+            json.dumps(bounds[0]), json.dumps(bounds[1]), json.dumps(actual[c.name][0]),
+            json.dumps(actual[c.name][1]))
+        if not ok:
+            wrong.append(c.name)
+    return wrong
+
+
+def _check_object(plpy, o):
+    """(problems, columns, (rows upserted, their hash)) of a stored object checked against its rows."""
+    cols, problem = _object_columns(plpy, o["object_id"], o["table_schema"])
+    if problem:
+        return [problem], None, None
+    table = object_table(o["object_id"])
+    hashed = fragments.hash_groups(plpy, table, cols, where=f"t.{FLAG_COLUMN}")[None]
+    deletes = db.scalar(plpy, f"select count(*) from {table} where not {FLAG_COLUMN}")
+    problems = []
+    if hashed["insertion_hash"] != o["insertion_hash"]:
+        problems.append(f"its rows hash to {hashed['insertion_hash']}, not to its insertion hash "
+                        f"{o['insertion_hash']} (a row was changed, added or removed)")
+    if hashing.object_id(hashed["insertion_hash"], o["deletion_hash"], fragments.schema_spec(cols)) != o["object_id"]:
+        problems.append("its id is not the hash of its rows and schema")
+    if hashed["rows"] != o["rows_inserted"]:
+        problems.append(f"it upserts {hashed['rows']} rows, not rows_inserted = {o['rows_inserted']}")
+    if not deletes <= o["rows_deleted"] <= deletes + hashed["rows"] or \
+            (o["rows_deleted"] == 0) != (o["deletion_hash"] == hashing.ZERO):
+        problems.append(f"rows_deleted = {o['rows_deleted']} does not fit its {deletes} deletions and "
+                        f"{hashed['rows']} upserts, or its deletion hash")
+    wrong = _range_problems(plpy, o["object_id"], cols, o["index"], hashed["range"])
+    if wrong:
+        problems.append("its range index does not cover the values of column(s) " + ", ".join(wrong))
+    return problems, cols, (hashed["rows"], hashed["insertion_hash"])
+
+
+class _Replay:
+    """A table version rebuilt from its objects in a temporary table, object by object, each checked on the way:
+    the rows it removes must be its deletion hash and rows_deleted. Versions whose object lists extend the one
+    rebuilt last continue from it, so a history is replayed once."""
+
+    def __init__(self, plpy, cols):
+        self.plpy, self.cols, self.applied = plpy, cols, []
+        self.relation = "pg_temp." + ident(db.temp_name("sg_verify"))
+        key = tbl.key_columns(cols)
+        plpy.execute(f"create temp table {self.relation.split('.', 1)[1]} ({tbl.storage_definitions(cols)}"
+                     + (f", primary key ({tbl.column_list(key)})" if key else "") + ")")
+        self.rows, self.hash = 0, hashing.ZERO
+
+    def reset(self):
+        self.plpy.execute(f"truncate {self.relation}")
+        self.applied, self.rows, self.hash = [], 0, hashing.ZERO
+
+    def apply(self, o, upserts):
+        """Apply object o (its metadata row; upserts: (rows, hash) of its upserted rows, as recomputed); returns
+        a problem, or None."""
+        problem = None
+        if not o["inserts_only"]:
+            removed = fragments.hash_groups(self.plpy, f"""(select t.* from {self.relation} t where exists (
+                select from {object_table(o['object_id'])} f where {fragments.key_match(self.cols)}))""",
+                                            self.cols)[None]
+            if (removed["rows"], removed["insertion_hash"]) != (o["rows_deleted"], o["deletion_hash"]):
+                problem = (f"it removes {removed['rows']} rows hashing to {removed['insertion_hash']}, not its "
+                           f"rows_deleted = {o['rows_deleted']} and deletion hash {o['deletion_hash']}")
+        else:
+            removed = {"rows": 0, "insertion_hash": hashing.ZERO}
+        try:
+            with self.plpy.subtransaction():
+                fragments.apply_to_table(self.plpy, self.relation, self.cols, [o])
+        except self.plpy.SPIError as error:
+            return f"it cannot be applied ({str(error).splitlines()[0]})"
+        self.rows += upserts[0] - removed["rows"]
+        self.hash = hashing.add(hashing.sub(self.hash, removed["insertion_hash"]), upserts[1])
+        self.applied.append(o["object_id"])
+        return problem
+
+    def drop(self):
+        self.plpy.execute(f"drop table if exists {self.relation}")
+
+
+@api("verify(repository text default null) returns table (object_id text, ok boolean, detail text)",
+     "verify(repository = every repository): recompute each object's content hash from its rows and check its "
+     "metadata, then rebuild every table version from its objects; one row per object (ok, and a detail naming "
+     "each problem), and a row without object_id for a table version that does not add up",
+     rows="temp")
+def verify(plpy, repository=None):
+    """The objects of the repository's table versions (every registered object, for all repositories) are read
+    and hashed; each table version is replayed from its objects in a temporary table, every object checked
+    against the rows it removes. Returns the name of the temporary table of results."""
+    repo = meta.require(plpy, repository) if repository is not None else None
+    versions = db.run(plpy, f"""
+        select t.table_name, t.table_schema::text as spec, t.object_ids, min(t.repository) as repository,
+               min(t.image_hash) as image_hash
+        from {META}.tables t where $1::text is null or t.repository = $1
+        group by t.table_name, t.table_schema::text, t.object_ids
+        order by t.table_schema::text, t.object_ids""", repo)
+    wanted = sorted({o for v in versions for o in v["object_ids"]} | (set(db.column(
+        plpy, f"select object_id from {META}.objects")) if repo is None else set()))
+    found = {r["object_id"]: r for r in db.run(plpy, f"""
+        select o.object_id, o.rows_inserted, o.rows_deleted, o.insertion_hash, o.deletion_hash,
+               o.index::text as index, o.table_schema::text as table_schema,
+               o.rows_deleted = 0 and o.deletion_hash = $2 as inserts_only,
+               pg_catalog.to_regclass(pg_catalog.format('%I.%I', '{META}', o.object_id)) is not null as stored
+        from {META}.objects o where o.object_id = any($1::text[])""", wanted, hashing.ZERO)}
+    problems, checked = {o: [] for o in wanted}, {}
+    for object_id in wanted:
+        o = found.get(object_id)
+        if o is None:
+            problems[object_id].append("a table version lists it, but it is not registered")
+        elif not o["stored"]:
+            problems[object_id].append("it is registered but not stored on this engine: its rows cannot be checked")
+        else:
+            o = dict(o, index=json.loads(o["index"]), table_schema=json.loads(o["table_schema"]))
+            found[object_id] = o
+            own, cols, upserts = _check_object(plpy, o)
+            problems[object_id] += own
+            if cols is not None:
+                checked[object_id] = (cols, upserts)
+    version_problems = _replay_versions(plpy, versions, found, checked, problems)
+    name = db.temp_name("sg_verify")
+    plpy.execute(f"create temp table {ident(name)} (object_id text, ok boolean, detail text)")
+    db.run(plpy, f"""insert into pg_temp.{ident(name)} (object_id, ok, detail)
+                     select u.id, u.detail is null, u.detail
+                     from rows from (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) as u (id, detail)""",
+           list(problems) + [None] * len(version_problems),
+           ["; ".join(p) or None for p in problems.values()] + version_problems)
+    return name
+
+
+def _replay_versions(plpy, versions, found, checked, problems):
+    """Replay every table version (versions sorted by schema then object list); returns the problems of versions
+    that do not add up, and adds those of objects to `problems`."""
+    out, replay, spec = [], None, None
+    try:
+        for v in versions:
+            where = f'table "{v["table_name"]}" of image {v["image_hash"][:12]} in repository "{v["repository"]}"'
+            ids = list(v["object_ids"])
+            if v["spec"] != spec or replay is None:
+                if replay is not None:
+                    replay.drop()
+                    replay = None
+                spec = v["spec"]
+                missing = [o for o in ids if o not in checked]
+                if missing:
+                    out.append(f"{where} cannot be rebuilt: object {missing[0]} cannot be read")
+                    continue
+                if not ids:
+                    continue
+                replay = _Replay(plpy, checked[ids[0]][0])
+            if replay.applied != ids[:len(replay.applied)]:
+                replay.reset()
+            broken = False
+            for object_id in ids[len(replay.applied):]:
+                if object_id not in checked:
+                    out.append(f"{where} cannot be rebuilt: object {object_id} cannot be read")
+                    broken = True
+                    break
+                problem = replay.apply(found[object_id], checked[object_id][1])
+                if problem:
+                    problems[object_id].append(f"in {where}, {problem}")
+                if object_id not in replay.applied:
+                    broken = True
+                    break
+            if broken:
+                replay.reset()
+                continue
+            stated = [(found[o]["rows_inserted"] - found[o]["rows_deleted"],
+                       hashing.content_hash(found[o]["insertion_hash"], found[o]["deletion_hash"])) for o in ids]
+            if (sum(n for n, _ in stated), hashing.total(h for _, h in stated)) != (replay.rows, replay.hash):
+                out.append(f"{where}: its objects state {sum(n for n, _ in stated)} rows hashing to "
+                           f"{hashing.total(h for _, h in stated)}, but rebuilding it gives {replay.rows} rows "
+                           f"hashing to {replay.hash}")
+    finally:
+        if replay is not None:
+            replay.drop()
+    return out

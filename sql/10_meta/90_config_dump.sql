@@ -14,3 +14,6 @@ select pg_catalog.pg_extension_config_dump('splitgraph_meta.info', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.remotes', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.namespace_grants', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.commands', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.read_layers', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.read_structures', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.image_mounts', '');
