@@ -1,5 +1,6 @@
 """Images: committing the checkout as a new image, and reading the history."""
 import enum
+import heapq
 import json
 
 from . import changes, db, definitions, errors, fragments, meta, names, tracking
@@ -183,18 +184,49 @@ _IMAGE_COLUMNS = """
      "with their tags",
      volatility="stable")
 def log(plpy, repository, image="HEAD"):
-    """parent_id is an image's first parent; a merge image's second parent is in show()'s parents."""
+    """parent_id is an image's first parent; a merge image's second parent is in show()'s parents. Every image
+    comes before its parents (a linear history in its chain's order, whatever the images' creation times: images
+    copied from another repository or engine keep theirs); of the images whose children are all listed, the
+    newest comes first."""
     repo = meta.require(plpy, repository)
     image_hash, _ = meta.resolve(plpy, repo, image)
-    return db.run(plpy, f"""
+    ancestry = db.run(plpy, f"""
         with recursive chain (image_hash) as (
             select $2::text
             union
             select p.parent_id from chain c cross join {meta.parents_of('c')}
         )
+        select x.image_hash, array(select p.parent_id from {meta.parents_of('x')}) as parents
+        from chain c join splitgraph_meta.images x on x.repository = $1 and x.image_hash = c.image_hash
+        order by x.created desc, x.seq desc""", repo, image_hash)
+    return db.run(plpy, f"""
         select {_IMAGE_COLUMNS}
-        from chain c join splitgraph_meta.images i on i.repository = $1 and i.image_hash = c.image_hash
-        order by i.created desc, i.seq desc""", repo, image_hash)
+        from pg_catalog.unnest($2::text[]) with ordinality as u (image_hash, n)
+        join splitgraph_meta.images i on i.repository = $1 and i.image_hash = u.image_hash
+        order by u.n""", repo, children_first([(r["image_hash"], list(r["parents"])) for r in ancestry]))
+
+
+def children_first(images):
+    """Hashes of `images` ([(hash, [parent hashes])], newest first) ordered so that every image comes before its
+    parents; among the images whose children are all placed, the newest (earliest in the list) comes first."""
+    rank = {h: n for n, (h, _) in enumerate(images)}
+    children = {h: 0 for h in rank}
+    for _, parents in images:
+        for p in parents:
+            if p in children:
+                children[p] += 1
+    ready = [rank[h] for h, n in children.items() if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        h, parents = images[heapq.heappop(ready)]
+        order.append(h)
+        for p in parents:
+            if p in children:
+                children[p] -= 1
+                if children[p] == 0:
+                    heapq.heappush(ready, rank[p])
+    return order
 
 
 @api("images(repository text) returns table (image_hash text, parent_id text, created timestamptz, comment text, "
