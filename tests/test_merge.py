@@ -190,6 +190,22 @@ def test_diff_against_either_parent(repo):
     assert summary == [("t", 1, 0, 1)]
 
 
+def test_blame_verify_and_mount_image_read_a_merge_image(repo):
+    """blame follows first parents (a row the merge brought in from the source is blamed on the merge image, a
+    row of the branch's own on its commit), verify finds the merge's versions whole, and a merge image mounts."""
+    ours = repo.on("main", "update {s}.t set a = 'ours' where id = 1")
+    repo.on("dev", "update {s}.t set a = 'theirs' where id = 2")
+    repo.checkout("main")
+    merged = repo.merge()
+    blamed = {r[0]["id"]: r[1] for r in sql(repo.conn, "select pk, image_hash from splitgraph.blame(%s, 't', %s)",
+                                             repo.name, merged)}
+    assert blamed[1] == ours and blamed[2] == merged and blamed[3] == repo.base
+    assert sql(repo.conn, "select object_id, detail from splitgraph.verify(%s) where not ok", repo.name) == []
+    schema = value(repo.conn, "select splitgraph.mount_image(%s, %s)", repo.name, merged)
+    assert sorted(sql(repo.conn, f'select id, a from "{schema}".t where id <= 2')) == [(1, "ours"), (2, "theirs")]
+    sql(repo.conn, "select splitgraph.unmount(%s)", schema)
+
+
 def test_merge_into_a_detached_head_moves_no_branch(repo):
     repo.on("dev", "update {s}.t set a = 'theirs' where id = 2")
     ours = repo.on("main", "update {s}.t set a = 'ours' where id = 1")
