@@ -91,7 +91,7 @@ readme: ## rewrite README.md's function table from the declarations
 	@$(PYTHON_SERVER) scripts/build_sql.py --readme README.md
 
 lint: deps ## sqlfluff on sql/, ruff on Python
-	$(VENV)/bin/ruff check plpython tests scripts
+	$(VENV)/bin/ruff check plpython tests scripts client
 	$(VENV)/bin/sqlfluff lint sql
 
 updatecheck: setup ## install the previous version, ALTER EXTENSION UPDATE, then run the suite

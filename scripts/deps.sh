@@ -28,7 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
-# The client-side tools (pytest, psycopg, linters) live in a virtual environment of the project.
+# The client-side tools (pytest, psycopg2, linters) live in a virtual environment of the project.
 venv="$here/.venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || /usr/bin/python3 -m venv "$venv"
@@ -38,4 +38,11 @@ want=$(sha256sum "$here/requirements-dev.txt" | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements-dev.txt"
   echo "$want" > "$stamp"
+fi
+# The client (sgr and splitgraph_client.connect), as the README's set-up installs it.
+client_stamp="$venv/.client.sha"
+client_want=$(cat "$here/client/pyproject.toml" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$client_stamp" 2>/dev/null)" != "$client_want" ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$here/client"
+  echo "$client_want" > "$client_stamp"
 fi

@@ -8,7 +8,9 @@ target. Absolute times are printed for context only.
     bench.py [--rows 1000000] [--repeat 5] [--keep]
 """
 import argparse
+import io
 import json
+import os
 import pathlib
 import random
 import statistics
@@ -17,9 +19,8 @@ import sys
 import tempfile
 import time
 
-import psycopg
-
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from support import driver  # noqa: E402
 from support.cluster import PG_BIN, Cluster  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -266,6 +267,29 @@ def bench_merge(conn, repeat, changes=10000):
     return [merge, scale, overlapping, update_scale]
 
 
+def bench_client(cluster, repeat, runs=20):
+    """The client stays thin: `sgr sql "select 1"` (a new process, connection and query) against `psql -c` doing
+    the same, interleaved."""
+    measure = Measure("sgr sql vs psql -c", 3.0, "psql -c")
+    sgr = pathlib.Path(sys.executable).parent / "sgr"
+    command = [str(sgr)] if sgr.exists() else [sys.executable, "-m", "splitgraph_client"]
+    env = dict(os.environ, SG_ENGINE_HOST="127.0.0.1", SG_ENGINE_PORT=str(cluster.port), SG_ENGINE_USER="postgres",
+               SG_ENGINE_DB_NAME="bench", PYTHONPATH=str(ROOT / "client"))
+    psql = ["psql", "-X", "-q", "-A", "-t", "-d", cluster.dsn("bench"), "-c", "select 1"]
+    for i in range(repeat):
+        ours, limit = [], []
+        for _ in range(runs):
+            for argv, times in ((command + ["sql", "select 1"], ours), (psql, limit)):
+                start = time.perf_counter()
+                subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+                times.append(time.perf_counter() - start)
+        measure.ours.append(statistics.median(ours))
+        measure.limit.append(statistics.median(limit))
+        print(f"  round {i + 1}/{repeat}: sgr sql {measure.ours[-1] * 1000:.1f} ms, "
+              f"psql {measure.limit[-1] * 1000:.1f} ms", flush=True)
+    return [measure]
+
+
 def dump_restore(source_dsn, target_dsn, table):
     """The physical limit of moving a table between engines: pg_dump -Fc -t table | pg_restore, timed."""
     start = time.perf_counter()
@@ -285,8 +309,8 @@ def bench_remote(conn, cluster, registry, rows, repeat, changes=10000):
     breakdown = {"dump objects (sender)": [], "load objects (receiver)": []}
     registry.create_database("hub")
     cluster.create_database("consumer")
-    hub = psycopg.connect(registry.dsn("hub"), autocommit=True)
-    consumer = psycopg.connect(cluster.dsn("consumer"), autocommit=True)
+    hub = driver.connect(registry.dsn("hub"), autocommit=True)
+    consumer = driver.connect(cluster.dsn("consumer"), autocommit=True)
     for c in (hub, consumer):
         run(c, "set client_min_messages = warning")
     run(conn, "select splitgraph.add_remote('hub', '127.0.0.1', %s, 'hub', 'postgres', null)", registry.port)
@@ -340,12 +364,12 @@ def bench_remote(conn, cluster, registry, rows, repeat, changes=10000):
         breakdown["dump objects (sender)"].append(elapsed)
         spare = f"bench_load_{i}"
         registry.create_database(spare)
-        with psycopg.connect(registry.dsn(spare), autocommit=True) as target:
+        with driver.connect(registry.dsn(spare), autocommit=True) as target:
             run(target, "create table dumps (object_id text, dump bytea)")
-            with conn.cursor().copy("copy dumps to stdout") as out, \
-                    target.cursor().copy("copy dumps from stdin") as into:
-                for block in out:
-                    into.write(block)
+            buffer = io.BytesIO()
+            conn.cursor().copy_expert("copy dumps to stdout", buffer)
+            buffer.seek(0)
+            target.cursor().copy_expert("copy dumps from stdin", buffer)
             settle(target)
             elapsed, _ = timed(target, "select count(splitgraph.load_object(object_id, dump)) from dumps")
             breakdown["load objects (receiver)"].append(elapsed)
@@ -441,17 +465,21 @@ def bench_splitfiles(conn, rows, repeat):
 
 
 def _lookups(conn, relation, keys, prepared):
-    """1000 primary-key lookups, one query each: planned each time (ad hoc), or a prepared statement (psycopg
-    prepares a statement run five times, as drivers do)."""
-    conn.prepare_threshold = 5 if prepared else None
+    """1000 primary-key lookups, one query each: planned each time (ad hoc), or a prepared statement (PREPARE
+    once, then EXECUTE, as drivers that prepare do)."""
     start = time.perf_counter()
     with conn.cursor() as cur:
+        if prepared:
+            cur.execute(f"prepare lookup(int) as select * from {relation} where id = $1")
         for k in keys:
-            cur.execute(f"select * from {relation} where id = %s", (k,))
+            if prepared:
+                cur.execute("execute lookup(%s)", (k,))
+            else:
+                cur.execute(f"select * from {relation} where id = %s", (k,))
             cur.fetchall()
-    elapsed = time.perf_counter() - start
-    conn.prepare_threshold = None
-    return elapsed
+        if prepared:
+            cur.execute("deallocate lookup")
+    return time.perf_counter() - start
 
 
 def _set_read_mode(conn, fragments):
@@ -540,7 +568,7 @@ def bench_mount(conn, rows, repeat, deltas=20, changes=10000):
 
 
 # the parts of the benchmark, in the order they run (--only picks some)
-PARTS = ["snapshot", "tracking", "delta", "merge", "remote", "splitfiles", "mount"]
+PARTS = ["snapshot", "tracking", "delta", "merge", "remote", "splitfiles", "mount", "client"]
 
 
 def main():
@@ -566,7 +594,7 @@ def main():
         registry = Cluster(second, free_port(), settings=settings).start()
     try:
         cluster.create_database("bench")
-        with psycopg.connect(cluster.dsn("bench"), autocommit=True) as conn:
+        with driver.connect(cluster.dsn("bench"), autocommit=True) as conn:
             run(conn, "set client_min_messages = warning")
             print(f"benchmark: {args.rows} rows, {args.repeat} rounds, cluster in {base}", flush=True)
             results = []
@@ -578,6 +606,8 @@ def main():
                 results += bench_delta_commit(conn, args.repeat)
             if "merge" in parts:
                 results += bench_merge(conn, args.repeat)
+            if "client" in parts:
+                results += bench_client(cluster, args.repeat)
             if "remote" in parts:
                 results += bench_remote(conn, cluster, registry, args.rows, args.repeat)
             if "splitfiles" in parts:

@@ -9,10 +9,11 @@ import socket
 import sys
 import tempfile
 
-import psycopg
+import psycopg2
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from support import driver  # noqa: E402
 from support.cluster import Cluster  # noqa: E402
 from support.queries import sql, value  # noqa: E402,F401 - the tests import them from here
 from support.registry import require_passwords  # noqa: E402
@@ -79,7 +80,7 @@ def registry_db(registry_cluster, request):
 @pytest.fixture
 def conn(cluster, dbname):
     """An autocommit connection to the module's database, as the superuser."""
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         yield c
 
 
@@ -98,10 +99,10 @@ def roles(cluster, dbname):
 
 def fails(conn, query, *args, sqlstate=None):
     """Run a query that must fail (with this SQLSTATE, when given); returns the error."""
-    with pytest.raises(psycopg.Error) as info:
+    with pytest.raises(psycopg2.Error) as info:
         sql(conn, query, *args)
     if sqlstate is not None:
-        assert info.value.sqlstate == sqlstate, f"{info.value.sqlstate}: {info.value}"
+        assert info.value.pgcode == sqlstate, f"{info.value.pgcode}: {info.value}"
     return info.value
 
 

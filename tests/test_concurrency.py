@@ -5,10 +5,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
+import psycopg2
 import pytest
 
 from conftest import sql, value
+from support import driver  # noqa: E402
 
 ZERO = "0" * 64
 
@@ -18,7 +19,7 @@ def connect(cluster, dbname):
     opened = []
 
     def _connect(autocommit=True):
-        c = psycopg.connect(cluster.dsn(dbname), autocommit=autocommit)
+        c = driver.connect(cluster.dsn(dbname), autocommit=autocommit)
         opened.append(c)
         return c
 
@@ -104,9 +105,9 @@ def test_concurrent_init_of_one_repository(conn, connect):
         wait_until_blocked(conn, second.info.backend_pid)
     finally:
         first.commit()
-    with pytest.raises(psycopg.Error) as err:
+    with pytest.raises(psycopg2.Error) as err:
         blocked.result(timeout=30)
-    assert err.value.sqlstate == "42710", err.value
+    assert err.value.pgcode == "42710", err.value
     assert value(conn, "select images from splitgraph.repositories() where repository = 'cc/born'") == 1
 
 
@@ -197,9 +198,9 @@ def test_failed_commit_leaves_no_image_and_no_objects(conn):
     before_images = sql(conn, "select * from splitgraph.images('cc/fails')")
     before_state = sql(conn, "select head, branch from splitgraph.repositories() where repository = 'cc/fails'")
     before = stored_objects(conn)
-    with pytest.raises(psycopg.Error) as err:
+    with pytest.raises(psycopg2.Error) as err:
         sql(conn, "select splitgraph.commit('cc/fails', 'doomed', chunk_size => 10)")
-    assert err.value.sqlstate == "0A000"
+    assert err.value.pgcode == "0A000"
     assert "z_bad" in str(err.value)
     assert sql(conn, "select * from splitgraph.images('cc/fails')") == before_images
     assert sql(conn, "select head, branch from splitgraph.repositories() where repository = 'cc/fails'") \
@@ -219,9 +220,9 @@ def test_failed_commit_inside_a_transaction_rolls_back_with_it(conn, connect):
     sql(conn, 'create table "cc/txn".zz (sg_ud_flag int)')
     before = stored_objects(conn)
     tx = connect(autocommit=False)
-    with pytest.raises(psycopg.Error) as err:
+    with pytest.raises(psycopg2.Error) as err:
         sql(tx, "select splitgraph.commit('cc/txn', chunk_size => 5)")
-    assert err.value.sqlstate == "0A000"
+    assert err.value.pgcode == "0A000"
     tx.rollback()
     assert stored_objects(conn) == before
     assert value(conn, "select count(*) from splitgraph.images('cc/txn')") == 1

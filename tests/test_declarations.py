@@ -6,7 +6,7 @@ import ast
 import pathlib
 import sys
 
-import psycopg
+import psycopg2
 import pytest
 
 from conftest import sql
@@ -93,10 +93,10 @@ def test_deliberate_and_sql_errors_pass_through_untouched():
 
 
 def test_a_deliberate_error_reads_as_written(conn):
-    with pytest.raises(psycopg.Error) as info:
+    with pytest.raises(psycopg2.Error) as info:
         sql(conn, "select splitgraph.log('nobody/nothing')")
     diag = info.value.diag
-    assert info.value.sqlstate == "42704"
+    assert info.value.pgcode == "42704"
     assert diag.message_primary == 'repository "nobody/nothing" does not exist'
     assert diag.message_hint.startswith("create it with splitgraph.init")
     context = diag.context or ""

@@ -14,12 +14,13 @@ import collections
 import json
 import random
 
-import psycopg
+import psycopg2
 import pytest
 from test_hashing import ref_row_hash, ref_sub, ref_sum
 
 from conftest import objects_of as conftest_objects_of
 from conftest import sql, value
+from support import driver  # noqa: E402
 
 ZERO = "0" * 64
 REPO = "dh/chain"
@@ -34,7 +35,7 @@ NUMERICS = ["1.5", "2.25", "-3", "1000000.0001", "0", None]
 @pytest.fixture
 def reader(cluster, dbname):
     """A connection that sees row texts as the engine hashes them (the settings the API functions pin)."""
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         for setting in ("timezone = 'UTC'", "datestyle = 'ISO, MDY'", "extra_float_digits = 1",
                         "intervalstyle = 'postgres'", "bytea_output = 'hex'"):
             sql(c, f"set {setting}")
@@ -349,7 +350,7 @@ def test_key_under_a_nondeterministic_collation(conn, reader):
     try:
         sql(conn, "create collation if not exists public.sg_test_ci "
                   "(provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
-    except psycopg.Error as e:
+    except psycopg2.Error as e:
         pytest.skip(f"no ICU collations: {e}")
     repo = "dh/collation"
     sql(conn, "select splitgraph.init(%s)", repo)

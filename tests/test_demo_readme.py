@@ -1,11 +1,12 @@
 """The demo and the README's commands work as written."""
+import os
 import pathlib
 import re
 import subprocess
-
-import psycopg
+import sys
 
 from conftest import sql, value
+from support import driver  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -43,7 +44,7 @@ def test_readme_tour_runs_as_written(cluster, dbname):
     readings = pathlib.Path("/tmp/readings.csv")  # the file the tour mounts, on the (local) database server
     readings.write_text("station,day,temp\nlondon,2024-01-01,7.5\noslo,2024-01-01,-3.0\n")
     readings.chmod(0o644)
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as conn:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as conn:
         for statement in statements:
             result = sql(conn, statement)
             if statement.startswith("select splitgraph.checkout('noaa/climate', 'v1')"):
@@ -78,6 +79,23 @@ def test_readme_tour_runs_as_written(cluster, dbname):
         assert sql(conn, "select table_name from splitgraph.status('noaa/climate')") == []
 
 
+def test_readme_terminal_section_runs_as_written(cluster, dbname, tmp_path):
+    """The README's terminal section, run line by line with sgr against the test engine."""
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"## From a terminal(.*?)\n## ", text, re.S).group(1)
+    lines = [line for block in re.findall(r"```sh\n(.*?)```", section, re.S)[1:] for line in block.splitlines()]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SG_")}
+    env.update(SG_ENGINE_HOST="127.0.0.1", SG_ENGINE_PORT=str(cluster.port), SG_ENGINE_USER="postgres",
+               SG_ENGINE_DB_NAME=dbname, HOME=str(tmp_path), PYTHONPATH=str(ROOT / "client"),
+               PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}")
+    outputs = []
+    for line in lines:
+        out = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, f"{line}: {out.stderr}"
+        outputs.append(out.stdout)
+    assert "noaa/terminal" in outputs[lines.index("sgr status noaa/terminal")]
+    assert "tag v1" in outputs[lines.index("sgr log noaa/terminal --tree")]
+    assert outputs[-1].splitlines()[1:] == ["london,2024-01-01,7.5", "oslo,2024-01-01,-3.0"], "v1's rows came back"
 def _statements(text):
     return [s.strip() for s in re.sub(r"--[^\n]*", "", text).split(";") if s.strip()]
 
@@ -97,8 +115,8 @@ def test_readme_two_engines_run_as_written(cluster, registry_cluster):
     registry_cluster.create_database("splitgraph")
     pathlib.Path("/tmp/readings.csv").write_text("station,day,temp\nlondon,2024-01-01,7.5\noslo,2024-01-01,-3.0\n")
     pathlib.Path("/tmp/readings.csv").chmod(0o644)
-    engines = {"this": psycopg.connect(cluster.dsn(here), autocommit=True),
-               "registry": psycopg.connect(registry_cluster.dsn("splitgraph"), autocommit=True)}
+    engines = {"this": driver.connect(cluster.dsn(here), autocommit=True),
+               "registry": driver.connect(registry_cluster.dsn("splitgraph"), autocommit=True)}
     try:
         for statement in _statements(tour):
             sql(engines["this"], statement)
@@ -108,7 +126,7 @@ def test_readme_two_engines_run_as_written(cluster, registry_cluster):
             name = "registry" if "on the registry" in first else "this" if "on this engine" in first else "other"
             assert name != "other" or "on another engine" in first, first
             if name == "other" and name not in engines:
-                engines["other"] = psycopg.connect(registry_cluster.dsn("consumer"), autocommit=True)
+                engines["other"] = driver.connect(registry_cluster.dsn("consumer"), autocommit=True)
             for statement in _statements(block.replace("5489", str(registry_cluster.port))):
                 sql(engines[name], statement)
                 if statement.startswith("select splitgraph.clone"):
@@ -163,7 +181,7 @@ def test_readme_splitfile_tour_runs_as_written(cluster, dbname):
     means = 'select station, round(mean, 1)::text from "city/report".means order by 1'
     images = "select count(*) from splitgraph_meta.images"
     builds = []
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as conn:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as conn:
         notices = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary))
         for statement in statements:

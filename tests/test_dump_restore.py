@@ -4,10 +4,10 @@ empty database (pg_restore creates the extension itself) gives back the same rep
 branches, tables and objects, and the restored engine keeps working."""
 import subprocess
 
-import psycopg
 import pytest
 
 from conftest import sql, value
+from support import driver  # noqa: E402
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 META_TABLES = {
@@ -130,7 +130,7 @@ def run_tool(*args):
 @pytest.fixture(scope="module")
 def restored(cluster, dbname, tmp_path_factory):
     """(expected values, snapshot of the source, name of the restored database, snapshot of it, dump file)."""
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as conn:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as conn:
         expected = build_source(conn)
         source = snapshot(conn)
     dump = tmp_path_factory.mktemp("dump") / "source.dump"
@@ -143,14 +143,14 @@ def restored(cluster, dbname, tmp_path_factory):
                    "-d", target, str(dump))
     assert out.returncode == 0, "pg_restore failed:\n" + out.stderr
     assert "error" not in out.stderr.lower(), out.stderr
-    with psycopg.connect(cluster.dsn(target), autocommit=True) as conn:
+    with driver.connect(cluster.dsn(target), autocommit=True) as conn:
         restored_snap = snapshot(conn)
     return expected, source, target, restored_snap, dump
 
 
 @pytest.fixture
 def rconn(cluster, restored):
-    with psycopg.connect(cluster.dsn(restored[2]), autocommit=True) as c:
+    with driver.connect(cluster.dsn(restored[2]), autocommit=True) as c:
         yield c
 
 
@@ -197,7 +197,7 @@ def test_restored_objects_still_hash_to_their_ids(cluster, restored, rconn):
     cluster.create_database(other)
     ids = [r[0] for r in sql(rconn, "select object_id from splitgraph_meta.objects order by 1")]
     assert len(ids) >= 6
-    with psycopg.connect(cluster.dsn(other), autocommit=True) as c:
+    with driver.connect(cluster.dsn(other), autocommit=True) as c:
         for object_id in ids:
             data = value(rconn, "select splitgraph.dump_object(%s)", object_id)
             sql(c, "select splitgraph.load_object(%s, %s)", object_id, data)
@@ -266,5 +266,5 @@ def test_parallel_restore(cluster, restored):
                      ["--section=post-data", "-j", "8"]):
             out = run_tool(f"{PG_BIN}/pg_restore", *step, *base, str(dump))
             assert out.returncode == 0, f"pg_restore {step} failed:\n" + out.stderr[-3000:]
-        with psycopg.connect(cluster.dsn(name), autocommit=True) as conn:
+        with driver.connect(cluster.dsn(name), autocommit=True) as conn:
             assert snapshot(conn)["meta"] == source["meta"]

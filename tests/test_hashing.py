@@ -7,12 +7,11 @@ import random
 import re
 import sys
 
-import psycopg
-
 from conftest import objects_of, sql, value
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "plpython"))
 from splitgraph_pl import hashing  # noqa: E402
+from support import driver  # noqa: E402
 
 ZERO = "0" * 64
 FRUITS_SCHEMA_TEXT = "[(1, 'fruit_id', 'integer', False), (2, 'name', 'character varying', False)]"
@@ -171,7 +170,7 @@ def object_row(conn, object_id):
 
 def row_texts(conn, relation, order="1"):
     """Rows' Postgres text forms, as the engine's doors see them (UTC, ISO dates, shortest floats)."""
-    with psycopg.connect(conn.info.dsn, autocommit=True) as c:
+    with driver.connect(conn.info.dsn, autocommit=True) as c:
         sql(c, "set timezone = 'UTC'")
         sql(c, "set datestyle = 'ISO, MDY'")
         sql(c, "set extra_float_digits = 1")

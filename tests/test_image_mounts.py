@@ -2,10 +2,10 @@
 read, mount and unmount, what cleanup does with what mounts read, verify and blame."""
 import re
 
-import psycopg
 import pytest
 
 from conftest import fails, objects_of, sql, value
+from support import driver  # noqa: E402
 from support.integrity import in_background, wait_blocked_or_done
 
 
@@ -227,7 +227,7 @@ def test_two_sessions_mounting_one_image_at_once(conn, cluster, dbname, first_co
     sql(conn, "select splitgraph.commit(%s, chunk_size => 10)", repo)
     sql(conn, f'update "{repo}".t set v = \'y\' where id % 7 = 0')
     image = value(conn, "select splitgraph.commit(%s)", repo)
-    with psycopg.connect(cluster.dsn(dbname)) as first, psycopg.connect(cluster.dsn(dbname),
+    with driver.connect(cluster.dsn(dbname)) as first, driver.connect(cluster.dsn(dbname),
                                                                         autocommit=True) as second:
         sql(first, "select splitgraph.mount_image(%s, %s, %s)", repo, image, f"first{int(first_commits)}")
         blocked = in_background(second, "select splitgraph.mount_image(%s, %s, %s)", repo, image,

@@ -11,7 +11,7 @@ profile is the test marked `long` (`pytest -m long` or SG_LONG=1)."""
 import itertools
 import os
 
-import psycopg
+import psycopg2
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
@@ -90,7 +90,7 @@ ALTERS = {
 def attempt(db, query):
     try:
         run(db, query)
-    except psycopg.Error:
+    except psycopg2.Error:
         pass
 
 

@@ -46,7 +46,7 @@ def refused(bob, query, table="q"):
     """import_query of `query` must be refused with 42501 and import nothing."""
     error, imported = try_import(bob, query, table)
     assert not imported, f"import_query accepted {query!r}"
-    assert error is not None and error.sqlstate == "42501", f"{query!r}: {error}"
+    assert error is not None and error.pgcode == "42501", f"{query!r}: {error}"
 
 
 @pytest.mark.parametrize("function", ["lo_create", "lo_unlink"])
@@ -60,7 +60,7 @@ def test_import_query_refuses_side_effecting_functions(conn, bob, function):
     after = value(conn, "select count(*) from pg_largeobject_metadata")
     assert after == before, f"{function} in an import query changed the large objects ({before} -> {after})"
     assert value(conn, "select count(*) from pg_largeobject_metadata where oid = %s::bigint::oid", oid) == 1
-    assert not imported and error is not None and error.sqlstate == "42501", f"{error}"
+    assert not imported and error is not None and error.pgcode == "42501", f"{error}"
 
 
 def test_import_query_refuses_a_user_function_declared_immutable(conn, roles):

@@ -8,7 +8,7 @@ import os
 import pathlib
 import subprocess
 
-import psycopg
+import psycopg2
 import pytest
 
 from conftest import fails
@@ -288,7 +288,7 @@ def test_a_commit_in_a_snapshot_transaction_loses_no_concurrent_write(db, sessio
     try:
         image = one(tx, "select splitgraph.commit(%s)", repo)
         tx.commit()
-    except psycopg.Error:
+    except psycopg2.Error:
         tx.rollback()
         image = None
     if image is not None:

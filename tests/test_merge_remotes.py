@@ -4,11 +4,10 @@ a later merge finds the right base, a branch fast-forwarded to a merge moves for
 that is malformed or missing is refused."""
 import secrets
 
-import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from conftest import fails, sql, value
+from support import driver
 from support.registry import password_role
 
 PUSHER = "mr_pusher"
@@ -19,7 +18,7 @@ _engines = iter(range(1, 10**6))
 @pytest.fixture(scope="module")
 def hub(cluster, dbname, registry_cluster, registry_db):
     password_role(registry_cluster, PUSHER, PASSWORD)
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         sql(c, "select splitgraph.add_remote('hub', '127.0.0.1', %s, %s, %s, %s)", registry_cluster.port,
             registry_db, PUSHER, PASSWORD)
     return registry_cluster
@@ -28,7 +27,7 @@ def hub(cluster, dbname, registry_cluster, registry_db):
 def other_engine(cluster, dbname, registry_cluster, registry_db):
     name = f"{dbname}_e{next(_engines)}"[:63]
     cluster.create_database(name)
-    c = psycopg.connect(cluster.dsn(name), autocommit=True)
+    c = driver.connect(cluster.dsn(name), autocommit=True)
     sql(c, "select splitgraph.add_remote('hub', '127.0.0.1', %s, %s, %s, %s)", registry_cluster.port, registry_db,
         PUSHER, PASSWORD)
     return c
@@ -60,7 +59,7 @@ def test_push_clone_and_pull_carry_both_parents(cluster, dbname, hub, registry_d
     repo = f"{PUSHER}/merged"
     ours, theirs, merged = merged_history(conn, repo)
     sql(conn, "select splitgraph.push(%s, 'hub')", repo)
-    with psycopg.connect(hub.dsn(registry_db), autocommit=True) as reg:
+    with driver.connect(hub.dsn(registry_db), autocommit=True) as reg:
         assert parents(reg, repo, merged) == [ours, theirs], "the registry has the merge's second parent"
         assert value(reg, "select count(*) from splitgraph.log(%s, %s)", repo, merged) == 5
     other = other_engine(cluster, dbname, hub, registry_db)
@@ -91,7 +90,7 @@ def test_push_clone_and_pull_carry_both_parents(cluster, dbname, hub, registry_d
                                                                               3: "main again"}
         # the second merge image goes back to the registry with both parents too
         sql(other, "select splitgraph.push(%s)", repo)
-        with psycopg.connect(hub.dsn(registry_db), autocommit=True) as reg:
+        with driver.connect(hub.dsn(registry_db), autocommit=True) as reg:
             assert parents(reg, repo, again) == parents(other, repo, again)
             assert len(parents(reg, repo, again)) == 2
     finally:
@@ -104,11 +103,11 @@ def test_a_malformed_or_missing_second_parent_is_refused(cluster, dbname, hub, r
     repo = f"{PUSHER}/forged"
     ours, theirs, merged = merged_history(conn, repo)
     sql(conn, "select splitgraph.push(%s, 'hub')", repo)
-    with psycopg.connect(hub.dsn(registry_db, user=PUSHER) + f" password={PASSWORD}", autocommit=True) as reg:
+    with driver.connect(hub.dsn(registry_db, user=PUSHER) + f" password={PASSWORD}", autocommit=True) as reg:
         base = {"image_hash": "a" * 64, "parent_id": ours, "created": "2026-01-01T00:00:00+00:00", "comment": "x",
                 "provenance": None}
         for forged, sqlstate in ((merged[:10], "XX001"), ("a" * 64, "XX001"), ("b" * 64, "55000")):
             error = fails(reg, "insert into splitgraph_remote.requests (repository, kind, payload) "
-                               "values (%s, 'image', %s)", repo, Jsonb(base | {"merged": forged}))
-            assert error.sqlstate == sqlstate, error
+                               "values (%s, 'image', %s)", repo, driver.Jsonb(base | {"merged": forged}))
+            assert error.pgcode == sqlstate, error
             assert value(reg, "select count(*) from splitgraph.images(%s) where image_hash = %s", repo, "a" * 64) == 0

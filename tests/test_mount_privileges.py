@@ -10,8 +10,8 @@ import shutil
 import tempfile
 
 import pytest
-from psycopg import sql as pgsql
-from psycopg.types.json import Jsonb
+from psycopg2 import sql as pgsql
+from psycopg2.extras import Json as Jsonb
 
 from conftest import fails, sql, value
 from support.security import Roles, server_name

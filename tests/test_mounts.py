@@ -11,12 +11,13 @@ import secrets
 import shutil
 import tempfile
 
-import psycopg
+import psycopg2
 import pytest
-from psycopg import sql as pgsql
-from psycopg.types.json import Jsonb
+from psycopg2 import sql as pgsql
+from psycopg2.extras import Json as Jsonb
 
 from conftest import fails, new_cluster, objects_of, sql, value
+from support import driver  # noqa: E402
 from support import mariadb as maria
 
 ROLE_USER, ROLE_READER = "mnt_user", "mnt_reader"   # not superusers; the reader has pg_read_server_files
@@ -38,7 +39,7 @@ class Remote:
 
     def connect(self):
         """As the cluster's superuser (trusted locally), to look at and change the remote data."""
-        return psycopg.connect(self.cluster.dsn(self.dbname), autocommit=True)
+        return driver.connect(self.cluster.dsn(self.dbname), autocommit=True)
 
     def options(self, **more):
         return {"host": self.host, "port": self.port, "username": self.user, "password": self.password,
@@ -56,13 +57,13 @@ def remote():
         first_rule = next(i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#"))
         lines.insert(first_rule, f"host all {Remote.user} 127.0.0.1/32 scram-sha-256")
         hba.write_text("\n".join(lines) + "\n")
-        with psycopg.connect(cluster.dsn(), autocommit=True) as c:
+        with driver.connect(cluster.dsn(), autocommit=True) as c:
             c.execute("set password_encryption = 'scram-sha-256'")
             c.execute(pgsql.SQL("create role {} login password {}").format(pgsql.Identifier(Remote.user),
                                                                            pgsql.Literal(password)))
             c.execute("create database shop")
             c.execute("select pg_reload_conf()")
-        with psycopg.connect(cluster.dsn("shop"), autocommit=True) as c:
+        with driver.connect(cluster.dsn("shop"), autocommit=True) as c:
             c.execute(f"""
                 create schema store authorization {Remote.user};
                 set role {Remote.user};
@@ -77,9 +78,9 @@ def remote():
             """)
         r = Remote(cluster, password)
         # the setup the tests rely on: no password, no login; the password, a login
-        with pytest.raises(psycopg.OperationalError):
-            psycopg.connect(cluster.dsn("shop", user=r.user), connect_timeout=10).close()
-        with psycopg.connect(cluster.dsn("shop", user=r.user) + f" password={_conninfo_quote(password)}") as c:
+        with pytest.raises(psycopg2.OperationalError):
+            driver.connect(cluster.dsn("shop", user=r.user), connect_timeout=10).close()
+        with driver.connect(cluster.dsn("shop", user=r.user) + f" password={_conninfo_quote(password)}") as c:
             assert c.execute("select count(*) from store.products").fetchone()[0] == 3
         yield r
     finally:
@@ -157,7 +158,7 @@ def roles(cluster):
 
 
 def connect_as(cluster, dbname, role):
-    return psycopg.connect(cluster.dsn(dbname, user=role), autocommit=True)
+    return driver.connect(cluster.dsn(dbname, user=role), autocommit=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------

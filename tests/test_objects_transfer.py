@@ -6,13 +6,14 @@ import pathlib
 import sys
 import zlib
 
-import psycopg
+import psycopg2
 import pytest
 
 from conftest import sql, value
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "plpython"))
 from splitgraph_pl import hashing  # noqa: E402
+from support import driver  # noqa: E402
 
 ZERO = "0" * 64
 
@@ -20,7 +21,7 @@ ZERO = "0" * 64
 @pytest.fixture(scope="module")
 def source_objects(cluster, dbname):
     """In the module's database: repository 'tr/src' with a single-object table and a chunked one."""
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         sql(c, "select splitgraph.init('tr/src')")
         sql(c, 'create table "tr/src".fruits (fruit_id int primary key, name varchar)')
         sql(c, "insert into \"tr/src\".fruits values (1, 'apple'), (2, 'orange'), (3, 'pear')")
@@ -38,7 +39,7 @@ def other(cluster, dbname, request):
     """A connection to a fresh database of the cluster, with the extension."""
     name = f"{dbname}_{request.node.name}"[:63]
     cluster.create_database(name)
-    with psycopg.connect(cluster.dsn(name), autocommit=True) as c:
+    with driver.connect(cluster.dsn(name), autocommit=True) as c:
         yield c
 
 
@@ -62,9 +63,9 @@ def stored_state(conn):
 def refused(conn, object_id, data):
     """load_object must fail with XX001 and store nothing."""
     before = stored_state(conn)
-    with pytest.raises(psycopg.Error) as err:
+    with pytest.raises(psycopg2.Error) as err:
         sql(conn, "select splitgraph.load_object(%s, %s)", object_id, data)
-    assert err.value.sqlstate == "XX001", err.value
+    assert err.value.pgcode == "XX001", err.value
     assert object_id in str(err.value)
     assert stored_state(conn) == before
     assert value(conn, "select splitgraph.object_info(%s)", object_id) is None
@@ -223,6 +224,6 @@ def test_a_valid_delta_object_with_deletions_is_accepted(conn, other):
 
 
 def test_unknown_object_cannot_be_dumped(conn):
-    with pytest.raises(psycopg.Error) as err:
+    with pytest.raises(psycopg2.Error) as err:
         sql(conn, "select splitgraph.dump_object(%s)", "o" + "5" * 62)
-    assert err.value.sqlstate == "42704"
+    assert err.value.pgcode == "42704"

@@ -7,11 +7,12 @@ import secrets
 import threading
 import time
 
-import psycopg
+import psycopg2
 import pytest
-from psycopg.types.json import Jsonb
+from psycopg2.extras import Json as Jsonb
 
 from conftest import fails, new_cluster, sql, value
+from support import driver  # noqa: E402
 from support.registry import (
     check_every_object,
     connect_as,
@@ -30,7 +31,7 @@ def registry(cluster, dbname, registry_cluster, registry_db):
     """Alice and Bob on the registry; the client engine has a remote for each (as postgres)."""
     for role, password in PASSWORDS.items():
         password_role(registry_cluster, role, password)
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         for role, password in PASSWORDS.items():
             sql(c, "select splitgraph.add_remote(%s, '127.0.0.1', %s, %s, %s, %s)", role, registry_cluster.port,
                 registry_db, role, password)
@@ -39,7 +40,7 @@ def registry(cluster, dbname, registry_cluster, registry_db):
 
 @pytest.fixture
 def reg(registry, registry_db):
-    with psycopg.connect(registry.dsn(registry_db), autocommit=True) as c:
+    with driver.connect(registry.dsn(registry_db), autocommit=True) as c:
         yield c
 
 
@@ -173,7 +174,7 @@ def test_namespaces_are_granted_and_revoked(registry, registry_db, conn, reg):
 def _engine(cluster, dbname, registry, registry_db, suffix):
     name = f"{dbname}_{suffix}"[:63]
     cluster.create_database(name)
-    c = psycopg.connect(cluster.dsn(name), autocommit=True)
+    c = driver.connect(cluster.dsn(name), autocommit=True)
     sql(c, "set client_min_messages = warning")
     sql(c, "select splitgraph.add_remote(%s, '127.0.0.1', %s, %s, %s, %s)", ALICE, registry.port, registry_db, ALICE,
         PASSWORDS[ALICE])
@@ -189,7 +190,7 @@ def _together(calls):
         barrier.wait()
         try:
             sql(conn, query, *args)
-        except psycopg.Error as error:
+        except psycopg2.Error as error:
             results[i] = error
 
     threads = [threading.Thread(target=run, args=(i, *call)) for i, call in enumerate(calls)]
@@ -247,7 +248,7 @@ def test_two_clients_pushing_the_same_branch_one_wins(cluster, dbname, registry,
     results = _together([(e, "select splitgraph.push('rg_alice/race')", ()) for e in engines])
     assert sorted(r is None for r in results) == [False, True], results
     loser = next(r for r in results if r is not None)
-    assert loser.sqlstate == "55000" and "diverged" in str(loser)
+    assert loser.pgcode == "55000" and "diverged" in str(loser)
     winner = engines[results.index(None)]
     head = value(winner, "select image_hash from splitgraph_meta.branches where repository = 'rg_alice/race' "
                          "and branch = 'main'")
@@ -277,13 +278,13 @@ def test_a_registry_killed_mid_push_keeps_nothing_and_the_push_completes_later(c
     repo = "postgres_kill/big"
     sql(conn, "select splitgraph.add_remote('doomed', '127.0.0.1', %s, 'hub', 'postgres', null)", doomed.port)
     commit_rows(conn, repo, 60000, chunk_size=200)  # 300 objects
-    watcher = psycopg.connect(doomed.dsn("hub"), autocommit=True)
+    watcher = driver.connect(doomed.dsn("hub"), autocommit=True)
     outcome = {}
 
     def push():
         try:
             sql(conn, "select splitgraph.push(%s, 'doomed')", repo)
-        except psycopg.Error as error:
+        except psycopg2.Error as error:
             outcome["error"] = error
 
     thread = threading.Thread(target=push)
@@ -302,16 +303,16 @@ def test_a_registry_killed_mid_push_keeps_nothing_and_the_push_completes_later(c
     thread.join(60)
     error = outcome.get("error")
     assert error is not None, "the push survived the registry's death"
-    assert error.sqlstate.startswith(("08", "57")) or "connection" in str(error).lower(), error
+    assert error.pgcode.startswith(("08", "57")) or "connection" in str(error).lower(), error
     assert sql(conn, "select * from splitgraph.upstream(%s)", repo) == []
     doomed.start()
-    with psycopg.connect(doomed.dsn("hub"), autocommit=True) as hub:
+    with driver.connect(doomed.dsn("hub"), autocommit=True) as hub:
         assert value(hub, "select count(*) from splitgraph_meta.repositories") == 0
         assert value(hub, "select count(*) from splitgraph_meta.objects") == 0
         assert value(hub, "select count(*) from pg_class where relnamespace = 'splitgraph_meta'::regnamespace "
                           "and (relname ~ '^o[0-9a-f]{62}$' or relname like 'sg_tmp%%')") == 0
     sql(conn, "select splitgraph.push(%s, 'doomed')", repo)
-    with psycopg.connect(doomed.dsn("hub"), autocommit=True) as hub:
+    with driver.connect(doomed.dsn("hub"), autocommit=True) as hub:
         assert value(hub, "select count(*) from splitgraph_meta.images where repository = %s", repo) == 2
         assert check_every_object(hub) == 300
     assert sql(conn, "select * from splitgraph.upstream(%s)", repo) == [("doomed", repo)]

@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from psycopg import sql as pgsql
+from psycopg2 import sql as pgsql
 
 from conftest import sql
 from support.queries import value
@@ -142,7 +142,7 @@ def test_a_clone_cancelled_midway_leaves_nothing_and_a_rerun_completes(conn, reg
         blocker.close()
     assert waiting["seen"], "the clone never waited on the images table"
     assert error is not None, "the clone finished before it was cancelled"
-    assert error.sqlstate == "57014", error
+    assert error.pgcode == "57014", error
     unchanged(client_before, state(conn), "the client")
     unchanged(registry_before, state(reg), "the registry")
 
@@ -174,14 +174,14 @@ def test_an_object_tampered_on_the_registry_is_refused(conn, reg, users, downloa
     before, stored_before = state(conn), stored_objects(conn)
     if download_all:
         error = attempt(c, "select splitgraph.clone(%s, %s, %s, download_all => true)", remote, source, local)
-        assert error is not None and error.sqlstate == "XX001", error
+        assert error is not None and error.pgcode == "XX001", error
         unchanged(before, state(conn), "the client")
     else:
         sql(c, "select splitgraph.clone(%s, %s, %s)", remote, source, local)
         cloned = state(conn)
         assert stored_objects(conn) == stored_before, "a lazy clone stored objects"
         error = attempt(c, "select splitgraph.checkout(%s, %s)", local, image)
-        assert error is not None and error.sqlstate == "XX001", error
+        assert error is not None and error.pgcode == "XX001", error
         unchanged(cloned, state(conn), "the client")
     assert victim not in stored_objects(conn)
 
@@ -198,7 +198,7 @@ def test_an_object_tampered_on_the_client_is_refused_by_the_registry(conn, reg, 
     tamper(conn, victim)
     before = state(conn), state(reg)
     error = attempt(c, "select splitgraph.push(%s, %s)", repo, remote)
-    assert error is not None and error.sqlstate == "XX001", error
+    assert error is not None and error.pgcode == "XX001", error
     unchanged(before[0], state(conn), "the client")
     unchanged(before[1], state(reg), "the registry")
     assert victim not in stored_objects(reg)

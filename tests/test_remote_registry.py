@@ -10,7 +10,7 @@ passwords). Each person is a LOGIN role, not a superuser, named alike on both, w
 import itertools
 
 import pytest
-from psycopg import sql as pgsql
+from psycopg2 import sql as pgsql
 
 from conftest import sql, value
 from support.remotes import (
@@ -76,7 +76,7 @@ def other_client_db(cluster, dbname):
 
 def refused(error, what):
     assert error is not None, f"{what} was allowed"
-    assert error.sqlstate == "42501", f"{what}: {error.sqlstate} {error}"
+    assert error.pgcode == "42501", f"{what}: {error.pgcode} {error}"
 
 
 def unchanged(before, after, where):

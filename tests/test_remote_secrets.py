@@ -9,7 +9,7 @@ not superusers (they may only connect with a password the server asks for).
 import itertools
 import time
 
-import psycopg
+import psycopg2
 import pytest
 
 from conftest import sql, value
@@ -46,7 +46,7 @@ def leaks(conn, password, skip=()):
             continue
         try:
             texts = [r[0] for r in sql(conn, query) if r[0]]
-        except psycopg.errors.InsufficientPrivilege:  # a place this role may not read shows it nothing
+        except psycopg2.errors.InsufficientPrivilege:  # a place this role may not read shows it nothing
             continue
         if any(password in t for t in texts):
             found.append(place)
@@ -179,7 +179,7 @@ def test_a_role_cannot_use_or_delete_another_roles_remote(conn, reg, regdb, user
                         ("select splitgraph.push(%s, %s, %s)", (repo, remote, "frombob")),
                         ("select splitgraph.delete_remote(%s)", (remote,))]:
         error = attempt(c, query, *args)
-        assert error is not None and error.sqlstate in ("42501", "42704"), f"bob's {query % args}: {error}"
+        assert error is not None and error.pgcode in ("42501", "42704"), f"bob's {query % args}: {error}"
         assert owner_role not in registry_sessions(reg, regdb), \
             f"bob's {query % args} logged in to the registry as {owner_role}"
     assert state(conn) == before[0], differences(before[0], state(conn))
@@ -231,7 +231,7 @@ def test_add_remote_needs_the_mount_privilege(conn, users, registry, regdb):
     before = state(conn)
     error = attempt(eve.new_client(), "select splitgraph.add_remote(%s, '127.0.0.1', %s, %s, %s, %s)",
                     f"reg_{eve.name}", registry.port, regdb, eve.name, eve.password)
-    assert error is not None and error.sqlstate == "42501", error
+    assert error is not None and error.pgcode == "42501", error
     assert state(conn) == before, differences(before, state(conn))
 
 

@@ -6,10 +6,10 @@ objects its image needs; pull brings what is new and nothing else; objects and m
 import secrets
 import zlib
 
-import psycopg
 import pytest
 
 from conftest import fails, sql, value
+from support import driver  # noqa: E402
 from support.registry import check_every_object, connect_as, metadata, object_tables, objects_state, password_role
 
 PUSHER = "rm_pusher"                       # the registry role the client logs in as
@@ -20,7 +20,7 @@ PASSWORD = "pw'" + secrets.token_hex(8)    # a quote, to prove the quoting
 def hub(cluster, dbname, registry_cluster, registry_db):
     """The client's remote 'hub': the registry, logged in to as PUSHER."""
     password_role(registry_cluster, PUSHER, PASSWORD)
-    with psycopg.connect(cluster.dsn(dbname), autocommit=True) as c:
+    with driver.connect(cluster.dsn(dbname), autocommit=True) as c:
         sql(c, "select splitgraph.add_remote('hub', '127.0.0.1', %s, %s, %s, %s)", registry_cluster.port,
             registry_db, PUSHER, PASSWORD)
     return registry_cluster
@@ -29,7 +29,7 @@ def hub(cluster, dbname, registry_cluster, registry_db):
 @pytest.fixture
 def reg(registry_cluster, registry_db):
     """The registry, as its superuser."""
-    with psycopg.connect(registry_cluster.dsn(registry_db), autocommit=True) as c:
+    with driver.connect(registry_cluster.dsn(registry_db), autocommit=True) as c:
         yield c
 
 
@@ -41,7 +41,7 @@ def other_engine(cluster, dbname, registry_cluster, registry_db, remote="hub"):
     registry as remote `remote`."""
     name = f"{dbname}_e{next(_engines)}"[:63]
     cluster.create_database(name)
-    c = psycopg.connect(cluster.dsn(name), autocommit=True)
+    c = driver.connect(cluster.dsn(name), autocommit=True)
     sql(c, "select splitgraph.add_remote(%s, '127.0.0.1', %s, %s, %s, %s)", remote, registry_cluster.port,
         registry_db, PUSHER, PASSWORD)
     return c

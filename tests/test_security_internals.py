@@ -12,7 +12,7 @@ import json
 import zlib
 
 import pytest
-from psycopg import sql as pgsql
+from psycopg2 import sql as pgsql
 
 from conftest import sql, value
 from support.security import attempt, object_dump
@@ -35,7 +35,7 @@ def test_import_drop_sandbox_cannot_drop_a_schema_it_did_not_make(conn, roles):
     sql(conn, pgsql.SQL("create table {}.kept (x int)").format(pgsql.Identifier(victim)))
     error = attempt(bob.conn, "select splitgraph_internal.import_drop_sandbox(%s)", victim)
     assert victim in sandboxes(conn), "bob dropped the administrator's schema"
-    assert error is not None and error.sqlstate in ("42501", "42883"), f"{error}"
+    assert error is not None and error.pgcode in ("42501", "42883"), f"{error}"
 
 
 def test_no_query_sandbox_is_left_behind(conn, roles):
@@ -86,7 +86,7 @@ def test_apply_fragments_refuses_targets_in_the_extensions_schemas(conn, schema)
         error = attempt(conn, "select splitgraph.apply_fragments(array[%s], %s, %s)", change, schema, target)
         assert sql(conn, pgsql.SQL("select * from {} order by 1").format(relation)) == before, \
             f"apply_fragments wrote into {schema}.{target}"
-        assert error is not None and error.sqlstate == "42501", f"{error}"
+        assert error is not None and error.pgcode == "42501", f"{error}"
     finally:
         if schema != "splitgraph_meta":
             sql(conn, pgsql.SQL("drop table {}").format(relation))
@@ -110,7 +110,7 @@ def test_load_object_checks_the_index_of_a_dump(conn, roles, index):
         assert isinstance(stored, dict) and stored.get("range") == {"v": [value_, value_]}, \
             f"load_object stored the header's index unchecked: {stored!r}"
     else:
-        assert error.sqlstate == "XX001", f"{error}"
+        assert error.pgcode == "XX001", f"{error}"
         assert value(conn, "select splitgraph.object_info(%s)", oid) is None
 
 
@@ -139,5 +139,5 @@ def test_load_object_answers_malformed_headers_with_xx001(conn, roles, case):
     header = MALFORMED[case](json.loads(header_line))
     data = zlib.compress(json.dumps(header).encode() + b"\n" + rows)
     error = attempt(bob.conn, "select splitgraph.load_object(%s, %s)", oid, data)
-    assert error is not None and error.sqlstate == "XX001", f"{case}: {error.sqlstate if error else None} {error}"
+    assert error is not None and error.pgcode == "XX001", f"{case}: {error.pgcode if error else None} {error}"
     assert value(conn, "select splitgraph.object_info(%s)", oid) is None

@@ -4,7 +4,7 @@ cached (its objects are content-addressed all the same), cannot be reconstructed
 nowhere: not in provenance, comments, notices or errors."""
 import json
 
-import psycopg
+import psycopg2
 import pytest
 from test_mounts import remote  # noqa: F401 - the second cluster, a module fixture
 
@@ -82,7 +82,7 @@ def test_a_wrong_password_fails_the_step_without_showing_it(conn, remote):  # no
     warning = [n for n in notices if n[0] == "WARNING"]
     assert len(warning) == 1 and "line 1 (IMPORT) failed" in warning[0][1]
     assert wrong not in str(notices)
-    with pytest.raises(psycopg.Error) as info:
+    with pytest.raises(psycopg2.Error) as info:
         value(conn, "select splitgraph.build(%s, 'sfm/wrong2', %s, keep_layers => false)", SPLITFILE,
               params(remote, wrong))
     assert wrong not in str(info.value) + str(info.value.diag.message_detail) + str(info.value.diag.context)

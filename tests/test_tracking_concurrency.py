@@ -4,11 +4,12 @@ commit; a commit that fails midway leaves no image, no object, and every change 
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
+import psycopg2
 import pytest
 from test_concurrency import in_background, stored_objects, wait_until_blocked
 
 from conftest import sql, value
+from support import driver  # noqa: E402
 
 ZERO = "0" * 64
 
@@ -18,7 +19,7 @@ def connect(cluster, dbname):
     opened = []
 
     def _connect(autocommit=True):
-        c = psycopg.connect(cluster.dsn(dbname), autocommit=autocommit)
+        c = driver.connect(cluster.dsn(dbname), autocommit=autocommit)
         sql(c, "set client_min_messages = warning")
         opened.append(c)
         return c
@@ -153,14 +154,14 @@ def test_commit_and_writer_in_crossed_transactions_fail_cleanly(conn, connect):
     try:
         outcome["writer"] = sql(writer, "select splitgraph.commit(%s, 'writer')", repo)[0][0]
         writer.commit()
-    except psycopg.Error as e:
-        outcome["writer"] = e.sqlstate
+    except psycopg2.Error as e:
+        outcome["writer"] = e.pgcode
         writer.rollback()
     try:
         outcome["committer"] = waiting.result(timeout=30)[0][0]
         committer.commit()
-    except psycopg.Error as e:
-        outcome["committer"] = e.sqlstate
+    except psycopg2.Error as e:
+        outcome["committer"] = e.pgcode
         committer.rollback()
     failed = [k for k, v in outcome.items() if v == "40P01"]
     assert len(failed) == 1, outcome
@@ -199,9 +200,9 @@ def test_a_commit_failing_midway_leaves_no_image_no_object_and_everything_pendin
     tracked_before = sql(conn, "select table_name, audit_table, state from splitgraph_audit.tracked "
                                "where schema_name = %s order by 1", repo)
 
-    with pytest.raises(psycopg.Error) as err:
+    with pytest.raises(psycopg2.Error) as err:
         sql(conn, "select splitgraph.commit(%s, 'doomed')", repo)
-    assert err.value.sqlstate == "0A000" and "b_second" in str(err.value)
+    assert err.value.pgcode == "0A000" and "b_second" in str(err.value)
 
     assert sql(conn, "select image_hash from splitgraph.images(%s)", repo) == images_before, "no image"
     assert value(conn, "select head from splitgraph.repositories() where repository = %s", repo) == base
@@ -234,9 +235,9 @@ def test_a_commit_failing_inside_a_transaction_keeps_the_changes_of_that_transac
     sql(tx, f"update \"{repo}\".t set v = 'in tx' where id = 1")
     sql(tx, "savepoint before_commit")
     sql(tx, f'create table "{repo}".zz (sg_ud_flag int)')
-    with pytest.raises(psycopg.Error) as err:
+    with pytest.raises(psycopg2.Error) as err:
         sql(tx, "select splitgraph.commit(%s)", repo)
-    assert err.value.sqlstate == "0A000"
+    assert err.value.pgcode == "0A000"
     sql(tx, "rollback to savepoint before_commit")
     assert sql(tx, "select table_name, updated from splitgraph.status(%s)", repo) == [("t", 1)]
     image = value(tx, "select splitgraph.commit(%s)", repo)
@@ -281,8 +282,8 @@ def test_checkout_refuses_a_change_committed_while_it_waited(conn, connect):
     try:
         waiting.result(timeout=30)
         refused = None
-    except psycopg.Error as e:
-        refused = e.sqlstate
+    except psycopg2.Error as e:
+        refused = e.pgcode
     # whatever happened, the committed change must not be silently gone
     assert value(conn, f'select v from "{repo}".t where id = 1') == "precious"
     assert refused == "55000"

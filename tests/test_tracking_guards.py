@@ -11,10 +11,10 @@ and 9 suites reach some of them only when a plain role may mount a foreign table
 - a change to a column with a type modifier (character(5), varchar(3), numeric(6,2), a domain over varchar(4)) is
   logged whole: no value is cut, padded differently or refused.
 """
-import psycopg
 import pytest
 
 from conftest import fails, sql, value
+from support import driver  # noqa: E402
 from support.integrity import Notices, changed, commit_is_exact, connect, ensure_roles
 
 
@@ -179,7 +179,7 @@ def test_status_of_all_skips_a_locked_repository_and_says_so(cluster, dbname, db
     make_repo(db, "grd/locked")
     make_repo(db, "grd/free")
     sql(db, """update "grd/free".t set v = 'pending' where id = 1""")
-    locker = psycopg.connect(cluster.dsn(dbname))
+    locker = driver.connect(cluster.dsn(dbname))
     try:
         sql(locker, 'lock table "grd/locked".t in access exclusive mode')
         c = connect(cluster, dbname, timeout="5s")

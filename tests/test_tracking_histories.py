@@ -10,7 +10,7 @@ marker is selected (`pytest -m long`) or SG_LONG=1 is set, and is skipped otherw
 import itertools
 import os
 
-import psycopg
+import psycopg2
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
@@ -64,7 +64,7 @@ def attempt(db, *statements):
     try:
         for s in statements:
             run(db, s)
-    except psycopg.Error:
+    except psycopg2.Error:
         pass
     finally:
         if statements and "session_replication_role" in statements[0]:

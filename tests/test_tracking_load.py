@@ -10,7 +10,7 @@ import random
 import threading
 import time
 
-import psycopg
+import psycopg2
 import pytest
 
 from support.integrity import connect, one, run
@@ -68,9 +68,9 @@ class Load:
                             run(c, f"insert into {t} values (%s, %s, 'in a transaction')", next_id, n)
                             run(c, f"update {t} set v = 'moved in a transaction' where id = {pick}")
                     self.writes[n] += 1
-                except psycopg.Error as err:
-                    if err.sqlstate not in EXPECTED:
-                        self.unexpected.append(f"writer {n}: {err.sqlstate} {err}")
+                except psycopg2.Error as err:
+                    if err.pgcode not in EXPECTED:
+                        self.unexpected.append(f"writer {n}: {err.pgcode} {err}")
                 time.sleep(rng.random() * 0.01)
 
 
@@ -111,9 +111,9 @@ def test_commits_under_load_in_read_committed_store_what_they_saw(cluster, dbnam
                     digest = table_md5(committer, repo)          # the table lock of the commit is still held
                     committer.commit()
                     recorded.append((image, digest))
-                except psycopg.Error as err:
+                except psycopg2.Error as err:
                     committer.rollback()
-                    failed.append(f"{err.sqlstate} {err}")
+                    failed.append(f"{err.pgcode} {err}")
                 time.sleep(0.5)
     finally:
         committer.close()
@@ -143,12 +143,12 @@ def test_commit_in_repeatable_read_is_refused_under_load(cluster, dbname, db):
                     digest = table_md5(committer, repo)          # the table as this transaction sees it
                     committer.commit()
                     accepted.append((image, digest))
-                except psycopg.Error as err:
+                except psycopg2.Error as err:
                     committer.rollback()
-                    if err.sqlstate == "0A000":
+                    if err.pgcode == "0A000":
                         refused += 1
                     else:
-                        other.append(f"{err.sqlstate} {err}")
+                        other.append(f"{err.pgcode} {err}")
                 time.sleep(0.5)
     finally:
         committer.close()

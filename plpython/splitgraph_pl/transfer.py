@@ -33,6 +33,9 @@ PUSH_ATTEMPTS = 5
 # From how many objects a download reads through two connections at once (see download): a new connection costs
 # its login and the remote's first call of Python.
 PARALLEL_DOWNLOAD = 16
+# A transfer of many objects goes in statements of this many (objects downloaded, or steps of a push), so that a
+# progress NOTICE "(done/total)" follows each; fewer than two batches send no such NOTICE.
+TRANSFER_BATCH = 64
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -518,13 +521,17 @@ def download(plpy, remote, object_ids):
         twin = Remote.twin_of(plpy, remote, "d", only=("object_dumps",))
         source = (f"select * from {remote.table('object_dumps')} where object_id = any($1::text[]) union all "
                   f"select * from {twin.table('object_dumps')} where object_id = any($2::text[])")
-        args = (ids[0::2], ids[1::2])
     else:
         source = f"select * from {remote.table('object_dumps')} where object_id = any($1::text[])"
-        args = (ids,)
-    loaded = set(db.column(plpy, f"""
+    query = f"""
         select s.object_id from (
-            select d.object_id, splitgraph.load_object(d.object_id, d.dump) from ({source}) d offset 0) s""", *args))
+            select d.object_id, splitgraph.load_object(d.object_id, d.dump) from ({source}) d offset 0) s"""
+    loaded = set()
+    for start in range(0, len(ids), TRANSFER_BATCH):
+        batch = ids[start:start + TRANSFER_BATCH]
+        loaded.update(db.column(plpy, query, *((batch[0::2], batch[1::2]) if twin is not None else (batch,))))
+        if len(ids) > TRANSFER_BATCH:
+            db.notice(plpy, f"downloaded objects ({len(loaded)}/{len(ids)}) from {remote.where()}")
     if twin is not None:
         remotes.drop_twin(plpy, twin.server)
     lacking = sorted(set(object_ids) - loaded)
@@ -750,13 +757,18 @@ def _push_once(plpy, remote, repo, remote_repo, local):
     steps = [{"kind": "repository"}] + [{"kind": "object", "payload": {"object_id": o}} for o in send_objects]
     for kind, items in (("image", missing), ("table", tables), ("tag", tags), ("branch", branches)):
         steps += [{"kind": kind, "payload": item} for item in items]
-    db.run(plpy, f"""
+    query = f"""
         insert into {remote.table("requests")} (repository, kind, payload, dump)
         select $1, s.kind, s.payload,
                case when s.kind = 'object' then splitgraph_internal.dump_for_transfer(s.payload ->> 'object_id') end
         from rows from (pg_catalog.jsonb_to_recordset($2::jsonb) as (kind text, payload jsonb))
              with ordinality as s (kind, payload, n)
-        order by s.n""", remote_repo, db.Json(steps))
+        order by s.n"""
+    for start in range(0, len(steps), TRANSFER_BATCH):
+        db.run(plpy, query, remote_repo, db.Json(steps[start:start + TRANSFER_BATCH]))
+        if len(steps) > TRANSFER_BATCH:
+            done = min(start + TRANSFER_BATCH, len(steps))
+            db.notice(plpy, f'pushed steps ({done}/{len(steps)}) of "{repo}" to {remote.where()}')
     return {"image(s)": len(missing), "table version(s)": len(tables), "object(s)": len(send_objects),
             "tag(s)": len(tags), "branch(es)": len(branches)}
 

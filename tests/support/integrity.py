@@ -4,8 +4,7 @@ test waiting on a lock fails instead of hanging."""
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
-
+from support import driver  # noqa: E402
 from support.queries import sql as run
 from support.queries import value as one
 
@@ -14,7 +13,7 @@ TIMEOUT = "20s"
 
 
 def connect(cluster, dbname, user="postgres", autocommit=True, timeout=TIMEOUT):
-    c = psycopg.connect(cluster.dsn(dbname, user=user), autocommit=autocommit)
+    c = driver.connect(cluster.dsn(dbname, user=user), autocommit=autocommit)
     c.execute("set client_min_messages = warning")
     c.execute(f"set statement_timeout = '{timeout}'")
     if not autocommit:

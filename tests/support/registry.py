@@ -4,14 +4,14 @@ metadata with its row version, so that "nothing changed" can be shown)."""
 import pathlib
 import sys
 
-import psycopg
-from psycopg import sql as pgsql
+from psycopg2 import sql as pgsql
 
 from support.queries import sql as run
 from support.queries import value as one
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent.parent / "plpython"))
 from splitgraph_pl import hashing  # noqa: E402
+from support import driver  # noqa: E402
 
 META_TABLES = ("repositories", "images", "tags", "branches", "tables", "objects", "object_locations", "upstream",
                "checkouts")
@@ -26,14 +26,14 @@ def require_passwords(cluster):
     lines[first_rule:first_rule] = ["host all postgres 127.0.0.1/32 trust",
                                     "host all all 127.0.0.1/32 scram-sha-256"]
     hba.write_text("\n".join(lines) + "\n")
-    with psycopg.connect(cluster.dsn(), autocommit=True) as c:
+    with driver.connect(cluster.dsn(), autocommit=True) as c:
         run(c, "alter system set password_encryption = 'scram-sha-256'")
         run(c, "select pg_reload_conf()")
 
 
 def password_role(cluster, name, password, *granted):
     """A LOGIN role that is not a superuser, logging in with `password` (made again if it exists)."""
-    with psycopg.connect(cluster.dsn(), autocommit=True) as c:
+    with driver.connect(cluster.dsn(), autocommit=True) as c:
         run(c, "set password_encryption = 'scram-sha-256'")
         exists = one(c, "select count(*) from pg_roles where rolname = %s", name)
         verb = "alter" if exists else "create"
@@ -46,7 +46,7 @@ def password_role(cluster, name, password, *granted):
 
 def connect_as(cluster, dbname, user, password=None, **settings):
     dsn = cluster.dsn(dbname, user=user) + (f" password={password}" if password else "")
-    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    conn = driver.connect(dsn, autocommit=True, connect_timeout=10)
     for key, val in settings.items():
         run(conn, "select pg_catalog.set_config(%s, %s, false)", key, str(val))
     return conn

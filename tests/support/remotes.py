@@ -20,9 +20,10 @@ import tempfile
 import threading
 import time
 
-import psycopg
-from psycopg import sql as pgsql
+import psycopg2
+from psycopg2 import sql as pgsql
 
+from support import driver  # noqa: E402
 from support.cluster import PG_BIN, Cluster
 from support.queries import sql as run
 from support.queries import value as one
@@ -71,7 +72,7 @@ def kill(cluster):
 
 
 def connect(dsn, timeout=TIMEOUT):
-    c = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    c = driver.connect(dsn, autocommit=True, connect_timeout=10)
     run(c, "select pg_catalog.set_config('statement_timeout', %s, false)", timeout)
     return c
 
@@ -369,7 +370,7 @@ def attempt(conn, query, *args, messages=None):
     """Run a query that may fail: None when it succeeded, else the psycopg error (recorded in messages)."""
     try:
         run(conn, query, *args)
-    except psycopg.Error as error:
+    except psycopg2.Error as error:
         if messages is not None:
             messages.error(error)
         return error

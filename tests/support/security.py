@@ -16,14 +16,15 @@ import threading
 import zlib
 from pathlib import Path
 
-import psycopg
-from psycopg import sql as pgsql
+import psycopg2
+from psycopg2 import sql as pgsql
 
 from support.queries import sql as run
 from support.queries import value as one
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "plpython"))
 from splitgraph_pl import hashing  # noqa: E402
+from support import driver  # noqa: E402
 
 MOUNT_ROLE = "splitgraph_mount"
 _numbers = itertools.count(1)
@@ -37,7 +38,7 @@ def attempt(conn, query, *args):
     """Run a query that may fail: None when it succeeded, else the psycopg error."""
     try:
         run(conn, query, *args)
-    except psycopg.Error as error:
+    except psycopg2.Error as error:
         return error
     return None
 
@@ -52,7 +53,7 @@ class Role:
 
     def connect(self, **settings):
         """A new autocommit connection as this role; settings are SET on it (e.g. statement_timeout='3s')."""
-        conn = psycopg.connect(self.cluster.dsn(self.dbname, user=self.name), autocommit=True, connect_timeout=10)
+        conn = driver.connect(self.cluster.dsn(self.dbname, user=self.name), autocommit=True, connect_timeout=10)
         for key, val in settings.items():
             run(conn, "select pg_catalog.set_config(%s, %s, false)", key, str(val))
         self._conns.append(conn)
@@ -78,7 +79,7 @@ class Roles:
         self.made = []
 
     def admin(self):
-        return psycopg.connect(self.cluster.dsn(self.dbname), autocommit=True)
+        return driver.connect(self.cluster.dsn(self.dbname), autocommit=True)
 
     def new(self, stem, mount=False, privileges=()):
         """A fresh role `<stem>_<n>` (LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE) owning schema `<name>_own`. With
