@@ -46,14 +46,18 @@ deps: ## install missing Debian packages and the client tools (.venv)
 install: install-python ## build and install the extension and its Python package (needs deps)
 
 install-python: ## install plpython/ and the server's Python packages into the versioned library directory
-	rm -rf $(DESTDIR)$(PY_LIB_DIR)
 	mkdir -p $(DESTDIR)$(PY_LIB_DIR)
+	rm -rf $(DESTDIR)$(PY_LIB_DIR)/splitgraph_pl
 	cp -r plpython/splitgraph_pl $(DESTDIR)$(PY_LIB_DIR)/
-	find $(DESTDIR)$(PY_LIB_DIR) -name __pycache__ -prune -exec rm -rf {} +
-	@if grep -qv '^\s*\(#\|$$\)' plpython/requirements.txt; then \
-	  $(PYTHON_SERVER) -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
-	    --target $(DESTDIR)$(PY_LIB_DIR) -r plpython/requirements.txt; fi
-	cp plpython/requirements.txt $(DESTDIR)$(PY_LIB_DIR)/requirements.txt
+	find $(DESTDIR)$(PY_LIB_DIR)/splitgraph_pl -name __pycache__ -prune -exec rm -rf {} +
+	@# The packages (pyarrow is large) are installed again only when the requirements changed.
+	@if ! cmp -s plpython/requirements.txt $(DESTDIR)$(PY_LIB_DIR)/requirements.txt; then \
+	  find $(DESTDIR)$(PY_LIB_DIR) -mindepth 1 -maxdepth 1 ! -name splitgraph_pl -exec rm -rf {} + && \
+	  if grep -qv '^\s*\(#\|$$\)' plpython/requirements.txt; then \
+	    echo "install: the server's Python packages (plpython/requirements.txt)"; \
+	    $(PYTHON_SERVER) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+	      --root-user-action=ignore --target $(DESTDIR)$(PY_LIB_DIR) -r plpython/requirements.txt; fi && \
+	  cp plpython/requirements.txt $(DESTDIR)$(PY_LIB_DIR)/requirements.txt; fi
 
 # Targets that need PGXS run `install` in a second make, after deps may have just installed it. The extension
 # is installed again only when the installed script, package or server requirements differ from this tree's.

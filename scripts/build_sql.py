@@ -21,7 +21,7 @@ MARKERS = ("-- @DECLARED_FUNCTIONS@", "-- @DECLARED_GRANTS@")
 # The settings a row's text form depends on, pinned so the same rows hash the same in every session and engine.
 SETTINGS = ("set timezone = 'UTC' set datestyle = 'ISO, MDY' set intervalstyle = 'postgres'\n"
             "set extra_float_digits = 1 set bytea_output = 'hex' set lc_monetary = 'C'")
-API_OPTIONS = {"volatility", "security", "rows", "nullable"}
+API_OPTIONS = {"volatility", "security", "rows", "nullable", "settings"}
 HELPER_OPTIONS = {"volatility", "security", "public"}
 
 
@@ -88,6 +88,9 @@ class Declaration:
         self.security = options.get("security", "definer")
         self.rows = options.get("rows")
         self.nullable = tuple(options.get("nullable", ()))
+        self.settings = dict(options.get("settings", {}))
+        if any(not re.fullmatch(r"[a-z_]+", k) or not re.fullmatch(r"[a-z0-9_]+", v) for k, v in self.settings.items()):
+            raise DeclarationError(f"{where}: settings are {{name: value}} of lower-case words")
         self.public = bool(options.get("public", False))
         if self.volatility not in ("volatile", "stable"):
             raise DeclarationError(f"{where}: volatility is volatile or stable")
@@ -216,12 +219,13 @@ def door(d):
         raise exception using errcode = '22004', message = '{a.name} must not be null';
     end if;
 """ for a in d.required())
+    extra = "".join(f"\nset {k} = {quote(v)}" for k, v in d.settings.items())
     return f"""-- {d.doc}
 create function splitgraph.{d.name}({", ".join(a.sql() for a in d.arguments)})
 returns {d.returns}
 language plpgsql {d.volatility} security {d.security}
 set search_path = pg_catalog, pg_temp
-{SETTINGS}
+{SETTINGS}{extra}
 as $$
 declare
 {variables}

@@ -65,8 +65,8 @@ def settle(conn):
 
 
 class Measure:
-    def __init__(self, name, target, limit_label):
-        self.name, self.target, self.limit_label = name, target, limit_label
+    def __init__(self, name, target, limit_label, unit="s"):
+        self.name, self.target, self.limit_label, self.unit = name, target, limit_label, unit
         self.ours, self.limit = [], []
 
     def ratio(self):
@@ -86,7 +86,7 @@ class Measure:
             verdict = f"target <= {self.target}x, " + ("ok" if ratio <= self.target else "ABOVE TARGET")
         ours, limit = statistics.median(self.ours), statistics.median(self.limit)
         return (f"{self.name:<34} {ratio:5.2f}x  ({verdict}); "
-                f"median {ours:.3f}s vs {self.limit_label} {limit:.3f}s")
+                f"median {ours:.3f}{self.unit} vs {self.limit_label} {limit:.3f}{self.unit}")
 
     def as_dict(self):
         return {"ratio": round(self.ratio(), 3), "target": self.target, "ours_s": self.ours, "limit_s": self.limit,
@@ -410,6 +410,124 @@ def bench_remote(conn, cluster, registry, rows, repeat, changes=10000):
     return [push, clone, delta]
 
 
+# The physical limits of the S3 measures, run by the engine's own Python (as the extension does): the table's
+# COPY (FORMAT binary) output uploaded as one object with the minio client; that object downloaded and COPY'd in.
+S3_LIMITS = """
+create function public.copy_upload(relation text, endpoint text, access_key text, secret_key text, bucket text,
+                                   key text) returns bigint language plpython3u as $$
+    import os, tempfile
+    plpy.execute("select splitgraph_internal.python_init()")
+    import minio
+    path = os.path.join(tempfile.mkdtemp(), "copy.bin")
+    os.chmod(os.path.dirname(path), 0o755)
+    plpy.execute(f"copy {relation} to {plpy.quote_literal(path)} with (format binary)")
+    client = minio.Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1")
+    client.fput_object(bucket, key, path, content_type="application/octet-stream")
+    size = os.path.getsize(path)
+    os.remove(path)
+    return size
+$$;
+create function public.download_copy(relation text, endpoint text, access_key text, secret_key text, bucket text,
+                                     key text) returns void language plpython3u as $$
+    import os, tempfile
+    plpy.execute("select splitgraph_internal.python_init()")
+    import minio
+    path = os.path.join(tempfile.mkdtemp(), "copy.bin")
+    client = minio.Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1")
+    client.fget_object(bucket, key, path)
+    os.chmod(os.path.dirname(path), 0o755)
+    plpy.execute(f"copy {relation} from {plpy.quote_literal(path)} with (format binary)")
+    os.remove(path)
+$$;
+"""
+
+
+def bench_s3(conn, cluster, registry, rows, repeat):
+    """Push with handler S3 of a repository of one snapshot image of `rows` rows to a registry whose objects go to
+    an S3 server (moto on loopback), vs the table's COPY (FORMAT binary) uploaded as one object with minio from
+    the same engine; the bytes the push put in the bucket vs the table's heap; clone with download_all + checkout
+    on another engine (a fresh database of the first cluster) through download URLs vs downloading that object
+    and COPY (FORMAT binary) into a table there."""
+    from support.s3 import ACCESS_KEY, SECRET_KEY, S3Server  # noqa: E402 - only this part needs boto3 and moto
+
+    push = Measure(f"S3 push ({rows} rows, one image)", 2.0, "COPY binary + one upload")
+    size = Measure("bytes in the bucket / heap", 0.35, "heap size", unit=" bytes")
+    clone = Measure(f"S3 clone download_all + checkout ({rows})", 2.0, "download + COPY binary in")
+    server = S3Server().start()
+    try:
+        server.create_bucket("sg-bench")
+        server.create_bucket("sg-bench-limit")
+        registry.create_database("s3hub")
+        cluster.create_database("s3consumer")
+        hub = driver.connect(registry.dsn("s3hub"), autocommit=True)
+        consumer = driver.connect(cluster.dsn("s3consumer"), autocommit=True)
+        for c in (hub, consumer):
+            run(c, "set client_min_messages = warning")
+        run(hub, "select splitgraph.configure_s3(%s, %s, %s, 'sg-bench')", server.endpoint, ACCESS_KEY, SECRET_KEY)
+        for c in (conn, consumer):
+            run(c, "select splitgraph.add_remote('s3hub', '127.0.0.1', %s, 's3hub', 'postgres', null)", registry.port)
+            run(c, S3_LIMITS)
+        run(conn, FILL.format(table="public.s3source", rows=rows))
+        run(conn, "alter table public.s3source add primary key (id)")
+        run(conn, "vacuum analyze public.s3source")
+        heap = run(conn, "select pg_relation_size('public.s3source')")[0][0]
+        keys = (server.endpoint, ACCESS_KEY, SECRET_KEY, "sg-bench-limit")
+        for i in range(repeat):
+            repo = "bench/s3"
+            run(conn, "select splitgraph.init(%s)", repo)
+            run(conn, f'create table "{repo}".t as select * from public.s3source')
+            run(conn, f'alter table "{repo}".t add primary key (id)')
+            run(conn, f"select splitgraph.commit('{repo}')")
+            for c in (hub, consumer):  # nothing of the last round on the receivers, nor in the bucket
+                if run(c, "select count(*) from splitgraph_meta.repositories where repository = %s", repo)[0][0]:
+                    run(c, "select splitgraph.rm(%s, force => true)", repo)
+                run(c, "select splitgraph.cleanup()")
+            client = server.client()
+            for key in server.keys("sg-bench"):
+                client.delete_object(Bucket="sg-bench", Key=key)
+            for c in (conn, hub, consumer):
+                settle(c)
+            elapsed, _ = timed(conn, "select public.copy_upload('public.s3source', %s, %s, %s, %s, 'copy.bin')",
+                               *keys)
+            push.limit.append(elapsed)
+            settle(conn)
+            elapsed, _ = timed(conn, "select splitgraph.push(%s, 's3hub', handler => 'S3', "
+                                     "handler_options => '{\"threads\": 4}')", repo)
+            push.ours.append(elapsed)
+            stored = sum(client.head_object(Bucket="sg-bench", Key=k)["ContentLength"] for k in server.keys("sg-bench"))
+            size.ours.append(stored)
+            size.limit.append(heap)
+
+            run(consumer, "drop table if exists public.s3copy")
+            run(consumer, "create table public.s3copy (id int, md5 text, value float8, at timestamptz)")
+            settle(consumer)
+            start = time.perf_counter()
+            run(consumer, "select public.download_copy('public.s3copy', %s, %s, %s, %s, 'copy.bin')", *keys)
+            run(consumer, "alter table public.s3copy add primary key (id)")
+            clone.limit.append(time.perf_counter() - start)
+            run(consumer, "drop table public.s3copy")
+            settle(consumer)
+            start = time.perf_counter()
+            run(consumer, "select splitgraph.clone('s3hub', %s, download_all => true)", repo)
+            run(consumer, "select splitgraph.checkout(%s, 'main')", repo)
+            clone.ours.append(time.perf_counter() - start)
+            got = run(consumer, f'select count(*), sum(id) from "{repo}".t')[0]
+            assert got == (rows, rows * (rows + 1) // 2), f"the clone's checkout holds {got}"
+            assert not run(hub, "select count(*) from pg_class where relnamespace = 'splitgraph_meta'::regnamespace "
+                                "and relname ~ '^o[0-9a-f]{62}$'")[0][0], "the registry stores no rows"
+            run(conn, "select splitgraph.rm(%s, force => true)", repo)
+            run(conn, "select splitgraph.cleanup()")
+            print(f"  round {i + 1}/{repeat}: S3 push {push.ours[-1]:.3f}s / {push.limit[-1]:.3f}s, bucket "
+                  f"{size.ours[-1] / 1e6:.1f} MB / heap {heap / 1e6:.1f} MB, clone+checkout {clone.ours[-1]:.3f}s / "
+                  f"{clone.limit[-1]:.3f}s", flush=True)
+        for c in (conn, consumer):
+            run(c, "select splitgraph.delete_remote('s3hub')")
+        run(conn, "drop table public.s3source")
+        for c in (hub, consumer):
+            c.close()
+    finally:
+        server.stop()
+    return [push, size, clone]
 SPLITFILE = """FROM bench/source:v1 IMPORT t
 SQL CREATE TABLE evens AS SELECT id, md5, value FROM t WHERE id % 2 = 0
 SQL UPDATE evens SET value = value * 2 WHERE id % 1000 = 0
@@ -568,7 +686,7 @@ def bench_mount(conn, rows, repeat, deltas=20, changes=10000):
 
 
 # the parts of the benchmark, in the order they run (--only picks some)
-PARTS = ["snapshot", "tracking", "delta", "merge", "remote", "splitfiles", "mount", "client"]
+PARTS = ["snapshot", "tracking", "delta", "merge", "remote", "s3", "splitfiles", "mount", "client"]
 
 
 def main():
@@ -588,7 +706,7 @@ def main():
     cluster = Cluster(base, free_port(), settings=settings).start()
     parts = args.only or PARTS
     registry = None
-    if "remote" in parts:  # a second engine, to push to and clone from
+    if "remote" in parts or "s3" in parts:  # a second engine, to push to and clone from
         second = tempfile.mkdtemp(prefix="sg-bench-registry-")
         pathlib.Path(second).chmod(0o755)
         registry = Cluster(second, free_port(), settings=settings).start()
@@ -610,6 +728,8 @@ def main():
                 results += bench_client(cluster, args.repeat)
             if "remote" in parts:
                 results += bench_remote(conn, cluster, registry, args.rows, args.repeat)
+            if "s3" in parts:
+                results += bench_s3(conn, cluster, registry, args.rows, args.repeat)
             if "splitfiles" in parts:
                 results += bench_splitfiles(conn, args.rows, args.repeat)
             if "mount" in parts:

@@ -17,6 +17,7 @@ from support import driver  # noqa: E402
 from support.cluster import Cluster  # noqa: E402
 from support.queries import sql, value  # noqa: E402,F401 - the tests import them from here
 from support.registry import require_passwords  # noqa: E402
+from support.s3 import S3Server  # noqa: E402
 from support.security import Roles  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -84,6 +85,14 @@ def conn(cluster, dbname):
         yield c
 
 
+@pytest.fixture(scope="session")
+def s3():
+    """An S3-compatible server (moto) on loopback for the whole session: tests make their own buckets."""
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def roles(cluster, dbname):
     """Real LOGIN roles that are not superusers, made on demand (support.security.Roles), put back after the test
@@ -91,10 +100,6 @@ def roles(cluster, dbname):
     made = Roles(cluster, dbname)
     yield made
     made.cleanup()
-
-
-
-
 
 
 def fails(conn, query, *args, sqlstate=None):

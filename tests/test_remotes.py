@@ -184,7 +184,14 @@ def test_push_to_another_name_and_handlers(conn, hub, reg):
     repo = "rm_pusher/named"
     build(conn, repo)
     fails(conn, "select splitgraph.push(%s)", repo, sqlstate="55000")  # no upstream yet, no remote named
-    fails(conn, "select splitgraph.push(%s, 'hub', handler => 'S3')", repo, sqlstate="0A000")
+    # handler S3 (issue 12) needs object storage on the remote, and this registry has none: an S3 push of
+    # objects it lacks is refused there before anything is registered
+    sql(conn, "select splitgraph.init('rm_pusher/s3less')")
+    sql(conn, 'create table "rm_pusher/s3less".t (id int primary key, v text)')
+    sql(conn, """insert into "rm_pusher/s3less".t values (1, 'only in rm_pusher/s3less')""")
+    sql(conn, "select splitgraph.commit('rm_pusher/s3less')")
+    fails(conn, "select splitgraph.push('rm_pusher/s3less', 'hub', handler => 'S3')", sqlstate="55000")
+    assert history(reg, "rm_pusher/s3less")["images"] == []
     fails(conn, "select splitgraph.push(%s, 'hub', handler => 'FTP')", repo, sqlstate="22023")
     fails(conn, "select splitgraph.push(%s, 'nowhere')", repo, sqlstate="42704")
     sql(conn, "select splitgraph.push(%s, 'hub', 'rm_pusher/elsewhere')", repo)

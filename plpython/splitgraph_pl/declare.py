@@ -10,7 +10,7 @@ row's text depends on, checks required arguments and raises errors cleanly) and 
 splitgraph_internal; for a `helper`, one PL/Python function in splitgraph_internal. At run time the decorators
 do nothing. Arguments of a decorator must be literals: the build reads them as written.
 
-api(signature, doc, volatility="volatile", security="definer", rows=None, nullable=())
+api(signature, doc, volatility="volatile", security="definer", rows=None, nullable=(), settings={})
     signature   "name(argument type [default value], ...) returns type": the SQL signature; the Python
                 parameters after plpy must carry the same names, in the same order.
     doc         the one-line reference comment (COMMENT ON FUNCTION), starting with "name(".
@@ -21,6 +21,8 @@ api(signature, doc, volatility="volatile", security="definer", rows=None, nullab
                 which the door returns and drops (rows never pass through Python).
     nullable    arguments that may be null although they have no default (or a non-null default); every
                 other argument without a null default is checked (22004 names it).
+    settings    {name: value} the door sets beside the pinned ones (e.g. log_min_error_statement: panic, so that
+                the text of a failed call, which may hold a secret, stays out of the server log).
 
 helper(signature, doc, volatility="volatile", security="definer", public=False)
     A function in splitgraph_internal for the extension's own SQL (mount handlers, triggers) or for invoker

@@ -41,16 +41,20 @@ def caller_is_admin(plpy):
         where r.rolname = session_user and e.extname = 'splitgraph'""")
 
 
-def may_write(plpy, repo):
-    """Whether the caller (session_user) may write the repository: an administrator, a role writing the
+def may_write_namespace(plpy, namespace):
+    """Whether the caller (session_user) may write to a namespace: an administrator, a role writing the
     namespace named like it, or one an administrator granted the namespace to (grant_namespace)."""
     if caller_is_admin(plpy):
         return True
-    namespace = names.namespace_of(repo)
     return bool(namespace) and db.scalar(plpy, """
         select $1 = session_user::text
                or exists (select from splitgraph_meta.namespace_grants g
                           where g.namespace = $1 and g.role = session_user::text)""", namespace)
+
+
+def may_write(plpy, repo):
+    """Whether the caller (session_user) may write the repository (may_write_namespace of its namespace)."""
+    return may_write_namespace(plpy, names.namespace_of(repo))
 
 
 def check_write(plpy, repo):

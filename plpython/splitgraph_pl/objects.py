@@ -3,7 +3,7 @@ import base64
 import json
 import zlib
 
-from . import db, errors, fragments, hashing, meta, names, reading
+from . import db, errors, fragments, hashing, meta, names, parquet, reading, storage
 from . import tables as tbl
 from .declare import api, helper
 from .fragments import META, object_table
@@ -57,7 +57,8 @@ def object_info(plpy, object_id):
 
 
 @api("cleanup() returns integer",
-     "cleanup(): delete every object that no table of any image references; returns how many were deleted")
+     "cleanup(): delete every object that no table of any image references (from object storage too); returns "
+     "how many were deleted")
 def cleanup(plpy):
     """Delete every object no table of any image references; returns how many were deleted. Nothing another
     session does stops it: an object being reused right now (its row locked by the writer), or whose table is
@@ -72,13 +73,16 @@ def cleanup(plpy):
         where c.relnamespace = '{META}'::regnamespace and c.relkind = 'r' and c.relname ~ '^o[0-9a-f]{{62}}$'
           and not exists (select from {META}.objects o where o.object_id = c.relname::text)
         order by 1""")
-    deleted, skipped = 0, []
+    deleted, skipped, keys = 0, [], []
     for object_id in unused:
         try:
             with plpy.subtransaction(), db.settings(plpy, {"lock_timeout": CLEANUP_LOCK_TIMEOUT}):
+                key = storage.locations_of(plpy, [object_id]).get(object_id)
                 kept = _drop_unused(plpy, object_id)
                 if kept is None:
                     deleted += 1
+                    if key is not None:
+                        keys.append(key)
                 else:
                     skipped.append(f"{object_id} ({kept})")
         except plpy.SPIError as error:
@@ -88,6 +92,8 @@ def cleanup(plpy):
         db.notice(plpy, f"dropped {structures} squash(es) or copies of objects that no view reads any more")
     if deleted:
         db.notice(plpy, f"deleted {deleted} unused object(s)")
+    # last, once nothing here can fail: the bucket is outside the transaction
+    storage.remove_keys(plpy, keys)
     if skipped:
         db.notice(plpy, f"kept {len(skipped)} unused object(s) it could not delete now: " + "; ".join(skipped[:10])
                   + ("; ..." if len(skipped) > 10 else ""))
@@ -130,14 +136,17 @@ def _registered(plpy, object_id):
     return row
 
 
-@api("dump_object(object_id text) returns bytea",
-     "dump_object(object_id): the object (metadata and rows, compressed) as bytes that load_object accepts on "
-     "any engine",
+@api("dump_object(object_id text, format text default 'dump') returns bytea",
+     "dump_object(object_id, format): the object (metadata and rows) as bytes that load_object accepts on any "
+     "engine: format 'dump' (compressed rows) or 'parquet' (a Parquet file, as object storage holds it)",
      volatility="stable")
-def dump_object(plpy, object_id):
-    """The object's metadata and rows as one compressed blob that load_object accepts on any engine. The header
-    carries, beside the object's metadata, the built-in types its table stores the columns as (storage_types)."""
-    return _dump(plpy, object_id, "array", 6)
+def dump_object(plpy, object_id, format="dump"):
+    """The object's metadata and rows as one blob that load_object accepts on any engine. The header carries,
+    beside the object's metadata, the built-in types its table stores the columns as (storage_types)."""
+    if format not in ("dump", "parquet"):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"unknown object format {format!r}",
+                    hint="use 'dump' or 'parquet'")
+    return _dump(plpy, object_id, "parquet" if format == "parquet" else "array", 6)
 
 
 @helper("dump_for_transfer(object_id text) returns bytea",
@@ -149,6 +158,7 @@ def dump_for_transfer(plpy, object_id):
 
 
 def _dump(plpy, object_id, rows_format, level):
+    """rows_format: 'array' or 'lines' (a dump), or 'parquet' (a Parquet file)."""
     obj = _registered(plpy, object_id)
     if obj is None:
         errors.fail(plpy, errors.UNDEFINED_OBJECT, f"object {object_id} does not exist")
@@ -162,6 +172,8 @@ def _dump(plpy, object_id, rows_format, level):
         where a.attrelid = pg_catalog.format('%I.%I', '{META}', $1::text)::pg_catalog.regclass
           and a.attnum > 0 and not a.attisdropped and a.attname <> '{FLAG_COLUMN}'
         order by a.attnum""", object_id)
+    if rows_format == "parquet":
+        return parquet.write(plpy, object_table(object_id), [c[2] for c in obj["table_schema"]], header)
     header["dump_format"] = DUMP_FORMAT
     rows = None
     if rows_format == "lines":
@@ -178,9 +190,9 @@ def _dump(plpy, object_id, rows_format, level):
     return zlib.compress(json.dumps(header).encode("utf-8") + b"\n" + rows.encode("utf-8"), level)
 
 
-def _corrupt(plpy, object_id, what):
+def _corrupt(plpy, object_id, what, detail=None):
     errors.fail(plpy, errors.DATA_CORRUPTED, f"object {object_id} was refused: {what}",
-                hint="the data was damaged or altered in transit; fetch it again from its source")
+                hint="the data was damaged or altered in transit; fetch it again from its source", detail=detail)
 
 
 # The fields of a dump's header: required ones, then optional ones, with their JSON types.
@@ -193,9 +205,9 @@ MAX_BLOOM_BYTES = 1 << 20
 
 
 def _read_dump(plpy, object_id, data):
-    """(header, rows text) of a dump, its header's fields checked for presence and JSON type (XX001)."""
+    """(header, rows text) of a dump."""
     try:
-        raw = zlib.decompress(bytes(data))
+        raw = zlib.decompress(data)
         header_line, rows = raw.split(b"\n", 1)
         header = json.loads(header_line)
         rows = rows.decode("utf-8")
@@ -203,7 +215,14 @@ def _read_dump(plpy, object_id, data):
         _corrupt(plpy, object_id, "it is not an object dump")
     if not isinstance(header, dict):
         _corrupt(plpy, object_id, "its header is not a JSON object")
-    if header.get("dump_format") != DUMP_FORMAT or header.get("object_id") != object_id:
+    if header.get("dump_format") != DUMP_FORMAT:
+        _corrupt(plpy, object_id, "the dump is of another object or format")
+    return header, rows
+
+
+def _check_header(plpy, object_id, header):
+    """A header's fields checked for presence and JSON type (XX001)."""
+    if header.get("object_id") != object_id:
         _corrupt(plpy, object_id, "the dump is of another object or format")
     for fields, required in ((_REQUIRED, True), (_OPTIONAL, False)):
         for key, kind in fields.items():
@@ -218,7 +237,6 @@ def _read_dump(plpy, object_id, data):
     if storage is not None and (len(storage) != len(header["table_schema"])
                                 or not all(isinstance(t, str) for t in storage)):
         _corrupt(plpy, object_id, "its storage types do not match its columns")
-    return header, rows
 
 
 def _index(plpy, object_id, header, hashed, cols, staging_sql):
@@ -272,10 +290,11 @@ def _index(plpy, object_id, header, hashed, cols, staging_sql):
 
 
 @api("load_object(object_id text, data bytea) returns void",
-     "load_object(object_id, data): store an object from dump_object; refused (XX001) unless its rows hash to "
-     "its id")
+     "load_object(object_id, data): store an object from dump_object (either format); refused (XX001) unless its "
+     "rows hash to its id")
 def load_object(plpy, object_id, data):
-    """Store an object dumped by dump_object, after checking that its rows hash to its id."""
+    """Store an object dumped by dump_object (a dump or a Parquet file), after checking that its rows hash to
+    its id."""
     store_dump(plpy, object_id, data)
 
 
@@ -299,39 +318,101 @@ def _dump_columns(plpy, spec, storage):
 
 
 def store_dump(plpy, object_id, data, namespace=None):
-    """Store an object from a dump (dump_object's or dump_for_transfer's), after checking that its rows hash to
-    its id; returns whether this call stored it. Nothing of the header is pasted into SQL: its types and
-    collations are looked up in the catalog (tables.from_spec), the object table stores built-in types only, and
-    the index is computed from the rows (_index). namespace: what to record as the namespace of an object
-    registered now (default: the header's). An object registered without its data (a lazy clone) gets the
+    """Store an object from a dump (dump_object's in either format, or dump_for_transfer's), after checking that
+    its rows hash to its id; returns whether this call stored it. Nothing of the header is pasted into SQL: its
+    types and collations are looked up in the catalog (tables.from_spec), the object table stores built-in types
+    only, and the index is computed from the rows (_index). namespace: what to record as the namespace of an
+    object registered now (default: the header's). An object registered without its data (a lazy clone) gets the
     metadata its rows give, in place of what the remote said of it."""
-    if not (object_id and object_id.startswith("o") and len(object_id) == 63):
+    return bool(store_many(plpy, [(object_id, data)], namespace))
+
+
+def store_many(plpy, items, namespace=None):
+    """store_dump of many objects [(object_id, data)] at once; returns the ids this call stored. Each is checked
+    as store_dump checks it, and any refusal fails the call; the rows of Parquet files are hashed in one
+    statement per schema (parallel workers start once, not once per object)."""
+    unique = {}
+    for object_id, data in items:
+        unique.setdefault(object_id, data)
+    with parquet.private_directory() as directory:
+        staged = [s for s in (_stage(plpy, o, d, namespace, directory) for o, d in unique.items()) if s is not None]
+    groups = {}
+    for s in staged:
+        if s["hashed"] is None:
+            groups.setdefault(json.dumps(fragments.schema_spec(s["cols"])) + s["staging_cols"], []).append(s)
+    for group in groups.values():
+        _hash_staged(plpy, group)
+    return [s["object_id"] for s in staged if _store_staged(plpy, s)]
+
+
+def _stage(plpy, object_id, data, namespace, directory):
+    """An object's rows parsed into a staging table: {object_id, header, cols, staging_sql, hashed (None: to be
+    hashed), registered, namespace}; None when it is stored here already."""
+    if not (object_id and isinstance(object_id, str) and object_id.startswith("o") and len(object_id) == 63):
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"invalid object id {object_id!r}")
-    header, rows = _read_dump(plpy, object_id, data)
+    data = bytes(data)
+    if parquet.is_parquet(data):
+        try:
+            header, parquet_file = parquet.open_file(data)
+        except parquet.Refused as refused:
+            _corrupt(plpy, object_id, str(refused))
+        rows = None
+    else:
+        header, rows = _read_dump(plpy, object_id, data)
+        parquet_file = None
+    _check_header(plpy, object_id, header)
     # Loaders of one object serialize on its metadata row (a row lock no other role can take).
     db.run(plpy, f"select from {META}.objects where object_id = $1 for no key update", object_id)
     registered = _registered(plpy, object_id)
     if registered is not None and registered["stored"]:
-        return False
+        return None
     cols = _dump_columns(plpy, header["table_schema"], header.get("storage_types"))
     staging = db.temp_name("sg_tmp")
     staging_sql = f"{META}.{ident(staging)}"
-    plpy.execute(f"create table {staging_sql} ({fragments.fragment_columns(cols)})")
+    staging_cols = fragments.fragment_columns(cols)
+    plpy.execute(f"create table {staging_sql} ({staging_cols})")
     source = ("pg_catalog.string_to_table($1, e'\\n')" if header.get("rows_format") == "lines"
               else "pg_catalog.unnest($1::text[])")
+    hashed = None
     try:
         with plpy.subtransaction():
-            if cols:
+            if rows is None:
+                parquet.load(plpy, parquet_file, staging_sql, [c.type for c in cols], directory)
+            elif cols:
                 hashed = fragments.stage_rows(plpy, staging_sql, cols, source, rows)
             else:  # no column: a row's text is its flag alone
                 db.run(plpy, f"insert into {staging_sql} select (r).* from (select x::{staging_sql} as r "
                              f"from {source} as x where x <> '' offset 0) s", rows)
-    except plpy.SPIError:
-        _corrupt(plpy, object_id, "its rows do not parse as the columns it declares")
-    if not cols:
-        hashed = fragments.hash_groups(plpy, staging_sql, cols, where=f"t.{FLAG_COLUMN}").get(None)
-        hashed["deleted"] = db.scalar(plpy, f"select count(*) from {staging_sql} where not {FLAG_COLUMN}")
-        hashed["odd"] = 0
+    except parquet.Refused as refused:
+        _corrupt(plpy, object_id, str(refused))
+    except plpy.SPIError as error:
+        _corrupt(plpy, object_id, "its rows do not parse as the columns it declares",
+                 detail=str(error).splitlines()[0])
+    return {"object_id": object_id, "header": header, "cols": cols, "staging_sql": staging_sql,
+            "staging_cols": staging_cols, "hashed": hashed, "registered": registered,
+            "namespace": header.get("namespace", "") if namespace is None else namespace}
+
+
+def _hash_staged(plpy, group):
+    """Hash the rows of staged objects of one schema (rows that did not arrive as text: hashed as stored), in one
+    statement, and count their deletions in another."""
+    cols = group[0]["cols"]
+    union = " union all ".join(f"select {i} as sg_object, t.* from {s['staging_sql']} t"
+                               for i, s in enumerate(group))
+    hashed = fragments.hash_groups(plpy, f"({union})", cols, group="t.sg_object", where=f"t.{FLAG_COLUMN}",
+                                   parallel=True)
+    deleted = {r["g"]: r["n"] for r in db.run(
+        plpy, f"select t.sg_object as g, count(*) as n from ({union}) t where not t.{FLAG_COLUMN} group by 1")}
+    empty = {"rows": 0, "insertion_hash": hashing.ZERO, "range": {}}
+    for i, s in enumerate(group):
+        s["hashed"] = dict(hashed.get(i, empty), deleted=deleted.get(i, 0), odd=0)
+
+
+def _store_staged(plpy, staged):
+    """Check a staged object's hashes, counts and index against its id and header, then register it (or replace
+    the metadata of an object registered without its rows) and make its staging table the object table."""
+    object_id, header, cols, staging_sql = staged["object_id"], staged["header"], staged["cols"], staged["staging_sql"]
+    hashed, registered = staged["hashed"], staged["registered"]
     if hashed["odd"]:
         _corrupt(plpy, object_id, "some of its rows are not written as dumps write them")
     deleted = hashed["deleted"]
@@ -346,7 +427,7 @@ def store_dump(plpy, object_id, data, namespace=None):
             or (removed == 0) != (deletion == hashing.ZERO)):
         _corrupt(plpy, object_id, "its row counts do not match its rows")
     index = _index(plpy, object_id, header, hashed, cols, staging_sql)
-    verified = {"object_id": object_id, "namespace": header.get("namespace", "") if namespace is None else namespace,
+    verified = {"object_id": object_id, "namespace": staged["namespace"],
                 "rows_inserted": hashed["rows"], "rows_deleted": removed,
                 "insertion_hash": hashed["insertion_hash"], "deletion_hash": deletion,
                 "index": index, "table_schema": fragments.schema_spec(cols)}
@@ -363,6 +444,18 @@ def store_dump(plpy, object_id, data, namespace=None):
     plpy.execute(f"alter table {staging_sql} rename to {ident(object_id)}")
     fragments.record_sizes(plpy, [object_id])
     return True
+
+
+@helper("load_objects(object_ids text[], data bytea[]) returns text[]",
+        "load_objects(object_ids, data): load_object of many objects at once (each verified as load_object "
+        "verifies it; any refusal fails the call); returns the ids stored by this call",
+        public=True)
+def load_objects(plpy, object_ids, data):
+    if object_ids is None or data is None or len(object_ids) != len(data):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "give one object id per object's data")
+    if any(d is None for d in data):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "an object's data is null")
+    return store_many(plpy, list(zip(object_ids, data, strict=True)))
 
 
 _EXTENSION_SCHEMAS = ["splitgraph", "splitgraph_meta", "splitgraph_audit", "splitgraph_internal"]

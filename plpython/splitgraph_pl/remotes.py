@@ -35,6 +35,8 @@ FOREIGN_TABLES = {
                "insertion_hash text, deletion_hash text, index jsonb, table_schema jsonb, stored boolean",
     "object_dumps": "object_id text, dump bytea",
     "requests": "repository text, kind text, payload jsonb, dump bytea",
+    "object_locations": "object_id text, protocol text",
+    "object_urls": "repository text, method text, s3_host text, object_ids text[], urls text[]",
 }
 # Rows a foreign scan fetches at once (object_dumps: each row is an object of up to chunk_size rows), and rows
 # an insert into requests sends at once (each may be an object's dump): a few dumps in memory at a time.

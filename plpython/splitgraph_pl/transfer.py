@@ -19,8 +19,9 @@ SQL. Images never change: an image that exists must arrive with the same metadat
 """
 import json
 import re
+import urllib.parse
 
-from . import db, definitions, errors, fragments, hashing, meta, names, objects, remotes
+from . import db, definitions, errors, hashing, meta, names, objects, remotes, storage
 from . import tables as tbl
 from .declare import api, helper
 
@@ -36,6 +37,10 @@ PARALLEL_DOWNLOAD = 16
 # A transfer of many objects goes in statements of this many (objects downloaded, or steps of a push), so that a
 # progress NOTICE "(done/total)" follows each; fewer than two batches send no such NOTICE.
 TRANSFER_BATCH = 64
+# Objects moved at a time through pre-signed URLs (push's handler_options threads), and objects a request for
+# URLs (or a 'located' step of a push) names at most.
+DEFAULT_THREADS = 4
+URL_BATCH = 1000
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -283,6 +288,20 @@ def object_states(plpy, object_ids):
         where o.object_id = any($1::text[])""", list(object_ids or []))
 
 
+@helper("object_metadata(object_ids text[]) returns text",
+        "object_metadata(object_ids): the metadata of the objects registered here (metadata every role may read), "
+        "for a push with handler S3",
+        volatility="stable", public=True)
+def object_metadata(plpy, object_ids):
+    return db.scalar(plpy, """
+        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'object_id', o.object_id, 'format', o.format, 'namespace', o.namespace,
+                   'rows_inserted', o.rows_inserted, 'rows_deleted', o.rows_deleted,
+                   'insertion_hash', o.insertion_hash, 'deletion_hash', o.deletion_hash, 'index', o.index,
+                   'table_schema', o.table_schema) order by o.object_id), '[]')::text
+        from splitgraph_meta.objects o where o.object_id = any($1::text[])""", list(object_ids or []))
+
+
 @helper("image_objects(repository text, image text) returns text",
         "image_objects(repository, image): for checkout: the objects the image needs that are registered here "
         "without their rows, where they can be downloaded from, and the repository's upstream (nothing when the "
@@ -515,7 +534,13 @@ def download(plpy, remote, object_ids):
     remote makes the next dumps while this engine loads the last ones."""
     if not object_ids:
         return
-    ids = sorted(object_ids)
+    in_bucket = sorted(_in_their_bucket(plpy, remote, object_ids))
+    if in_bucket:  # kept in the remote's object storage: through URLs it signs, straight from the store
+        urls = _urls(plpy, remote, "GET", None, None, in_bucket)
+        storage.get_objects(plpy, in_bucket, urls, DEFAULT_THREADS)
+    ids = sorted(set(object_ids) - set(in_bucket))
+    if not ids:
+        return
     twin = None
     if len(ids) >= PARALLEL_DOWNLOAD:
         twin = Remote.twin_of(plpy, remote, "d", only=("object_dumps",))
@@ -534,7 +559,7 @@ def download(plpy, remote, object_ids):
             db.notice(plpy, f"downloaded objects ({len(loaded)}/{len(ids)}) from {remote.where()}")
     if twin is not None:
         remotes.drop_twin(plpy, twin.server)
-    lacking = sorted(set(object_ids) - loaded)
+    lacking = sorted(set(ids) - loaded)
     if lacking:
         errors.fail(plpy, errors.UNDEFINED_OBJECT,
                     f"{remote.where()} does not store {len(lacking)} object(s) it was asked for: "
@@ -676,11 +701,11 @@ def pull(plpy, repository, download_all=False, overwrite_tags=False):
      "runs as the caller",
      security="invoker")
 def push(plpy, repository, remote=None, remote_repository=None, handler="DB", handler_options="{}"):
-    if handler.upper() == "S3":
-        errors.fail(plpy, errors.FEATURE_NOT_SUPPORTED, "push with handler S3 is not implemented yet",
-                    hint="push with handler => 'DB'")
-    if handler.upper() != "DB":
-        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"unknown push handler {handler!r}", hint="use 'DB'")
+    handler = handler.upper()
+    if handler not in ("DB", "S3"):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"unknown push handler {handler!r}",
+                    hint="use 'DB' (objects go to the remote engine) or 'S3' (to its object storage)")
+    options = _handler_options(plpy, handler_options)
     local = json.loads(db.scalar(plpy, "select splitgraph_internal.local_state($1, false)", repository))
     repo, upstream = local["repository"], local["upstream"]
     if remote is None and upstream is None:
@@ -697,7 +722,7 @@ def push(plpy, repository, remote=None, remote_repository=None, handler="DB", ha
     for attempt in range(1, PUSH_ATTEMPTS + 1):
         try:
             with plpy.subtransaction():
-                sent = _push_once(plpy, target, repo, remote_repo, local)
+                sent = _push_once(plpy, target, repo, remote_repo, local, handler, options)
             break
         except plpy.SPIError as error:
             if error.sqlstate not in ("40001", "40P01") or attempt == PUSH_ATTEMPTS:
@@ -720,8 +745,66 @@ def push(plpy, repository, remote=None, remote_repository=None, handler="DB", ha
             f"{n} {what}" for what, n in sent.items()))
 
 
-def _push_once(plpy, remote, repo, remote_repo, local):
-    """Send what the remote repository lacks; returns how many of each kind, or None when it lacks nothing."""
+def _handler_options(plpy, handler_options):
+    """push's handler_options: {"threads": N (objects moved at a time, 1 to 64; default 4), "s3_host":
+    "host[:port]" (how this engine reaches the remote's object storage; default: as the remote is configured)}."""
+    try:
+        options = json.loads(handler_options) if isinstance(handler_options, str) else (handler_options or {})
+    except ValueError:
+        options = None
+    if not isinstance(options, dict) or set(options) - {"threads", "s3_host"}:
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "handler_options must be a JSON object with keys among "
+                    "threads and s3_host")
+    threads = options.get("threads", DEFAULT_THREADS)
+    if not _is_int(threads) or not 1 <= threads <= 64:
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "handler_options threads must be an integer from 1 to 64")
+    s3_host = options.get("s3_host")
+    if s3_host is not None and not isinstance(s3_host, str):
+        errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, "handler_options s3_host must be a string")
+    return {"threads": threads, "s3_host": s3_host}
+
+
+def _in_their_bucket(plpy, remote, object_ids):
+    """The objects (of those given) the remote keeps in its object storage."""
+    return set(db.column(plpy, f"""select l.object_id from {remote.table('object_locations')} l
+                                   where l.object_id = any($1::text[])""", sorted(object_ids))) if object_ids else set()
+
+
+def _urls(plpy, remote, method, repository, s3_host, object_ids):
+    """Pre-signed URLs from the remote (splitgraph_remote.object_urls), in batches; one per object (for PUT, None
+    for an object the remote has already)."""
+    urls = []
+    for start in range(0, len(object_ids), URL_BATCH):
+        batch = object_ids[start:start + URL_BATCH]
+        got = db.scalar(plpy, f"""insert into {remote.table('object_urls')} (repository, method, s3_host, object_ids)
+                                  values ($1, $2, $3, $4::text[]) returning urls""",
+                        repository, method, s3_host, batch)
+        if not isinstance(got, list) or len(got) != len(batch):
+            errors.fail(plpy, errors.DATA_CORRUPTED, f"{remote.where()} did not give one URL per object")
+        urls += got
+    # URLs from the remote: http(s), all to one store
+    stores = {(p.scheme, p.netloc) for p in (urllib.parse.urlsplit(u) for u in urls if u is not None)}
+    if len(stores) > 1 or any(scheme not in ("http", "https") or not netloc for scheme, netloc in stores):
+        errors.fail(plpy, errors.DATA_CORRUPTED, f"{remote.where()} gave URLs that are not all http(s) URLs of "
+                                                 "one store")
+    return urls
+
+
+def _upload(plpy, remote, remote_repo, object_ids, options):
+    """Upload objects the remote lacks to its object storage through URLs it signs (those it has already are not
+    uploaded again); returns their metadata, which the push registers there (step 'located')."""
+    urls = _urls(plpy, remote, "PUT", remote_repo, options["s3_host"], object_ids)
+    upload = [(o, u) for o, u in zip(object_ids, urls, strict=True) if u is not None]
+    if upload:
+        storage.put_objects(plpy, [o for o, _ in upload], [u for _, u in upload], options["threads"])
+    metadata = json.loads(db.scalar(plpy, "select splitgraph_internal.object_metadata($1::text[])", object_ids))
+    return metadata, len(upload)
+
+
+def _push_once(plpy, remote, repo, remote_repo, local, handler="DB", options=None):
+    """Send what the remote repository lacks; returns how many of each kind, or None when it lacks nothing. With
+    handler S3, objects go to the remote's object storage (through URLs it signs) and only their metadata and
+    locations to the remote."""
     theirs = _json(plpy, f"""select coalesce(pg_catalog.jsonb_agg(i.image_hash), '[]')::text
                              from {remote.table('images')} i where i.repository = $1""", remote_repo)
     their_tags = _json(plpy, f"""select coalesce(pg_catalog.jsonb_object_agg(t.tag, t.image_hash), '{{}}')::text
@@ -738,6 +821,8 @@ def _push_once(plpy, remote, repo, remote_repo, local):
     stored_there = set(db.column(plpy, f"""select o.object_id from {remote.table('objects')} o
                                            where o.object_id = any($1::text[]) and o.stored""", needed)) \
         if needed else set()
+    if handler == "S3":
+        stored_there |= _in_their_bucket(plpy, remote, needed)
     send_objects = [o for o in needed if o not in stored_there]
     if send_objects:
         states = json.loads(db.scalar(plpy, "select splitgraph_internal.object_states($1::text[])", send_objects))
@@ -754,7 +839,13 @@ def _push_once(plpy, remote, repo, remote_repo, local):
         return None
     # One statement: the steps in order (repository, objects, images parents first, tables, tags, branches), each
     # object's dump made as its row goes (PostgreSQL computes the costly select list after sorting), in batches.
-    steps = [{"kind": "repository"}] + [{"kind": "object", "payload": {"object_id": o}} for o in send_objects]
+    uploaded = None
+    if handler == "S3" and send_objects:
+        metadata, uploaded = _upload(plpy, remote, remote_repo, send_objects, options)
+        steps = [{"kind": "repository"}] + [{"kind": "located", "payload": {"objects": metadata[i:i + URL_BATCH]}}
+                                            for i in range(0, len(metadata), URL_BATCH)]
+    else:
+        steps = [{"kind": "repository"}] + [{"kind": "object", "payload": {"object_id": o}} for o in send_objects]
     for kind, items in (("image", missing), ("table", tables), ("tag", tags), ("branch", branches)):
         steps += [{"kind": kind, "payload": item} for item in items]
     query = f"""
@@ -769,8 +860,11 @@ def _push_once(plpy, remote, repo, remote_repo, local):
         if len(steps) > TRANSFER_BATCH:
             done = min(start + TRANSFER_BATCH, len(steps))
             db.notice(plpy, f'pushed steps ({done}/{len(steps)}) of "{repo}" to {remote.where()}')
-    return {"image(s)": len(missing), "table version(s)": len(tables), "object(s)": len(send_objects),
+    sent = {"image(s)": len(missing), "table version(s)": len(tables), "object(s)": len(send_objects),
             "tag(s)": len(tags), "branch(es)": len(branches)}
+    if uploaded is not None:
+        sent["object(s) uploaded to object storage"] = uploaded
+    return sent
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -814,6 +908,12 @@ def receive(plpy, repository, kind, payload, dump):
         if not isinstance(object_id, str) or not _OBJECT_ID.fullmatch(object_id) or dump is None:
             _refuse(plpy, source, "an object without a valid id or dump")
         objects.store_dump(plpy, object_id, dump, names.namespace_of(repository))
+    elif kind == "located":
+        items = item.get("objects") if isinstance(item, dict) else None
+        if not isinstance(items, list) or not items or len(items) > URL_BATCH:
+            _refuse(plpy, source, f"a located step without 1 to {URL_BATCH} objects")
+        storage.register_located(plpy, names.namespace_of(repository),
+                                 [check_object_metadata(plpy, o, source) for o in items])
     elif kind == "image":
         _receive_image(plpy, repository, check_image(plpy, item, source), made)
     elif kind == "table":
@@ -831,7 +931,7 @@ def receive(plpy, repository, kind, payload, dump):
         (_receive_tag if kind == "tag" else _receive_branch)(plpy, repository, name, image_hash)
     else:
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"unknown request kind {kind!r}",
-                    hint="kinds: repository, object, image, table, tag, branch")
+                    hint="kinds: repository, object, located, image, table, tag, branch")
 
 
 def _receive_image(plpy, repo, image, made):
@@ -878,7 +978,17 @@ def _receive_table(plpy, repo, table, made):
                         f'"{table["table_name"]}" as sent',
                         hint="images never change: their tables arrive with them, in the same push")
         return
-    fragments.object_rows(plpy, table["object_ids"])  # every object registered and stored here
+    # every object registered, and stored here or kept in this engine's object storage
+    lacking = db.column(plpy, """
+        select u.id from pg_catalog.unnest($1::text[]) u (id)
+        where not exists (select from splitgraph_meta.objects o where o.object_id = u.id)
+           or (pg_catalog.to_regclass(pg_catalog.format('splitgraph_meta.%I', u.id)) is null
+               and not exists (select from splitgraph_meta.object_locations l
+                               where l.object_id = u.id and l.protocol = $2))
+        limit 1""", table["object_ids"], storage.PROTOCOL)
+    if lacking:
+        errors.fail(plpy, errors.UNDEFINED_OBJECT, f"object {lacking[0]} is neither stored on this engine nor kept in "
+                                                   "its object storage", hint="push the objects with the table")
     _insert_tables(plpy, repo, [table])
 
 

@@ -1,4 +1,5 @@
--- pg_dump keeps the history: the metadata tables' rows are dumped with the database.
+-- pg_dump keeps the history: the metadata tables' rows are dumped with the database (but not object_storage:
+-- a backup carries no S3 secret key; configure_s3 again after a restore).
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.repositories', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.images', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.images_seq_seq', '');
@@ -17,3 +18,4 @@ select pg_catalog.pg_extension_config_dump('splitgraph_meta.commands', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.read_layers', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.read_structures', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.image_mounts', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.external_handlers', '');

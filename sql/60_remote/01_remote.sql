@@ -91,6 +91,16 @@ where exists(
 );
 comment on view splitgraph_remote.object_dumps is 'Each stored object as bytes load_object accepts';
 
+-- Objects this engine keeps in its object storage (configure_s3): a client downloads them through URLs this
+-- engine signs (object_urls), and a push with handler S3 does not upload them again.
+create view splitgraph_remote.object_locations as
+select
+    l.object_id,
+    l.protocol
+from splitgraph_meta.object_locations as l
+where l.protocol = 'S3';
+comment on view splitgraph_remote.object_locations is 'Objects kept in this engine''s object storage';
+
 -- A push writes here, one step a row, in order: repository, objects, images (parents first), tables, tags,
 -- branches. Each row is checked and applied as the role that logged in (session_user): see transfer.receive.
 create view splitgraph_remote.requests as
@@ -145,6 +155,59 @@ comment on function splitgraph_internal.on_request() is 'Trigger of splitgraph_r
 create trigger receive instead of insert or update or delete on splitgraph_remote.requests
 for each row execute function splitgraph_internal.on_request();
 
+-- Pre-signed URLs, asked for by inserting (repository, method 'PUT' or 'GET', s3_host, object_ids) and read
+-- back from the RETURNING urls (one per object; for PUT, null when the object is in the bucket already). The
+-- trigger checks the caller (session_user): upload URLs only for a repository whose namespace it may write.
+create view splitgraph_remote.object_urls as
+select
+    null::text as repository,
+    null::text as method, -- noqa: RF04
+    null::text as s3_host,
+    null::text [] as object_ids,
+    null::text [] as urls -- noqa: RF04
+where false;
+comment on view splitgraph_remote.object_urls is
+'Insert (repository, method PUT|GET, s3_host, object_ids) ... returning urls: pre-signed URLs; reads as empty';
+
+create function splitgraph_internal.on_object_urls() returns trigger
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sg_state text;
+    sg_message text;
+    sg_detail text;
+    sg_hint text;
+    sg_context text;
+begin
+    if tg_op <> 'INSERT' then
+        raise exception 'splitgraph_remote.object_urls takes inserts only' using errcode = 'feature_not_supported';
+    end if;
+    new.urls := splitgraph_internal.object_urls(new.repository, new.method, new.s3_host, new.object_ids);
+    return new;
+exception when others or query_canceled then
+    get stacked diagnostics sg_state = returned_sqlstate, sg_message = message_text,
+        sg_detail = pg_exception_detail, sg_hint = pg_exception_hint, sg_context = pg_exception_context;
+    select e.message, e.detail, e.hint into sg_message, sg_detail, sg_hint
+    from splitgraph_internal.tidy_error(sg_state, sg_message, sg_detail, sg_hint, sg_context) as e;
+    if sg_detail is null and sg_hint is null then
+        raise exception using errcode = sg_state, message = sg_message;
+    elsif sg_hint is null then
+        raise exception using errcode = sg_state, message = sg_message, detail = sg_detail;
+    elsif sg_detail is null then
+        raise exception using errcode = sg_state, message = sg_message, hint = sg_hint;
+    else
+        raise exception using errcode = sg_state, message = sg_message, detail = sg_detail, hint = sg_hint;
+    end if;
+end
+$$;
+revoke all on function splitgraph_internal.on_object_urls() from public;
+comment on function splitgraph_internal.on_object_urls() is 'Trigger of splitgraph_remote.object_urls: signs URLs';
+
+create trigger sign instead of insert or update or delete on splitgraph_remote.object_urls
+for each row execute function splitgraph_internal.on_object_urls();
+
 grant usage on schema splitgraph_remote to public;
 grant select on all tables in schema splitgraph_remote to public;
 grant insert on splitgraph_remote.requests to public;
+grant insert on splitgraph_remote.object_urls to public;
