@@ -16,6 +16,8 @@ _BYTEA = psycopg2.extensions.new_type(
     psycopg2.BINARY.values, "BYTEA_AS_BYTES",
     lambda value, cursor: None if value is None else bytes(psycopg2.BINARY(value, cursor)))
 psycopg2.extensions.register_type(_BYTEA)
+# uuid as uuid.UUID
+psycopg2.extras.register_uuid()
 
 
 class Rollback(Exception):
