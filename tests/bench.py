@@ -81,9 +81,12 @@ class Measure:
             status = "ok" if took <= self.target else "ABOVE TARGET"
             return f"{self.name:<34} {took * 1000:7.1f} ms (target <= {self.target * 1000:.0f} ms, {status})"
         ratio = self.ratio()
-        status = "ok" if ratio <= self.target else "ABOVE TARGET"
+        if self.target is None:
+            verdict = "for information"
+        else:
+            verdict = f"target <= {self.target}x, " + ("ok" if ratio <= self.target else "ABOVE TARGET")
         ours, limit = statistics.median(self.ours), statistics.median(self.limit)
-        return (f"{self.name:<34} {ratio:5.2f}x  (target <= {self.target}x, {status}); "
+        return (f"{self.name:<34} {ratio:5.2f}x  ({verdict}); "
                 f"median {ours:.3f}{self.unit} vs {self.limit_label} {limit:.3f}{self.unit}")
 
     def as_dict(self):
@@ -341,6 +344,77 @@ class MemoryPeak:
 
     def as_dict(self):
         return dict(self.result, target_mb=self.TARGET_MB)
+
+
+def bench_merge(conn, repeat, changes=10000):
+    """A merge of two branches that each changed `changes` rows of a 1M-row table (different rows: nothing
+    conflicts) vs copying those rows; and vs the same merge of a 100k-row table (the cost must follow the
+    changes, not the size of the table). Then, for information, the same merge where the branches changed
+    random rows, some of them the same (alike), which makes the merge store a fragment of its own."""
+    merge = Measure(f"merge ({changes} + {changes} of 1M rows)", 3.0, f"CTAS of the {2 * changes} rows")
+    scale = Measure("merge at 1M vs at 100k rows", 1.5, "100k rows")
+    overlapping = Measure("merge, overlapping changes (1M rows)", None, "CTAS of the changed rows")
+    # what any write of those rows costs more at 1M than at 100k (the first change of a page after a checkpoint
+    # writes the whole page to the WAL, and 10k rows of 1M lie on 10k pages, of 100k on 1.3k)
+    update_scale = Measure("UPDATE of the 10k rows at 1M vs 100k", None, "100k rows")
+    for i in range(repeat):
+        for rows, disjoint, target in ((1_000_000, True, merge.ours), (100_000, True, scale.limit),
+                                       (1_000_000, False, overlapping.ours)):
+            run(conn, "select splitgraph.init('bench/merge')")
+            run(conn, FILL.format(table='"bench/merge".t', rows=rows))
+            run(conn, 'alter table "bench/merge".t add primary key (id)')
+            run(conn, "select splitgraph.commit('bench/merge')")
+            run(conn, "select splitgraph.branch('bench/merge', 'dev')")
+            # each branch updates `changes` random rows: different ones, or chosen independently
+            run(conn, f"create table public.picked as select id, row_number() over (order by random()) as n "
+                      f"from generate_series(1, {rows}) id")
+            if disjoint:
+                run(conn, f"create table public.ours as select id from public.picked where n <= {changes}")
+                run(conn, f"create table public.theirs as select id from public.picked "
+                          f"where n > {changes} and n <= {2 * changes}")
+            else:
+                run(conn, f"create table public.ours as select id from public.picked where n <= {changes}")
+                run(conn, f"create table public.theirs as select id from public.picked "
+                          f"order by (id::bigint * 7919) % {rows} limit {changes}")
+            run(conn, 'update "bench/merge".t t set value = t.value + 1 from public.ours c where c.id = t.id')
+            run(conn, "select splitgraph.commit('bench/merge')")
+            run(conn, "select splitgraph.checkout('bench/merge', 'dev')")
+            run(conn, 'update "bench/merge".t t set value = t.value + 1 from public.theirs c where c.id = t.id')
+            run(conn, "select splitgraph.commit('bench/merge')")
+            run(conn, "select splitgraph.checkout('bench/merge', 'main')")
+            if rows == 1_000_000:
+                run(conn, "create table public.changed as "
+                          "select id from public.ours union select id from public.theirs")
+                run(conn, 'analyze public.changed, "bench/merge".t')
+                copy = 'create table public.copy as select t.* from "bench/merge".t t join public.changed c using (id)'
+                # the fastest plan: as planned (with and without parallel workers), or by the key's index
+                by_index = fastest(conn, ["set enable_hashjoin = off", "set enable_mergejoin = off", copy])
+                run(conn, "reset enable_hashjoin; reset enable_mergejoin")
+                (merge if disjoint else overlapping).limit.append(min(fastest(conn, [copy]), by_index))
+                run(conn, "drop table public.changed")
+            settle(conn)
+            elapsed, (image,) = timed(conn, "select splitgraph.merge('bench/merge', 'dev')")
+            target.append(elapsed)
+            got = run(conn, 'select count(*), count(*) filter (where value >= 1) from "bench/merge".t')[0]
+            expected_changed = run(conn, "select count(*) from (select id from public.ours union "
+                                         "select id from public.theirs) c")[0][0]
+            assert got == (rows, expected_changed), f"the merge gave {got}"
+            assert run(conn, "select count(*) from splitgraph.status('bench/merge')")[0][0] == 0
+            if disjoint:
+                settle(conn)
+                run(conn, "begin")
+                elapsed, _ = timed(conn, 'update "bench/merge".t t set value = t.value + 1 from public.theirs c '
+                                         "where c.id = t.id")
+                run(conn, "rollback")
+                (update_scale.ours if rows == 1_000_000 else update_scale.limit).append(elapsed)
+            run(conn, "drop table public.picked, public.ours, public.theirs")
+            run(conn, "select splitgraph.rm('bench/merge', force => true)")
+            run(conn, "select splitgraph.cleanup()")
+        scale.ours.append(merge.ours[-1])
+        print(f"  round {i + 1}/{repeat}: merge {merge.ours[-1]:.3f}s at 1M, {scale.limit[-1]:.3f}s at 100k, "
+              f"copy {merge.limit[-1]:.3f}s; overlapping {overlapping.ours[-1]:.3f}s / {overlapping.limit[-1]:.3f}s",
+              flush=True)
+    return [merge, scale, overlapping, update_scale]
 
 
 def bench_client(cluster, repeat, runs=20):
@@ -762,7 +836,7 @@ def bench_mount(conn, rows, repeat, deltas=20, changes=10000):
 
 
 # the parts of the benchmark, in the order they run (--only picks some)
-PARTS = ["snapshot", "tracking", "delta", "remote", "s3", "splitfiles", "mount", "client", "nearby"]
+PARTS = ["snapshot", "tracking", "delta", "merge", "remote", "s3", "splitfiles", "mount", "client", "nearby"]
 
 
 def main():
@@ -798,6 +872,8 @@ def main():
                 results += bench_tracked_writes(conn, args.repeat)
             if "delta" in parts:
                 results += bench_delta_commit(conn, args.repeat)
+            if "merge" in parts:
+                results += bench_merge(conn, args.repeat)
             if "client" in parts:
                 results += bench_client(cluster, args.repeat)
             if "remote" in parts:

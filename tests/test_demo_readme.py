@@ -62,6 +62,21 @@ def test_readme_tour_runs_as_written(cluster, dbname):
         assert value(conn, 'select count(*) from "noaa/climate".readings') == 3, "reset restored HEAD"
         branch = "select branch from splitgraph.repositories() where repository = 'noaa/climate'"
         assert sql(conn, branch) == [("main",)]
+        # then the README's merging section, on the tour's repository
+        section = re.search(r"## Merging branches(.*?)\n## ", text, re.S).group(1)
+        merging = "".join(re.findall(r"```sql\n(.*?)```", section, re.S))
+        merged = None
+        for statement in [s.strip() for s in re.sub(r"--[^\n]*", "", merging).split(";") if s.strip()]:
+            result = sql(conn, statement)
+            if statement.startswith("select * from splitgraph.conflicts"):
+                assert result == []
+            if statement == "select splitgraph.merge('noaa/climate', 'fixes')":
+                merged = result[0][0]
+        assert value(conn, "select splitgraph.show('noaa/climate', %s) -> 'parents'", merged)[1] == value(
+            conn, "select image_hash from splitgraph.branches('noaa/climate') where branch = 'fixes'")
+        assert sql(conn, """select station, temp::text from "noaa/climate".readings order by 1, day""") == [
+            ("london", "7.9"), ("oslo", "-3.1"), ("oslo", "-3.1"), ("paris", "4.0")], "both branches' changes"
+        assert sql(conn, "select table_name from splitgraph.status('noaa/climate')") == []
 
 
 def test_readme_terminal_section_runs_as_written(cluster, dbname, tmp_path):

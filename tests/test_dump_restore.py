@@ -21,6 +21,7 @@ META_TABLES = {
     "tables": "repository, image_hash, table_name",
     "upstream": "repository",
     "info": "key",
+    "merge_parents": "repository, image_hash, parent_id",
 }
 
 
@@ -73,7 +74,21 @@ def build_source(conn):
     sql(conn, 'insert into "dr/gamma".g values (1)')
     value(conn, "select splitgraph.commit('dr/gamma')")
     sql(conn, "select splitgraph.uncheckout('dr/gamma')")
-    expected.update(v1=v1, v2=v2, dev=dev, b1=b1)
+
+    # a merge image: its second parent lives in splitgraph_meta.merge_parents
+    sql(conn, "select splitgraph.init('dr/delta')")
+    sql(conn, 'create table "dr/delta".m (id int primary key, v text)')
+    sql(conn, "insert into \"dr/delta\".m values (1, 'base'), (2, 'base')")
+    value(conn, "select splitgraph.commit('dr/delta')")
+    sql(conn, "select splitgraph.branch('dr/delta', 'side')")
+    sql(conn, "update \"dr/delta\".m set v = 'main' where id = 1")
+    value(conn, "select splitgraph.commit('dr/delta')")
+    sql(conn, "select splitgraph.checkout('dr/delta', 'side')")
+    sql(conn, "update \"dr/delta\".m set v = 'side' where id = 2")
+    value(conn, "select splitgraph.commit('dr/delta')")
+    sql(conn, "select splitgraph.checkout('dr/delta', 'main')")
+    merged = value(conn, "select splitgraph.merge('dr/delta', 'side')")
+    expected.update(v1=v1, v2=v2, dev=dev, b1=b1, merged=merged)
     return expected
 
 
@@ -102,7 +117,8 @@ def snapshot(conn):
         snap["api"]["object " + object_id] = value(conn, "select splitgraph.object_info(%s)", object_id)
         snap["data"][object_id] = sorted(r[0] for r in rows_of(conn, f'splitgraph_meta."{object_id}"'))
     for schema, table in sql(conn, """select table_schema, table_name from information_schema.tables
-                                      where table_schema in ('dr/alpha', 'beta', 'dr/gamma') order by 1, 2"""):
+                                      where table_schema in ('dr/alpha', 'beta', 'dr/gamma', 'dr/delta')
+                                      order by 1, 2"""):
         snap["data"][f"{schema}.{table}"] = sorted(r[0] for r in rows_of(conn, f'"{schema}"."{table}"'))
     return snap
 
@@ -140,7 +156,10 @@ def rconn(cluster, restored):
 
 def test_source_is_what_the_test_means(restored):
     expected, source, *_ = restored
-    assert [r[0] for r in source["api"]["repositories"]] == ["beta", "dr/alpha", "dr/gamma"]
+    assert [r[0] for r in source["api"]["repositories"]] == ["beta", "dr/alpha", "dr/delta", "dr/gamma"]
+    assert len(source["meta"]["merge_parents"]) == 1
+    assert source["api"]["dr/delta"]["show " + expected["merged"]]["parents"][1] == \
+        source["api"]["dr/delta"]["branches"][1][1]  # the merge's second parent is side's head
     assert len(source["api"]["dr/alpha"]["table_info %s t" % expected["v1"]]["objects"]) == 3
     assert len(source["api"]["dr/alpha"]["images"]) == 4
     assert {b[0] for b in source["api"]["dr/alpha"]["branches"]} == {"dev", "main"}

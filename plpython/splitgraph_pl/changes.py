@@ -200,6 +200,24 @@ def keyless_listing(plpy, tracked, cols):
     return Delta(name, cols, [])
 
 
+def net_content_hash(plpy, tracked, schema, table, cols):
+    """The content hash of the net changes logged for a tracked table (what they add less what they remove, as
+    content hashes sum), or None when the log cannot say (a table without a primary key whose changed rows have
+    duplicates)."""
+    lanes = ", ".join(f"sum((pg_catalog.get_byte(s.{h}, {2 * i}) << 8) | pg_catalog.get_byte(s.{h}, {2 * i + 1})) "
+                      f"as {h}{i}" for h in ("hn", "ho") for i in range(hashing.LANES))
+    if tbl.key_columns(cols):
+        row = db.one(plpy, f"select {lanes} from ({keyed_changes(tracked, schema, table, cols)}) s")
+    else:
+        delta = from_log(plpy, tracked, schema, table, cols)
+        if delta is None:
+            return None
+        row = db.one(plpy, f"select {lanes} from {delta.relation} s")
+        delta.drop(plpy)
+    return hashing.content_hash(hashing.to_hex(row[f"hn{i}"] or 0 for i in range(hashing.LANES)),
+                                hashing.to_hex(row[f"ho{i}"] or 0 for i in range(hashing.LANES)))
+
+
 def has_changes(plpy, tracked, schema, table, cols):
     """Whether the log of a tracked table holds any net change."""
     d = from_log(plpy, tracked, schema, table, cols)

@@ -472,7 +472,7 @@ def reset(plpy, repository, table_name=None):
     if plan["layered"]:
         return
     schema = plan["schema"]
-    deferred = _defer_foreign_keys(plpy, schema, [e["table"] for e in plan["tables"] if e["live"]])
+    deferred = defer_foreign_keys(plpy, schema, [e["table"] for e in plan["tables"] if e["live"]])
     rebuild = []
     for entry in plan["tables"]:
         table, action = entry["table"], entry["action"]
@@ -491,7 +491,7 @@ def reset(plpy, repository, table_name=None):
     if rebuild:
         # made again from HEAD as checkout makes tables: definitions restored as the caller
         materialize_new(plpy, plan["repository"], rebuild)
-    _check_foreign_keys(plpy, deferred)
+    check_foreign_keys(plpy, deferred)
     db.run(plpy, "select splitgraph_internal.reset_end($1, $2)", repository, table_name)
 
 
@@ -513,7 +513,7 @@ def _refill(plpy, target, cols, entry):
     fragments.apply_to_table(plpy, target, cols, entry["objects"], as_caller=True, only=entry["only"])
 
 
-def _defer_foreign_keys(plpy, schema, tables):
+def defer_foreign_keys(plpy, schema, tables):
     """Foreign keys from or to the tables are checked when reset is done, not row by row while rows are put
     back in an order that is none of theirs: each becomes deferrable (for now) and deferred. Returns them."""
     keys = db.run(plpy, """
@@ -532,8 +532,8 @@ def _defer_foreign_keys(plpy, schema, tables):
     return keys
 
 
-def _check_foreign_keys(plpy, keys):
-    """Check the foreign keys _defer_foreign_keys deferred, and give them back their deferrability."""
+def check_foreign_keys(plpy, keys):
+    """Check the foreign keys defer_foreign_keys deferred, and give them back their deferrability."""
     keys = [k for k in keys if db.scalar(plpy, """select exists (select from pg_catalog.pg_constraint
                                                                 where conrelid = $1::pg_catalog.regclass
                                                                   and pg_catalog.quote_ident(conname) = $2)""",

@@ -287,18 +287,21 @@ def object_limit(plpy):
 
 
 def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=None, max_objects=None,
-                   second=None):
+                   second=None, source=None):
     """Store the rows of schema.table as base fragments; returns their object ids in key order.
 
     Identical rows give identical objects, so storing the same data twice (anywhere) adds no object. More than
     max_objects chunks (when given) is refused (54000) before anything is stored. Only what reading runs no code
     is read, and only what the caller may read (tables.source). `second`: a second_session.SecondSession that
-    may hash the rows while this session copies them (the commit's; see that module for when it may).
+    may hash the rows while this session copies them (the commit's; see that module for when it may). `source`: a
+    relation of the extension's own to read instead (a temporary table it filled, of the columns as stored), for a
+    table named `table`.
     """
     tbl.check_storable(plpy, table, cols)
-    source = tbl.source(plpy, schema, table)
+    own = source is None
+    source = tbl.source(plpy, schema, table) if own else source
     bounds = None
-    if tbl.key_columns(cols) and tbl.ordered_by_index(plpy, schema, table, cols):
+    if own and tbl.key_columns(cols) and tbl.ordered_by_index(plpy, schema, table, cols):
         # an index gives the chunks; only the last one's rows are counted (no scan of the whole table)
         bounds = _walk_bounds(plpy, source, cols, chunk_size)
         count = _walked_count(plpy, source, cols, chunk_size, bounds)

@@ -1,5 +1,6 @@
 """Images: committing the checkout as a new image, and reading the history."""
 import enum
+import heapq
 import json
 
 from . import changes, db, definitions, errors, fragments, meta, names, second_session, tracking
@@ -194,22 +195,53 @@ _IMAGE_COLUMNS = """
 
 @api("log(repository text, image text default 'HEAD') returns table (image_hash text, parent_id text, created "
      "timestamptz, comment text, tags text[])",
-     "log(repository, image = HEAD): the image and its ancestors, newest first, with their tags",
+     "log(repository, image = HEAD): the image and its ancestors (through both parents of a merge), newest first, "
+     "with their tags",
      volatility="stable")
 def log(plpy, repository, image="HEAD"):
+    """parent_id is an image's first parent; a merge image's second parent is in show()'s parents. Every image
+    comes before its parents (a linear history in its chain's order, whatever the images' creation times: images
+    copied from another repository or engine keep theirs); of the images whose children are all listed, the
+    newest comes first."""
     repo = meta.require(plpy, repository)
     image_hash, _ = meta.resolve(plpy, repo, image)
-    return db.run(plpy, f"""
-        with recursive chain (image_hash, depth) as (
-            select $2::text, 0
-            union all
-            select i.parent_id, c.depth + 1 from chain c
-            join splitgraph_meta.images i on i.repository = $1 and i.image_hash = c.image_hash
-            where i.parent_id is not null
+    ancestry = db.run(plpy, f"""
+        with recursive chain (image_hash) as (
+            select $2::text
+            union
+            select p.parent_id from chain c cross join {meta.parents_of('c')}
         )
+        select x.image_hash, array(select p.parent_id from {meta.parents_of('x')}) as parents
+        from chain c join splitgraph_meta.images x on x.repository = $1 and x.image_hash = c.image_hash
+        order by x.created desc, x.seq desc""", repo, image_hash)
+    return db.run(plpy, f"""
         select {_IMAGE_COLUMNS}
-        from chain c join splitgraph_meta.images i on i.repository = $1 and i.image_hash = c.image_hash
-        order by c.depth""", repo, image_hash)
+        from pg_catalog.unnest($2::text[]) with ordinality as u (image_hash, n)
+        join splitgraph_meta.images i on i.repository = $1 and i.image_hash = u.image_hash
+        order by u.n""", repo, children_first([(r["image_hash"], list(r["parents"])) for r in ancestry]))
+
+
+def children_first(images):
+    """Hashes of `images` ([(hash, [parent hashes])], newest first) ordered so that every image comes before its
+    parents; among the images whose children are all placed, the newest (earliest in the list) comes first."""
+    rank = {h: n for n, (h, _) in enumerate(images)}
+    children = {h: 0 for h in rank}
+    for _, parents in images:
+        for p in parents:
+            if p in children:
+                children[p] += 1
+    ready = [rank[h] for h, n in children.items() if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        h, parents = images[heapq.heappop(ready)]
+        order.append(h)
+        for p in parents:
+            if p in children:
+                children[p] -= 1
+                if children[p] == 0:
+                    heapq.heappush(ready, rank[p])
+    return order
 
 
 @api("images(repository text) returns table (image_hash text, parent_id text, created timestamptz, comment text, "
@@ -223,15 +255,22 @@ def images(plpy, repository):
 
 
 @api("show(repository text, image text) returns jsonb",
-     "show(repository, image): {image_hash, parent_id, created, comment, tags, tables: {name: [columns]}, "
-     "provenance}",
+     "show(repository, image): {image_hash, parent_id, parents, created, comment, tags, tables: {name: [columns]}, "
+     "provenance}; parents lists both parents of a merge image",
      volatility="stable")
 def show(plpy, repository, image):
     repo = meta.require(plpy, repository)
     image_hash, _ = meta.resolve(plpy, repo, image)
     return db.scalar(plpy, """
         select pg_catalog.jsonb_build_object(
-            'image_hash', i.image_hash, 'parent_id', i.parent_id, 'created', i.created, 'comment', i.comment,
+            'image_hash', i.image_hash, 'parent_id', i.parent_id,
+            'parents', to_jsonb(array(select p.parent_id from (
+                                          select i.parent_id, 0 as n where i.parent_id is not null
+                                          union all
+                                          select m.parent_id, 1 from splitgraph_meta.merge_parents m
+                                          where m.repository = i.repository and m.image_hash = i.image_hash) p
+                                      order by p.n, p.parent_id)),
+            'created', i.created, 'comment', i.comment,
             'tags', to_jsonb(array(select t.tag from splitgraph_meta.tags t
                                    where t.repository = i.repository and t.image_hash = i.image_hash order by t.tag)),
             'tables', coalesce((select pg_catalog.jsonb_object_agg(t.table_name,
@@ -250,7 +289,8 @@ def _delete_images(plpy, repo, hashes):
 
 
 @api("delete_image(repository text, image text, force boolean default false) returns integer",
-     "delete_image(repository, image, force): delete the image and its descendants; refused when HEAD is among "
+     "delete_image(repository, image, force): delete the image and its descendants (merges of it too); refused "
+     "when HEAD is among "
      "them, and, unless force, when a branch head or a tagged image is (force deletes those branches and tags "
      "too); returns how many images went")
 def delete_image(plpy, repository, image, force=False):
@@ -260,11 +300,11 @@ def delete_image(plpy, repository, image, force=False):
     if image_hash == meta.ROOT:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, "the root image cannot be deleted",
                     hint="delete the repository with splitgraph.rm")
-    doomed = db.column(plpy, """
+    doomed = db.column(plpy, f"""
         with recursive d (image_hash) as (
             select $2::text
             union
-            select i.image_hash from d join splitgraph_meta.images i on i.repository = $1 and i.parent_id = d.image_hash
+            select p.image_hash from d cross join {meta.children_of('d')}
         ) select image_hash from d""", repo, image_hash)
     state = meta.checkout_state(plpy, repo)
     if state is not None and state["image_hash"] in doomed:
@@ -291,21 +331,20 @@ def delete_image(plpy, repository, image, force=False):
 
 
 @api("prune(repository text) returns integer",
-     "prune(repository): delete the images that are neither tagged, a branch head, HEAD, nor an ancestor of one; "
+     "prune(repository): delete the images that are neither tagged, a branch head, HEAD, nor an ancestor of one "
+     "(through either parent of a merge); "
      "returns how many, and lists them in a NOTICE")
 def prune(plpy, repository):
     """Delete the images that are neither tagged, a branch head, HEAD, nor an ancestor of one of those."""
     repo = meta.writable(plpy, repository)
-    doomed = db.column(plpy, """
+    doomed = db.column(plpy, f"""
         with recursive kept (image_hash) as (
             select image_hash from splitgraph_meta.tags where repository = $1
             union select image_hash from splitgraph_meta.branches where repository = $1
             union select image_hash from splitgraph_meta.checkouts where repository = $1
             union select $2::text
             union
-            select i.parent_id from kept k join splitgraph_meta.images i
-                on i.repository = $1 and i.image_hash = k.image_hash
-            where i.parent_id is not null
+            select p.parent_id from kept k cross join {meta.parents_of('k')}
         )
         select i.image_hash from splitgraph_meta.images i
         where i.repository = $1 and i.image_hash not in (select image_hash from kept)

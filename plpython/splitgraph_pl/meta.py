@@ -181,14 +181,37 @@ def image_tables(plpy, repo, image_hash):
             for r in rows}
 
 
-def new_image(plpy, repo, parent, comment, with_parent_tables=False, image_hash=None, provenance=None):
+def parents_of(alias):
+    """A LATERAL FROM item p (parent_id): the parents of the image {alias}.image_hash of repository $1, its first
+    parent and, for a merge image, the image it merged in."""
+    return f"""lateral (select i.parent_id from splitgraph_meta.images i
+                        where i.repository = $1 and i.image_hash = {alias}.image_hash and i.parent_id is not null
+                        union all
+                        select m.parent_id from splitgraph_meta.merge_parents m
+                        where m.repository = $1 and m.image_hash = {alias}.image_hash) p"""
+
+
+def children_of(alias):
+    """A LATERAL FROM item p (image_hash): the images of repository $1 made from {alias}.image_hash, as their first
+    parent or as the image a merge merged in."""
+    return f"""lateral (select i.image_hash from splitgraph_meta.images i
+                        where i.repository = $1 and i.parent_id = {alias}.image_hash
+                        union all
+                        select m.image_hash from splitgraph_meta.merge_parents m
+                        where m.repository = $1 and m.parent_id = {alias}.image_hash) p"""
+
+
+def new_image(plpy, repo, parent, comment, with_parent_tables=False, image_hash=None, provenance=None, merged=None):
     """Register a new image on top of `parent`, with hash image_hash (a Splitfile step's derived hash) or a
     random one, and its provenance (a list, or None); with_parent_tables gives it every table of the parent,
-    unchanged. Returns its hash."""
+    unchanged; `merged` is the second parent of a merge image. Returns its hash."""
     image_hash = image_hash or secrets.token_hex(32)
     db.run(plpy, """insert into splitgraph_meta.images (repository, image_hash, parent_id, comment, provenance)
                     values ($1, $2, $3, $4, $5::jsonb)""", repo, image_hash, parent, comment,
            None if provenance is None else json.dumps(provenance))
+    if merged is not None:
+        db.run(plpy, """insert into splitgraph_meta.merge_parents (repository, image_hash, parent_id)
+                        values ($1, $2, $3)""", repo, image_hash, merged)
     if with_parent_tables:
         db.run(plpy, """insert into splitgraph_meta.tables (repository, image_hash, table_name, table_schema,
                                                             object_ids, table_definition)

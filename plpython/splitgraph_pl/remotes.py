@@ -19,13 +19,14 @@ from .declare import api, helper
 from .names import ident, literal
 
 REMOTE_SCHEMA = "splitgraph_remote"
-PROTOCOL = 1
+PROTOCOL = 2  # 2: images carry a merge image's second parent (merged)
 # The foreign tables of a remote, over the views of the same names in the remote's splitgraph_remote
 # (sql/60_remote/01_remote.sql): explicit columns, so adding a remote needs no connection.
 FOREIGN_TABLES = {
     "protocol": "version integer",
     "repositories": "repository text",
-    "images": "repository text, image_hash text, parent_id text, created timestamptz, comment text, provenance jsonb",
+    "images": "repository text, image_hash text, parent_id text, created timestamptz, comment text, provenance jsonb, "
+              "merged text",
     "tags": "repository text, tag text, image_hash text",
     "branches": "repository text, branch text, image_hash text",
     "tables": "repository text, image_hash text, table_name text, table_schema jsonb, table_definition jsonb, "

@@ -61,12 +61,15 @@ def _is_int(value):
 
 
 def check_image(plpy, item, source):
-    """An image's metadata {image_hash, parent_id, created, comment, provenance}, checked for form."""
+    """An image's metadata {image_hash, parent_id, created, comment, provenance, merged}, checked for form
+    (merged: the second parent of a merge image, which has a first one too)."""
     if not isinstance(item, dict) or not _is_hash(item.get("image_hash")):
         _refuse(plpy, source, "an image without a valid hash")
-    image_hash, parent = item["image_hash"], item.get("parent_id")
+    image_hash, parent, merged = item["image_hash"], item.get("parent_id"), item.get("merged")
     if parent is not None and (not _is_hash(parent) or parent == image_hash):
         _refuse(plpy, source, f"image {image_hash} has an invalid parent")
+    if merged is not None and (not _is_hash(merged) or merged in (image_hash, parent) or parent is None):
+        _refuse(plpy, source, f"image {image_hash} has an invalid second parent")
     if image_hash == meta.ROOT and parent is not None:
         _refuse(plpy, source, "the root image has a parent")
     comment = item.get("comment")
@@ -76,7 +79,7 @@ def check_image(plpy, item, source):
         _refuse(plpy, source, f"image {image_hash} has no creation time")
     if not isinstance(item.get("provenance"), (dict, list, type(None))):
         _refuse(plpy, source, f"the provenance of image {image_hash} is not a JSON object or array")
-    return {k: item.get(k) for k in ("image_hash", "parent_id", "created", "comment", "provenance")}
+    return {k: item.get(k) for k in ("image_hash", "parent_id", "created", "comment", "provenance", "merged")}
 
 
 def check_table(plpy, item, source, resolved):
@@ -137,37 +140,50 @@ def check_object_metadata(plpy, item, source):
             "deletion_hash": item["deletion_hash"], "index": item.get("index", {}), "table_schema": key}
 
 
+def _parents(image):
+    return [p for p in (image["parent_id"], image.get("merged")) if p is not None]
+
+
 def parents_first(plpy, images, known, source):
-    """The images ordered so that each comes after its parent; each parent is one of them or in `known`
-    (hashes already there). A cycle or a missing parent is refused."""
+    """The images ordered so that each comes after its parents (a merge image has two); each parent is one of
+    them or in `known` (hashes already there). A cycle or a missing parent is refused."""
     by_hash = {i["image_hash"]: i for i in images}
     depth = {}
     for start in by_hash:
-        chain, h = [], start
-        while h in by_hash and h not in depth:
-            if h in chain:
-                _refuse(plpy, source, f"image {h} is its own ancestor")
-            chain.append(h)
-            parent = by_hash[h]["parent_id"]
-            if parent is not None and parent not in by_hash and parent not in known:
-                _refuse(plpy, source, f"the parent {parent} of image {h} is missing")
-            h = parent
-        base = depth.get(h, -1) if h in by_hash else -1
-        for n, image in enumerate(reversed(chain), 1):
-            depth[image] = base + n
+        stack, on_path = [start], set()
+        while stack:
+            h = stack[-1]
+            if h in depth:
+                stack.pop()
+                continue
+            on_path.add(h)
+            waiting = []
+            for parent in _parents(by_hash[h]):
+                if parent in by_hash:
+                    if parent in on_path and parent not in depth:
+                        _refuse(plpy, source, f"image {parent} is its own ancestor")
+                    if parent not in depth:
+                        waiting.append(parent)
+                elif parent not in known:
+                    _refuse(plpy, source, f"the parent {parent} of image {h} is missing")
+            if waiting:
+                stack.extend(waiting)
+                continue
+            depth[h] = 1 + max([depth[p] for p in _parents(by_hash[h]) if p in by_hash], default=-1)
+            on_path.discard(h)
+            stack.pop()
     return sorted(images, key=lambda i: (depth[i["image_hash"]], i["image_hash"]))
 
 
 def is_ancestor(plpy, repo, ancestor, image_hash):
-    """Whether `ancestor` is `image_hash` or one of its ancestors in the repository."""
-    return db.scalar(plpy, """
-        with recursive chain (h) as (
+    """Whether `ancestor` is `image_hash` or one of its ancestors in the repository (through both parents of a
+    merge image)."""
+    return db.scalar(plpy, f"""
+        with recursive chain (image_hash) as (
             select $2::text
             union
-            select i.parent_id from chain c
-            join splitgraph_meta.images i on i.repository = $1 and i.image_hash = c.h
-            where i.parent_id is not null
-        ) select exists (select from chain where h = $3)""", repo, image_hash, ancestor)
+            select p.parent_id from chain c cross join {meta.parents_of('c')}
+        ) select exists (select from chain where image_hash = $3)""", repo, image_hash, ancestor)
 
 
 def _insert_images(plpy, repo, images, source):
@@ -182,6 +198,13 @@ def _insert_images(plpy, repo, images, source):
                                     provenance jsonb)) with ordinality as x (image_hash, parent_id, created, comment,
                                                                              provenance, n)
                 order by x.n""", repo, db.Json(images))
+            merges = [i for i in images if i.get("merged") is not None]
+            if merges:
+                db.run(plpy, """
+                    insert into splitgraph_meta.merge_parents (repository, image_hash, parent_id)
+                    select $1, x.image_hash, x.merged
+                    from pg_catalog.jsonb_to_recordset($2::jsonb) as x (image_hash text, merged text)""",
+                       repo, db.Json(merges))
     except plpy.SPIError as error:
         if (error.sqlstate or "").startswith(("22", "23")):
             _refuse(plpy, source, f"images do not fit: {str(error).splitlines()[0]}")
@@ -218,7 +241,10 @@ def local_state(plpy, repository, missing_ok):
             'repository', $1::text, 'exists', true,
             'images', coalesce((select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                                     'image_hash', i.image_hash, 'parent_id', i.parent_id, 'created', i.created,
-                                    'comment', i.comment, 'provenance', i.provenance) order by i.created, i.seq)
+                                    'comment', i.comment, 'provenance', i.provenance,
+                                    'merged', (select m.parent_id from splitgraph_meta.merge_parents m
+                                               where m.repository = i.repository and m.image_hash = i.image_hash
+                                               order by m.parent_id limit 1)) order by i.created, i.seq)
                                 from splitgraph_meta.images i where i.repository = $1), '[]'),
             'tags', coalesce((select pg_catalog.jsonb_object_agg(t.tag, t.image_hash)
                               from splitgraph_meta.tags t where t.repository = $1), '{}'),
@@ -334,7 +360,7 @@ def receive_metadata(plpy, payload):
                             repo, [i["image_hash"] for i in images]))
     images = [i for i in images if i["image_hash"] not in present]
     new = {i["image_hash"] for i in images}
-    parents = {i["parent_id"] for i in images if i["parent_id"] is not None} - new
+    parents = {p for i in images for p in _parents(i)} - new
     known = set(db.column(plpy, """select image_hash from splitgraph_meta.images
                                    where repository = $1 and image_hash = any($2::text[])""", repo, sorted(parents)))
     images = parents_first(plpy, images, known, source)
@@ -574,7 +600,7 @@ def _remote_metadata(plpy, remote, remote_repo):
     images = _json(plpy, f"""
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                    'image_hash', i.image_hash, 'parent_id', i.parent_id, 'created', i.created, 'comment', i.comment,
-                   'provenance', i.provenance)), '[]')::text
+                   'provenance', i.provenance, 'merged', i.merged)), '[]')::text
         from {remote.table('images')} i where i.repository = $1""", remote_repo)
     tags = _json(plpy, f"""select coalesce(pg_catalog.jsonb_object_agg(t.tag, t.image_hash), '{{}}')::text
                            from {remote.table('tags')} t where t.repository = $1""", remote_repo)
@@ -912,10 +938,14 @@ def _receive_image(plpy, repo, image, made):
     same = db.scalar(plpy, """
         select i.image_hash = $7
                or (i.parent_id is not distinct from $3 and i.created = $4::timestamptz
-                   and i.comment is not distinct from $5 and i.provenance is not distinct from $6::jsonb)
+                   and i.comment is not distinct from $5 and i.provenance is not distinct from $6::jsonb
+                   and (select m.parent_id from splitgraph_meta.merge_parents m
+                        where m.repository = i.repository and m.image_hash = i.image_hash
+                        order by m.parent_id limit 1) is not distinct from $8)
         from splitgraph_meta.images i where i.repository = $1 and i.image_hash = $2""",
                      repo, image["image_hash"], image["parent_id"], image["created"], image["comment"],
-                     None if image["provenance"] is None else json.dumps(image["provenance"]), meta.ROOT)
+                     None if image["provenance"] is None else json.dumps(image["provenance"]), meta.ROOT,
+                     image["merged"])
     if same is not None:
         # every repository's root is the same empty image, whenever and wherever it was made
         if not same:
@@ -923,12 +953,12 @@ def _receive_image(plpy, repo, image, made):
                         f'image {image["image_hash"]} of repository "{repo}" exists here with other metadata',
                         hint="images never change: an image is pushed once, with the metadata it was made with")
         return
-    if image["parent_id"] is not None and not db.scalar(plpy, """
-            select exists (select from splitgraph_meta.images where repository = $1 and image_hash = $2)""",
-                                                         repo, image["parent_id"]):
-        errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    f'the parent {image["parent_id"]} of image {image["image_hash"]} is not in repository "{repo}"',
-                    hint="push an image after its parent")
+    for parent in _parents(image):
+        if not db.scalar(plpy, """select exists (select from splitgraph_meta.images
+                                                 where repository = $1 and image_hash = $2)""", repo, parent):
+            errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        f'the parent {parent} of image {image["image_hash"]} is not in repository "{repo}"',
+                        hint="push an image after its parents")
     _insert_images(plpy, repo, [image], source="the pushing engine")
     made.add(image["image_hash"])
 

@@ -24,6 +24,24 @@ comment on column splitgraph_meta.images.provenance is
 'How a Splitfile made this image: the commands of its stage up to it, as a list of {type, ..., sources}';
 comment on column splitgraph_meta.images.seq is 'Local creation order, to order images made within one timestamp';
 
+-- Merge images have two parents: images.parent_id is the first (the image merged into, the branch's head), and
+-- the image merged in is recorded here. Everything that walks the history (log, prune, delete_image, merge
+-- bases) follows both.
+create table splitgraph_meta.merge_parents (
+    repository text not null,
+    image_hash text not null,
+    parent_id text not null,
+    primary key (repository, image_hash, parent_id),
+    foreign key (repository, image_hash) references splitgraph_meta.images on delete cascade,
+    foreign key (repository, parent_id) references splitgraph_meta.images (repository, image_hash) on delete cascade,
+    constraint merge_parent_not_itself check (parent_id <> image_hash)
+);
+create index merge_parents_parent on splitgraph_meta.merge_parents (repository, parent_id);
+comment on table splitgraph_meta.merge_parents is
+'The second parent of each merge image (the first is images.parent_id)';
+comment on column splitgraph_meta.merge_parents.image_hash is 'The merge image';
+comment on column splitgraph_meta.merge_parents.parent_id is 'The image it merged in';
+
 -- Tags and branches share one name space per repository (a name resolves to at most one of them).
 create table splitgraph_meta.tags (
     repository text not null,

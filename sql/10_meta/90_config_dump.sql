@@ -3,6 +3,7 @@
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.repositories', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.images', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.images_seq_seq', '');
+select pg_catalog.pg_extension_config_dump('splitgraph_meta.merge_parents', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.tags', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.branches', '');
 select pg_catalog.pg_extension_config_dump('splitgraph_meta.checkouts', '');

@@ -8,7 +8,7 @@ create schema splitgraph_remote;
 comment on schema splitgraph_remote is 'What other engines read (and push through) to clone, pull and push';
 
 create view splitgraph_remote.protocol as
-select 1 as version; -- noqa: RF04
+select 2 as version; -- noqa: RF04
 comment on view splitgraph_remote.protocol is 'Version of what this schema serves: clients refuse another';
 
 create view splitgraph_remote.repositories as
@@ -23,9 +23,15 @@ select
     i.parent_id,
     i.created,
     i.comment,
-    i.provenance
+    i.provenance,
+    (
+        select m.parent_id from splitgraph_meta.merge_parents as m
+        where m.repository = i.repository and m.image_hash = i.image_hash
+        order by m.parent_id limit 1
+    ) as merged
 from splitgraph_meta.images as i;
-comment on view splitgraph_remote.images is 'Images of every repository';
+comment on view splitgraph_remote.images is
+'Images of every repository; merged: the second parent of a merge image';
 
 create view splitgraph_remote.tags as
 select
