@@ -594,8 +594,10 @@ def test_the_merge_reads_the_deltas_not_the_tables(conn):
 
     repo.on("b2", "update {s}.t set b = 0 where id = 2500", "update {s}.t set a = 'x' where id = 2999")
     repo.checkout("main")
-    assert base_reads(conn, repo, base, lambda: repo.merge("b2")) == [0, 0, 1000], \
-        "only the chunk holding id 2500 is read, once"
+    # only the chunk holding id 2500 is read: in full, or only its row where the chunk has a key index (a nearby
+    # checkout indexes the keys of the objects it shares)
+    reads = base_reads(conn, repo, base, lambda: repo.merge("b2"))
+    assert reads[:2] == [0, 0] and reads[2] in (1, 1000), reads
     assert (2500, "ours", 0) in repo.rows() and (2999, "x", 2999) in repo.rows()
     assert_clean_and_trusted(repo)
 

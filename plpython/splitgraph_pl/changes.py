@@ -207,7 +207,7 @@ def net_content_hash(plpy, tracked, schema, table, cols):
     lanes = ", ".join(f"sum((pg_catalog.get_byte(s.{h}, {2 * i}) << 8) | pg_catalog.get_byte(s.{h}, {2 * i + 1})) "
                       f"as {h}{i}" for h in ("hn", "ho") for i in range(hashing.LANES))
     if tbl.key_columns(cols):
-        row = db.one(plpy, f"select {lanes} from ({keyed_changes(tracked, schema, table, cols)}) s")
+        row = db.one(plpy, f"select {lanes} from ({keyed_changes(plpy, tracked, schema, table, cols)}) s")
     else:
         delta = from_log(plpy, tracked, schema, table, cols)
         if delta is None:
