@@ -871,12 +871,7 @@ def register_command(plpy, name, calc_hash, execute):
     for function in (calc_hash, execute):
         if function is None:
             continue
-        row = db.one(plpy, """select p.prokind = 'f' and p.proargtypes = pg_catalog.format('%s %s',
-                                     'text'::regtype::oid, 'text[]'::regtype::oid)::oidvector
-                                     and p.prorettype = 'text'::regtype and not p.proretset as fits,
-                                     o.rolsuper as trusted, o.rolname::text as owner
-                              from pg_catalog.pg_proc p join pg_catalog.pg_roles o on o.oid = p.proowner
-                              where p.oid = $1::regprocedure""", function)
+        row = meta.function_fits(plpy, function, ["text", "text[]"], "text")
         if not row["fits"]:
             errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"{function} does not fit a Splitfile command",
                         hint="calc_hash and execute are functions (repository text, args text[]) returns text")

@@ -41,6 +41,20 @@ def caller_is_admin(plpy):
         where r.rolname = session_user and e.extname = 'splitgraph'""")
 
 
+def function_fits(plpy, function, argument_types, result_type):
+    """Of a function (a regprocedure) an administrator registers: fits, whether it is a plain function of exactly
+    argument_types (type names) returning one result_type; trusted, whether its owner is a superuser (who else
+    could change its body later, while it runs as whoever calls it); owner, that role's name."""
+    # proargtypes is an oidvector (its subscripts start at 0): compare it as one.
+    return db.one(plpy, """
+        select p.prokind = 'f'
+               and p.proargtypes = pg_catalog.array_to_string($2::regtype[]::oid[], ' ')::oidvector
+               and p.prorettype = $3::regtype and not p.proretset as fits,
+               o.rolsuper as trusted, o.rolname::text as owner
+        from pg_catalog.pg_proc p join pg_catalog.pg_roles o on o.oid = p.proowner
+        where p.oid = $1::regprocedure""", function, argument_types, result_type)
+
+
 def may_write_namespace(plpy, namespace):
     """Whether the caller (session_user) may write to a namespace: an administrator, a role writing the
     namespace named like it, or one an administrator granted the namespace to (grant_namespace)."""

@@ -650,13 +650,7 @@ def register_mount_handler(plpy, name, handler, description=None):
                     hint="lowercase letters, digits and _, starting with a letter")
     if db.scalar(plpy, "select builtin from splitgraph_meta.mount_handlers where name = $1", name):
         errors.fail(plpy, errors.DUPLICATE_OBJECT, f'"{name}" is a built-in mount handler', hint="choose another name")
-    # proargtypes is an oidvector (its subscripts start at 0): compare it as one.
-    row = db.one(plpy, """select p.prokind = 'f' and p.proargtypes = pg_catalog.format('%s %s %s',
-                                 'text'::regtype::oid, 'jsonb'::regtype::oid, 'jsonb'::regtype::oid)::oidvector
-                                 and p.prorettype = 'void'::regtype and not p.proretset as fits,
-                                 o.rolsuper as trusted, o.rolname::text as owner
-                          from pg_catalog.pg_proc p join pg_catalog.pg_roles o on o.oid = p.proowner
-                          where p.oid = $1::regprocedure""", handler)
+    row = meta.function_fits(plpy, handler, ["text", "jsonb", "jsonb"], "void")
     if not row["fits"]:
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"{handler} is not a mount handler",
                     hint="a handler is a function (mountpoint text, options jsonb, tables jsonb) returns void")
