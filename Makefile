@@ -83,7 +83,7 @@ demo: engine ## walk through init, commit, tag, change, commit and checkout on t
 	@scripts/demo.sh "host=127.0.0.1 port=$(ENGINE_PORT) dbname=$(ENGINE_DB) user=postgres"
 
 test: setup ## run every test: pgTAP files and pytest, on throwaway clusters
-	$(VENV)/bin/python -m pytest -p no:cacheprovider tests
+	$(VENV)/bin/python -m pytest -p no:cacheprovider --durations=15 tests
 
 test-long: setup ## the longer randomized (hypothesis) runs, marked `long`, that `make test` keeps short
 	SG_LONG=1 $(VENV)/bin/python -m pytest -p no:cacheprovider -m long tests
