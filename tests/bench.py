@@ -802,7 +802,12 @@ def bench_mount(conn, rows, repeat, deltas=20, changes=10000):
     """mount_image of a snapshot of `rows` rows plus `deltas` delta commits of `changes` updated rows each, read in
     the two ways the engine has (the chunks and a squash of the deltas, forced; a copy, which it chooses for this
     image), and of the image after the first delta (read from the chunks and a squash, the engine's choice),
-    against the same reads of their materialized rows."""
+    against the same reads of their materialized rows.
+
+    The first set's first mount is the first read of the freshly committed objects: nothing is built for reading
+    before it (a commit prepares nothing for reads). The second set's first mount prepares the chunks (once per
+    object) and squashes its delta. The third set shares those chunks, prepared by then: its "first" mount builds
+    only the squash of its deltas (the one the copy was built from is dropped once the copy exists)."""
     run(conn, "select splitgraph.init('bench/mount')")
     run(conn, FILL.format(table='"bench/mount".t', rows=rows))
     run(conn, 'alter table "bench/mount".t add primary key (id)')

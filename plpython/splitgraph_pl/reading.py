@@ -193,18 +193,13 @@ def _new_layer(plpy, family, number, template, key):
     return name
 
 
-def _layered(plpy, candidates, key, layouts, lineage):
+def _layered(plpy, candidates, key, lineage):
     """Attach the candidates (objects that only insert rows, leading a table version) to layers where they fit:
     new attachments go to the open layers of their lineage (the repository's table) and column layout. Returns
     ({layer: [member object ids]}, [candidates that are not in a layer, in order]). The caller holds the lock
     on read_layers until its transaction ends (see _layer_select)."""
-    layout = layouts[candidates[0]]
-    family = hashlib.sha256(json.dumps([layout, [c.name for c in key], lineage]).encode("utf-8")).hexdigest()
     # one session at a time decides where chunks go (a lock on the extension's own table)
     plpy.execute(f"lock table {META}.read_layers in share row exclusive mode")
-    count = db.scalar(plpy, f"select count(*) from {META}.read_layers where family = $1", family)
-    layers = db.column(plpy, f"""select layer from {META}.read_layers where family = $1 and not sealed
-                                 order by layer_no""", family)
     parents = {r["id"]: r["layer"] for r in db.run(plpy, f"""
         select u.id, l.layer
         from pg_catalog.unnest($1::text[]) as u (id)
@@ -213,6 +208,16 @@ def _layered(plpy, candidates, key, layouts, lineage):
         left join {META}.read_layers l on l.layer = p.relname::text
                                        and p.relnamespace = '{META}'::pg_catalog.regnamespace""", candidates)}
     members, rest = {}, []
+    if all(o in parents for o in candidates):  # mounted before: nothing to attach, no layout to compare
+        for object_id in candidates:
+            (members.setdefault(parents[object_id], []) if parents[object_id] is not None else rest).append(object_id)
+        return members, rest
+    layouts = _layouts(plpy, [candidates[0]] + [o for o in candidates if o not in parents])
+    layout = layouts[candidates[0]]
+    family = hashlib.sha256(json.dumps([layout, [c.name for c in key], lineage]).encode("utf-8")).hexdigest()
+    count = db.scalar(plpy, f"select count(*) from {META}.read_layers where family = $1", family)
+    layers = db.column(plpy, f"""select layer from {META}.read_layers where family = $1 and not sealed
+                                 order by layer_no""", family)
     for object_id in candidates:
         if object_id in parents:  # attached already: to a layer (of any lineage), or to something else
             home = parents[object_id]
@@ -235,10 +240,13 @@ def _layer_select(plpy, layer, object_ids, cols):
     out by table oid (regclass constants, which the view depends on); reading a sealed layer whole, the view depends
     on the layer, and cleanup() keeps the partitions of a layer a view reads."""
     columns = tbl.column_list(cols, "b.")
+    # (the partitions are tables of splitgraph_meta named by their object ids: compared by name, no cast per row)
     others = db.scalar(plpy, """select count(*) from pg_catalog.pg_inherits i
+                                 join pg_catalog.pg_class c on c.oid = i.inhrelid
                                  where i.inhparent = $1::pg_catalog.regclass
-                                   and i.inhrelid <> all($2::text[]::pg_catalog.regclass[])""",
-                       relation(layer), [object_table(o) for o in object_ids])
+                                   and not (c.relname::text = any($2::text[])
+                                            and c.relnamespace = $3::pg_catalog.regnamespace)""",
+                       relation(layer), list(object_ids), META)
     if not others:
         db.run(plpy, f"update {META}.read_layers set sealed = true where layer = $1 and not sealed", layer)
         return f"select {columns} from {relation(layer)} b"
@@ -448,7 +456,7 @@ def select(plpy, cols, object_ids, lineage):
         members, rest = {}, []
         if leading:
             prepare(plpy, ids[:leading], stored)
-            members, rest = _layered(plpy, ids[:leading], key, _layouts(plpy, ids[:leading]), lineage)
+            members, rest = _layered(plpy, ids[:leading], key, lineage)
         overlay = rest + ids[leading:]
         base = " union all ".join(_layer_select(plpy, layer, members[layer], stored) for layer in sorted(members))
     if not overlay:
