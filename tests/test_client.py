@@ -91,6 +91,44 @@ def test_a_session_from_init_to_checkout(env, conn):
     assert "cli/tour" not in sgr(env, "repositories").stdout
 
 
+def test_merge_and_conflicts_subcommands(env, conn):
+    """sgr conflicts lists what a merge would conflict on without merging; sgr merge refuses a conflicting merge
+    (the engine's message, exit 1, nothing changed), merges with --strategy and prints the merge image, which the
+    log then shows; merging the same branch again changes nothing."""
+    repo = "cli/merge"
+    make_repo(env, repo)
+    sgr(env, "branch", repo, "dev")
+    sgr(env, "sql", f'update "{repo}".t set v = \'ours\' where id = 1')
+    sgr(env, "sql", f'delete from "{repo}".t where id = 3')
+    head = sgr(env, "--quiet", "commit", repo, "-m", "ours").stdout.strip()
+    sgr(env, "checkout", repo, "dev")
+    sgr(env, "sql", f'update "{repo}".t set v = \'theirs\' where id = 1')
+    sgr(env, "sql", f"insert into \"{repo}\".t values (4, 'new')")
+    sgr(env, "commit", repo, "-m", "theirs")
+    sgr(env, "checkout", repo, "main")
+
+    listed = json.loads(sgr(env, "--json", "conflicts", repo, "dev").stdout)
+    assert listed == [{"table_name": "t", "pk": {"id": 1}, "base": {"id": 1, "v": "v1"},
+                       "ours": {"id": 1, "v": "ours"}, "theirs": {"id": 1, "v": "theirs"}}]
+    assert "t" in sgr(env, "conflicts", repo, "dev").stdout
+
+    refused = sgr(env, "merge", repo, "dev", ok=False)
+    assert refused.returncode == 1 and "conflict" in refused.stderr and "strategy" in refused.stderr
+    assert json.loads(sgr(env, "--json", "log", repo).stdout)[0]["image_hash"] == head
+    assert sql(conn, f'select id, v from "{repo}".t order by id') == [(1, "ours"), (2, "v2")]
+
+    bad = sgr(env, "merge", repo, "dev", "--strategy", "mine", ok=False)
+    assert bad.returncode == 2 and "mine" in bad.stderr, "click refuses an unknown strategy"
+
+    image = sgr(env, "--quiet", "merge", repo, "dev", "--strategy", "theirs").stdout.strip()
+    assert len(image) == 64 and image != head
+    assert sql(conn, f'select id, v from "{repo}".t order by id') == [(1, "theirs"), (2, "v2"), (4, "new")]
+    log = json.loads(sgr(env, "--json", "log", repo).stdout)
+    assert log[0]["image_hash"] == image and log[0]["parent_id"] == head
+    assert json.loads(sgr(env, "--json", "status", repo).stdout) == []
+    assert sgr(env, "--quiet", "merge", repo, "dev").stdout.strip() == image, "already merged: HEAD stays"
+
+
 def test_import_mount_and_tracking_subcommands(env, conn, tmp_path):
     make_repo(env, "cli/src")
     sgr(env, "init", "cli/dst")
