@@ -630,6 +630,9 @@ def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, onl
 # without JIT compilation (estimates of fresh temporary tables make such a plan look costly enough to compile, and
 # compiling one branch per object takes seconds).
 BY_KEY = {"enable_hashjoin": "off", "enable_mergejoin": "off", "jit": "off"}
+# Looking a few keys up in many objects, one branch each: no parallel workers either (starting them costs more than
+# the few index probes of each branch).
+LOOKUP = dict(BY_KEY, max_parallel_workers_per_gather="0")
 
 
 def key_index(object_id):
@@ -660,17 +663,18 @@ def difference(plpy, cols, common, old, new):
     """What turns a table made of the objects common + old into one made of common + new (the two lists share
     the prefix `common`; cols: the table's columns, with a primary key): (keys, rows), two temporary tables
     dropped at the end of the transaction that session_user may read. keys: every key the objects `old` or `new`
-    write, whose rows are to be deleted; rows: the row each of them has in common + new (sg_ud_flag false: none).
-    Only those keys are looked up: in `new` first, newest first, then in `common` by its objects' key indexes,
-    skipping objects whose key range cannot hold them."""
+    write; rows: for each of them, the row it has in common + new, or (sg_ud_flag false) none. Only those keys are
+    looked up: in `new` first, newest first, then in `common` by its objects' key indexes, each object for the
+    keys within its key range (literals: the planner then sees how few rows each object gives)."""
     key = tbl.key_columns(cols)
     first = key[0]
     keys, rows = (ident(db.temp_name(prefix)) for prefix in ("sg_keys", "sg_rows"))
     key_list = tbl.column_list(key)
     # in key order: the rows of the keys are then found (and deleted) in the order of the table's key index
-    plpy.execute(f"create temp table {keys} on commit drop as select * from ("
-                 + " union ".join(f"select {tbl.column_list(key, 'f.')} from {object_table(o)} f" for o in old + new)
-                 + f") k order by {key_list}")
+    counted = plpy.execute(f"create temp table {keys} on commit drop as select * from ("
+                           + " union ".join(f"select {tbl.column_list(key, 'f.')} from {object_table(o)} f"
+                                            for o in old + new)
+                           + f") k order by {key_list}").nrows()
     match = " and ".join(f"f.{ident(c.name)} = k.{ident(c.name)}" for c in key)
     columns = fragment_column_list(cols)
     values = tbl.select_list(tbl.column_list(cols, "f."), f"f.{FLAG_COLUMN}")
@@ -679,35 +683,41 @@ def difference(plpy, cols, common, old, new):
         return (f"{into} select distinct on ({key_list}) {columns} from ("
                 + " union all ".join(sources) + f") x order by {key_list}, x.sg_n desc")
 
+    rest = keys  # the keys `new` does not write
     if new:
-        plpy.execute(newest([f"select {values}, {n} as sg_n from {keys} k join {object_table(o)} f on {match}"
-                             for n, o in enumerate(new)], f"create temp table {rows} on commit drop as"))
+        found = plpy.execute(newest([f"select {values}, {n} as sg_n from {keys} k join {object_table(o)} f on {match}"
+                                     for n, o in enumerate(new)], f"create temp table {rows} on commit drop as")).nrows()
+        if found < counted:
+            rest = ident(db.temp_name("sg_rest"))
+            plpy.execute(f"create temp table {rest} on commit drop as select k.* from {keys} k where not exists "
+                         f"(select from {rows} f where {match})")
     else:
+        found = 0
         plpy.execute(f"create temp table {rows} on commit drop as select {columns} from {object_table(old[0])} "
                      "with no data")
-    if common:
+    if found < counted:
         index_keys(plpy, common, cols)
-        rest = ident(db.temp_name("sg_rest"))  # the keys `new` does not write
-        plpy.execute(f"create temp table {rest} on commit drop as select k.* from {keys} k where not exists "
-                     f"(select from {rows} f where {match})")
-    if common and db.scalar(plpy, f"select exists (select from {rest})"):
         plpy.execute(f"create index on {rest} ({first.order_expr()})")
-        ranged = set(db.column(plpy, f"""
-            select o.object_id from {META}.objects o
+        ranges = {r["object_id"]: (r["low"], r["high"]) for r in db.run(plpy, f"""
+            select o.object_id, o.index -> 'range' -> $2 ->> 0 as low, o.index -> 'range' -> $2 ->> 1 as high
+            from {META}.objects o
             where o.object_id = any($1::text[]) and pg_catalog.jsonb_typeof(o.index -> 'range' -> $2) = 'array'
               and o.index -> 'range' -> $2 ->> 0 is not null and o.index -> 'range' -> $2 ->> 1 is not null""",
-                               common, first.name)) if first.ranged else set()
-
-        def bound(o, end):
-            return (f"(select (o.index -> 'range' -> {literal(first.name)} ->> {end})::{first.storage} "
-                    f"from {META}.objects o where o.object_id = {literal(o)})")
+                                                                  common, first.name)} if first.ranged else {}
 
         def lookup(n, o):
-            within = f" where {first.order_expr('k.')} between {bound(o, 0)} and {bound(o, 1)}" if o in ranged else ""
+            within = ""
+            if o in ranges:
+                low, high = (f"{literal(b)}::{first.storage}" for b in ranges[o])
+                within = f" where {first.order_expr('k.')} between {low} and {high}"
             return (f"select {values}, {n} as sg_n from (select * from {rest} k{within}) k "
                     f"cross join lateral (select * from {object_table(o)} f where {match}) f")
-        with db.settings(plpy, BY_KEY):
-            plpy.execute(newest([lookup(n, o) for n, o in enumerate(common)], f"insert into {rows}"))
+        # last in order: a key no object holds has no row (sg_ud_flag false)
+        missing = tbl.select_list(*(f"k.{ident(c.name)}" if c.is_pk else f"null as {ident(c.name)}" for c in cols),
+                                  f"false as {FLAG_COLUMN}", "-1 as sg_n")
+        with db.settings(plpy, LOOKUP):
+            plpy.execute(newest([lookup(n, o) for n, o in enumerate(common)] + [f"select {missing} from {rest} k"],
+                                f"insert into {rows}"))
     plpy.execute(f"grant select on pg_temp.{keys}, pg_temp.{rows} to session_user")
     return f"pg_temp.{keys}", f"pg_temp.{rows}"
 
