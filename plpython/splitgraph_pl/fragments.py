@@ -685,8 +685,9 @@ def difference(plpy, cols, common, old, new):
 
     rest = keys  # the keys `new` does not write
     if new:
-        found = plpy.execute(newest([f"select {values}, {n} as sg_n from {keys} k join {object_table(o)} f on {match}"
-                                     for n, o in enumerate(new)], f"create temp table {rows} on commit drop as")).nrows()
+        written = [f"select {values}, {n} as sg_n from {keys} k join {object_table(o)} f on {match}"
+                   for n, o in enumerate(new)]
+        found = plpy.execute(newest(written, f"create temp table {rows} on commit drop as")).nrows()
         if found < counted:
             rest = ident(db.temp_name("sg_rest"))
             plpy.execute(f"create temp table {rest} on commit drop as select k.* from {keys} k where not exists "
