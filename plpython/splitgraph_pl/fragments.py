@@ -699,26 +699,31 @@ def difference(plpy, cols, common, old, new):
     if found < counted:
         index_keys(plpy, common, cols)
         plpy.execute(f"create index on {rest} ({first.order_expr()})")
-        ranges = {r["object_id"]: (r["low"], r["high"]) for r in db.run(plpy, f"""
-            select o.object_id, o.index -> 'range' -> $2 ->> 0 as low, o.index -> 'range' -> $2 ->> 1 as high
-            from {META}.objects o
-            where o.object_id = any($1::text[]) and pg_catalog.jsonb_typeof(o.index -> 'range' -> $2) = 'array'
-              and o.index -> 'range' -> $2 ->> 0 is not null and o.index -> 'range' -> $2 ->> 1 is not null""",
-                                                                  common, first.name)} if first.ranged else {}
+        shared = {r["object_id"]: r for r in db.run(plpy, f"""
+            select o.object_id, o.index -> 'range' -> $2 ->> 0 as low, o.index -> 'range' -> $2 ->> 1 as high,
+                   coalesce(o.rows_deleted = 0 and o.deletion_hash = $3, false) as inserts_only
+            from {META}.objects o where o.object_id = any($1::text[])""", common, first.name, hashing.ZERO)}
 
         def lookup(n, o):
             within = ""
-            if o in ranges:
-                low, high = (f"{literal(b)}::{first.storage}" for b in ranges[o])
+            if first.ranged and shared[o]["low"] is not None and shared[o]["high"] is not None:
+                low, high = (f"{literal(shared[o][b])}::{first.storage}" for b in ("low", "high"))
                 within = f" where {first.order_expr('k.')} between {low} and {high}"
             return (f"select {values}, {n} as sg_n from (select * from {rest} k{within}) k "
                     f"cross join lateral (select * from {object_table(o)} f where {match}) f")
-        # last in order: a key no object holds has no row (sg_ud_flag false)
-        missing = tbl.select_list(*(f"k.{ident(c.name)}" if c.is_pk else f"null as {ident(c.name)}" for c in cols),
-                                  f"false as {FLAG_COLUMN}", "-1 as sg_n")
+        branches = [lookup(n, o) for n, o in enumerate(common)]
         with db.settings(plpy, LOOKUP):
-            plpy.execute(newest([lookup(n, o) for n, o in enumerate(common)] + [f"select {missing} from {rest} k"],
-                                f"insert into {rows}"))
+            if all(shared[o]["inserts_only"] for o in common):
+                # objects that only insert rows no earlier one has: each key is in one of them at most
+                statement = f"insert into {rows} select {columns} from (" + " union all ".join(branches) + ") x"
+            else:
+                statement = newest(branches, f"insert into {rows}")
+            found += plpy.execute(statement).nrows()
+        if found < counted:
+            # a key no object holds has no row
+            missing = tbl.select_list(*(f"k.{ident(c.name)}" if c.is_pk else "null" for c in cols), "false")
+            plpy.execute(f"insert into {rows} select {missing} from {rest} k "
+                         f"where not exists (select from {rows} f where {match})")
     plpy.execute(f"grant select on pg_temp.{keys}, pg_temp.{rows} to session_user")
     return f"pg_temp.{keys}", f"pg_temp.{rows}"
 
