@@ -630,9 +630,9 @@ def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, onl
 # without JIT compilation (estimates of fresh temporary tables make such a plan look costly enough to compile, and
 # compiling one branch per object takes seconds).
 BY_KEY = {"enable_hashjoin": "off", "enable_mergejoin": "off", "jit": "off"}
-# Looking a few keys up in many objects, one branch each: no parallel workers either (starting them costs more than
-# the few index probes of each branch).
-LOOKUP = dict(BY_KEY, max_parallel_workers_per_gather="0")
+# Looking a few keys up in many objects, one branch each: without JIT compilation nor parallel workers (starting
+# them costs more than the few index probes of each branch).
+LOOKUP = {"jit": "off", "max_parallel_workers_per_gather": "0"}
 
 
 def key_index(object_id):
@@ -709,8 +709,14 @@ def difference(plpy, cols, common, old, new):
             if first.ranged and shared[o]["low"] is not None and shared[o]["high"] is not None:
                 low, high = (f"{literal(shared[o][b])}::{first.storage}" for b in ("low", "high"))
                 within = f" where {first.order_expr('k.')} between {low} and {high}"
-            return (f"select {values}, {n} as sg_n from (select * from {rest} k{within}) k "
-                    f"cross join lateral (select * from {object_table(o)} f where {match}) f")
+            if within and shared[o]["inserts_only"]:
+                # a chunk of a snapshot: the few keys within its range, each by its key index (OFFSET 0 keeps the
+                # subquery a lookup per key)
+                return (f"select {values}, {n} as sg_n from (select * from {rest} k{within}) k "
+                        f"cross join lateral (select * from {object_table(o)} f where {match} offset 0) f")
+            # a delta, whose keys usually spread over the table's: joined as the planner sees fit (by a hash of the
+            # keys when it is small, by its key index when it is large)
+            return f"select {values}, {n} as sg_n from {rest} k join {object_table(o)} f on {match}"
         branches = [lookup(n, o) for n, o in enumerate(common)]
         with db.settings(plpy, LOOKUP):
             if all(shared[o]["inserts_only"] for o in common):
