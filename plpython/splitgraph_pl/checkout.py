@@ -193,14 +193,21 @@ def checkout(plpy, repository, image, force=False, layered=False):
     (CHECK constraints, indexes, generated columns, casts to the columns' types) runs here, as the caller. Objects
     the image needs that were registered without their rows (a lazy clone) are downloaded first, through the
     caller's remote."""
-    transfer.fetch_objects(plpy, repository, image)
-    plan = json.loads(db.scalar(plpy, "select splitgraph_internal.checkout_prepare($1, $2, $3, $4)",
-                                repository, image, bool(force), bool(layered)))
-    patched = [_patch(plpy, plan["schema"], entry) for entry in plan.get("patch", [])]
-    finish(plpy, plan)
-    if patched:
-        db.run(plpy, "select splitgraph_internal.checkout_patched($1, $2::text[])", plan["repository"], patched)
+    with db.settings(plpy, CATALOG_PLANS):
+        transfer.fetch_objects(plpy, repository, image)
+        plan = json.loads(db.scalar(plpy, "select splitgraph_internal.checkout_prepare($1, $2, $3, $4)",
+                                    repository, image, bool(force), bool(layered)))
+        patched = [_patch(plpy, plan["schema"], entry) for entry in plan.get("patch", [])]
+        finish(plpy, plan)
+        if patched:
+            db.run(plpy, "select splitgraph_internal.checkout_patched($1, $2::text[])", plan["repository"], patched)
     return plan["image_hash"]
+
+
+# A checkout runs some fifty small queries of the catalog and of the extension's tables, each prepared once per
+# session (db.run) with its values bound: planned once for all values, they cost no planning on the next checkout
+# (the statements that move rows bind no values, and are planned for what they read as before).
+CATALOG_PLANS = {"plan_cache_mode": "force_generic_plan"}
 
 
 # Tables a checkout of this session changes in place: {(transaction id, schema, table): the patch's relations}
@@ -210,19 +217,31 @@ _PATCHES = {}
 
 
 def _patch(plpy, schema, entry):
-    """Turn a table into the image's in place (entry: a "patch" of checkout_prepare's plan): delete the rows of
-    every key the two images' differing objects write, and insert the image's rows of those keys. Runs as the
-    caller; returns the table's name."""
+    """Turn a table into the image's in place (entry: a "patch" of checkout_prepare's plan): remove the rows of the
+    keys the image does not have, and write the image's row of every other key the two images' differing objects
+    write (update: updated where it is when the key is there already, else inserted; replace: every such key's row
+    deleted, then inserted). Runs as the caller; returns the table's name."""
     table = entry["table"]
     target = names.qualified(schema, table)
     cols = tbl.columns(plpy, schema, table)
     key = tbl.key_columns(cols)
-    match = " and ".join(f"t.{ident(c.name)} = k.{ident(c.name)}" for c in key)
     insert, written = fragments.insert_into(target, cols)
+    values = fragments.restored_list(written, "f.")
+    match = " and ".join(f"t.{ident(c.name)} = {c.restored('f.' + ident(c.name))}" for c in key)
     with db.settings(plpy, fragments.BY_KEY):
-        plpy.execute(f"delete from only {target} t using {entry['keys']} k where {match}")
-        plpy.execute(f"{insert} select {fragments.restored_list(written, 'f.')} from {entry['rows']} f "
-                     f"where f.{names.FLAG_COLUMN}")
+        if entry["how"] == "update":
+            flag = f"f.{names.FLAG_COLUMN}"
+            changed = ", ".join(f"{ident(c.name)} = {c.restored('f.' + ident(c.name))}"
+                                for c in written if not c.is_pk)
+            overriding = " overriding system value" if any(c.identity == "a" for c in written) else ""
+            plpy.execute(f"merge into only {target} t using {entry['rows']} f on {match} "
+                         f"when matched and {flag} then update set {changed} "
+                         "when matched then delete "
+                         f"when not matched and {flag} then insert ({tbl.column_list(written)}){overriding} "
+                         f"values ({', '.join(c.restored('f.' + ident(c.name)) for c in written)})")
+        else:
+            plpy.execute(f"delete from only {target} t using {entry['keys']} f where {match}")
+            plpy.execute(f"{insert} select {values} from {entry['rows']} f where f.{names.FLAG_COLUMN}")
     patch = _PATCHES.get((_transaction(plpy), schema, table))
     if patch is not None and patch["rows"] == entry["rows"]:
         patch["applied"] = True
@@ -248,7 +267,11 @@ def checkout_prepare(plpy, repository, image, force, layered):
                     set image_hash = excluded.image_hash, branch = excluded.branch, layered = excluded.layered""",
            repo, image_hash, branch, bool(layered))
     others = [t for t in meta.image_tables(plpy, repo, image_hash) if t not in nearby] if nearby else None
-    plan = prepare_tables(plpy, repo, image_hash, layered, others)
+    if others == []:
+        # every table stays (no foreign key went with a table made again): nothing to make
+        plan = {"repository": repo, "image_hash": image_hash, "steps": [], "after": [], "track": []}
+    else:
+        plan = prepare_tables(plpy, repo, image_hash, layered, others)
     if state is not None and state["layered"]:
         reading.drop_unused(plpy)  # what the views of the old checkout read, unless another view reads it
     plan["schema"] = names.schema_of(repo)
@@ -260,18 +283,38 @@ def checkout_prepare(plpy, repository, image, force, layered):
 NEARBY_SHARE = 0.25
 
 
-def _runs_no_code(plpy, schema, table):
-    """Whether writing into a table runs no trigger or rule but the tracking triggers, and involves no foreign key
-    and no row security: rows deleted and inserted are then exactly the rows written."""
-    return db.scalar(plpy, """
+def _writes(plpy, schema, table):
+    """How a checkout may change a table in place: None when writing into it runs a trigger or rule but the
+    tracking triggers, or involves a foreign key or row security (rows deleted and inserted are then not exactly
+    the rows written); "update" when, besides, the primary key is its only unique index or exclusion constraint
+    and no column but the key's is an identity GENERATED ALWAYS (the row of a key it keeps is then updated where
+    it is, which HOT updates may do without touching its indexes; a row moving its unique value to another could
+    not be); else "replace" (rows deleted, then inserted)."""
+    row = db.one(plpy, """
         select c.relkind = 'r' and not c.relhasrules and not c.relrowsecurity and not c.relhassubclass
                and not c.relispartition
                and not exists (select from pg_catalog.pg_trigger g
                                where g.tgrelid = c.oid and g.tgname <> all($3::text[]))
                and not exists (select from pg_catalog.pg_constraint k
-                               where k.contype = 'f' and (k.conrelid = c.oid or k.confrelid = c.oid))
+                               where k.contype = 'f' and (k.conrelid = c.oid or k.confrelid = c.oid)) as plain,
+               not exists (select from pg_catalog.pg_index i
+                           where i.indrelid = c.oid and (i.indisunique or i.indisexclusion) and not i.indisprimary)
+               and not exists (select from pg_catalog.pg_attribute a
+                               where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+                                 and a.attidentity = 'a'
+                                 and not exists (select from pg_catalog.pg_index p
+                                                 where p.indrelid = c.oid and p.indisprimary
+                                                   and a.attnum = any(p.indkey))) as keyed
         from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
         where n.nspname = $1 and c.relname = $2""", schema, table, list(tracking.TRIGGER_NAMES))
+    if row is None or not row["plain"]:
+        return None
+    return "update" if row["keyed"] else "replace"
+
+
+# What each way of changing a table in place runs: statements that fire the tracking triggers (checkout_patched
+# finds any other statement that wrote the table meanwhile).
+_STATEMENTS = {"replace": 2, "update": 3}  # MERGE fires the statement triggers of each of its actions
 
 
 def _nearby(plpy, repo, state, image_hash, layered):
@@ -312,8 +355,11 @@ def _nearby(plpy, repo, state, image_hash, layered):
         while common < min(len(old.object_ids), len(version.object_ids)) \
                 and old.object_ids[common] == version.object_ids[common]:
             common += 1
-        if not common or not tbl.key_columns(cols) or not _runs_no_code(plpy, schema, table):
+        how = _writes(plpy, schema, table) if common and tbl.key_columns(cols) else None
+        if how is None:
             continue
+        if all(c.is_pk or c.generated for c in cols):
+            how = "replace"  # nothing to update
         sizes = {o["object_id"]: o for o in db.run(plpy, """
             select object_id, rows_inserted + rows_deleted as written from splitgraph_meta.objects
             where object_id = any($1::text[])""", old.object_ids + version.object_ids)}
@@ -327,8 +373,8 @@ def _nearby(plpy, repo, state, image_hash, layered):
         # HEAD moves before the patch is applied: until checkout_patched finds it applied, the log is not trusted
         # (yet still kept), so a patch never applied leaves a table that is compared with HEAD
         tracking.mark(plpy, t, "patching")
-        _PATCHES[(xid, schema, table)] = {"rows": rows, "applied": False}
-        nearby[table] = {"keys": keys, "rows": rows}
+        _PATCHES[(xid, schema, table)] = {"rows": rows, "applied": False, "statements": _STATEMENTS[how]}
+        nearby[table] = {"keys": keys, "rows": rows, "how": how}
     return nearby
 
 
@@ -349,13 +395,15 @@ def checkout_patched(plpy, repository, tables):
         t = tracked.get(table)
         if t is None or t["state"] != "patching":
             continue  # its log is not trusted (any more): it is compared with HEAD
-        # the patch is one DELETE and one INSERT: anything else that wrote meanwhile logged its own statements
+        # each statement that wrote the table logged a record of its own: more than the patch's, and something else
+        # wrote meanwhile
         if db.scalar(plpy, f"""select pg_catalog.count(distinct a.sg_audit_stmt) from {t['audit_table']} a
-                               where a.sg_audit_kind = any($1::smallint[])""", list(tracking.LOGGED)) > 2:
+                               where a.sg_audit_kind = any($1::smallint[])""",
+                     list(tracking.LOGGED) + [tracking.WROTE]) > patch["statements"]:
             tracking.mark(plpy, t, "untrusted")
         else:
             tracking.mark(plpy, t, "tracking")
-            tracking.restart(plpy, t)
+            tracking.restart(plpy, t, few=True)
 
 
 @api("uncheckout(repository text, force boolean default false) returns void",
@@ -444,13 +492,24 @@ def create_schema(plpy, repo):
                          "or use another repository name")
     db.run(plpy, """insert into splitgraph_meta.checkout_schemas (repository, schema_oid) values ($1, $2::bigint::oid)
                     on conflict (repository) do update set schema_oid = excluded.schema_oid""", repo, oid)
-    if not meta.caller_is_admin(plpy):
+    # what is in place already is left as it is: changing a schema (even to what it was) makes every session
+    # plan its cached statements again
+    state = db.one(plpy, """
+        select pg_catalog.pg_get_userbyid(n.nspowner)::text as owner, n.nspowner = r.oid as owned_by_caller,
+               pg_catalog.has_schema_privilege('public', n.oid, 'USAGE')
+               and exists (select from pg_catalog.pg_default_acl d
+                           where d.defaclrole = n.nspowner and d.defaclnamespace = n.oid and d.defaclobjtype = 'r'
+                             and d.defaclacl @> pg_catalog.makeaclitem(0, n.nspowner, 'SELECT', false)) as shared
+        from pg_catalog.pg_namespace n, pg_catalog.pg_roles r
+        where n.oid = $1::bigint::oid and r.rolname = session_user""", oid)
+    owner, shared = state["owner"], state["shared"]
+    if not state["owned_by_caller"] and not meta.caller_is_admin(plpy):
         plpy.execute(f"alter schema {schema} owner to session_user")
-    owner = db.scalar(plpy, "select pg_catalog.pg_get_userbyid(nspowner)::text from pg_catalog.pg_namespace "
-                            "where nspname = $1", name)
-    plpy.execute(f"grant usage on schema {schema} to public; "
-                 f"alter default privileges for role {names.ident(owner)} in schema {schema} "
-                 f"grant select on tables to public")
+        owner, shared = db.scalar(plpy, "select session_user::text"), False
+    if not shared:
+        plpy.execute(f"grant usage on schema {schema} to public; "
+                     f"alter default privileges for role {names.ident(owner)} in schema {schema} "
+                     f"grant select on tables to public")
     return name
 
 

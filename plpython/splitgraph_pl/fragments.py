@@ -630,6 +630,9 @@ def apply_to_table(plpy, target, cols, objects, quals=None, as_caller=False, onl
 # without JIT compilation (estimates of fresh temporary tables make such a plan look costly enough to compile, and
 # compiling one branch per object takes seconds).
 BY_KEY = {"enable_hashjoin": "off", "enable_mergejoin": "off", "jit": "off"}
+# Looking a few keys up in many objects, one branch each: without JIT compilation nor parallel workers (starting
+# them costs more than the few index probes of each branch).
+LOOKUP = {"jit": "off", "max_parallel_workers_per_gather": "0"}
 
 
 def key_index(object_id):
@@ -660,17 +663,18 @@ def difference(plpy, cols, common, old, new):
     """What turns a table made of the objects common + old into one made of common + new (the two lists share
     the prefix `common`; cols: the table's columns, with a primary key): (keys, rows), two temporary tables
     dropped at the end of the transaction that session_user may read. keys: every key the objects `old` or `new`
-    write, whose rows are to be deleted; rows: the row each of them has in common + new (sg_ud_flag false: none).
-    Only those keys are looked up: in `new` first, newest first, then in `common` by its objects' key indexes,
-    skipping objects whose key range cannot hold them."""
+    write; rows: for each of them, the row it has in common + new, or (sg_ud_flag false) none. Only those keys are
+    looked up: in `new` first, newest first, then in `common` by its objects' key indexes, each object for the
+    keys within its key range (literals: the planner then sees how few rows each object gives)."""
     key = tbl.key_columns(cols)
     first = key[0]
     keys, rows = (ident(db.temp_name(prefix)) for prefix in ("sg_keys", "sg_rows"))
     key_list = tbl.column_list(key)
     # in key order: the rows of the keys are then found (and deleted) in the order of the table's key index
-    plpy.execute(f"create temp table {keys} on commit drop as select * from ("
-                 + " union ".join(f"select {tbl.column_list(key, 'f.')} from {object_table(o)} f" for o in old + new)
-                 + f") k order by {key_list}")
+    counted = plpy.execute(f"create temp table {keys} on commit drop as select * from ("
+                           + " union ".join(f"select {tbl.column_list(key, 'f.')} from {object_table(o)} f"
+                                            for o in old + new)
+                           + f") k order by {key_list}").nrows()
     match = " and ".join(f"f.{ident(c.name)} = k.{ident(c.name)}" for c in key)
     columns = fragment_column_list(cols)
     values = tbl.select_list(tbl.column_list(cols, "f."), f"f.{FLAG_COLUMN}")
@@ -679,35 +683,53 @@ def difference(plpy, cols, common, old, new):
         return (f"{into} select distinct on ({key_list}) {columns} from ("
                 + " union all ".join(sources) + f") x order by {key_list}, x.sg_n desc")
 
+    rest = keys  # the keys `new` does not write
     if new:
-        plpy.execute(newest([f"select {values}, {n} as sg_n from {keys} k join {object_table(o)} f on {match}"
-                             for n, o in enumerate(new)], f"create temp table {rows} on commit drop as"))
+        written = [f"select {values}, {n} as sg_n from {keys} k join {object_table(o)} f on {match}"
+                   for n, o in enumerate(new)]
+        found = plpy.execute(newest(written, f"create temp table {rows} on commit drop as")).nrows()
+        if found < counted:
+            rest = ident(db.temp_name("sg_rest"))
+            plpy.execute(f"create temp table {rest} on commit drop as select k.* from {keys} k where not exists "
+                         f"(select from {rows} f where {match})")
     else:
+        found = 0
         plpy.execute(f"create temp table {rows} on commit drop as select {columns} from {object_table(old[0])} "
                      "with no data")
-    if common:
+    if found < counted:
         index_keys(plpy, common, cols)
-        rest = ident(db.temp_name("sg_rest"))  # the keys `new` does not write
-        plpy.execute(f"create temp table {rest} on commit drop as select k.* from {keys} k where not exists "
-                     f"(select from {rows} f where {match})")
-    if common and db.scalar(plpy, f"select exists (select from {rest})"):
         plpy.execute(f"create index on {rest} ({first.order_expr()})")
-        ranged = set(db.column(plpy, f"""
-            select o.object_id from {META}.objects o
-            where o.object_id = any($1::text[]) and pg_catalog.jsonb_typeof(o.index -> 'range' -> $2) = 'array'
-              and o.index -> 'range' -> $2 ->> 0 is not null and o.index -> 'range' -> $2 ->> 1 is not null""",
-                               common, first.name)) if first.ranged else set()
-
-        def bound(o, end):
-            return (f"(select (o.index -> 'range' -> {literal(first.name)} ->> {end})::{first.storage} "
-                    f"from {META}.objects o where o.object_id = {literal(o)})")
+        shared = {r["object_id"]: r for r in db.run(plpy, f"""
+            select o.object_id, o.index -> 'range' -> $2 ->> 0 as low, o.index -> 'range' -> $2 ->> 1 as high,
+                   coalesce(o.rows_deleted = 0 and o.deletion_hash = $3, false) as inserts_only
+            from {META}.objects o where o.object_id = any($1::text[])""", common, first.name, hashing.ZERO)}
 
         def lookup(n, o):
-            within = f" where {first.order_expr('k.')} between {bound(o, 0)} and {bound(o, 1)}" if o in ranged else ""
-            return (f"select {values}, {n} as sg_n from (select * from {rest} k{within}) k "
-                    f"cross join lateral (select * from {object_table(o)} f where {match}) f")
-        with db.settings(plpy, BY_KEY):
-            plpy.execute(newest([lookup(n, o) for n, o in enumerate(common)], f"insert into {rows}"))
+            within = ""
+            if first.ranged and shared[o]["low"] is not None and shared[o]["high"] is not None:
+                low, high = (f"{literal(shared[o][b])}::{first.storage}" for b in ("low", "high"))
+                within = f" where {first.order_expr('k.')} between {low} and {high}"
+            if within and shared[o]["inserts_only"]:
+                # a chunk of a snapshot: the few keys within its range, each by its key index (OFFSET 0 keeps the
+                # subquery a lookup per key)
+                return (f"select {values}, {n} as sg_n from (select * from {rest} k{within}) k "
+                        f"cross join lateral (select * from {object_table(o)} f where {match} offset 0) f")
+            # a delta, whose keys usually spread over the table's: joined as the planner sees fit (by a hash of the
+            # keys when it is small, by its key index when it is large)
+            return f"select {values}, {n} as sg_n from {rest} k join {object_table(o)} f on {match}"
+        branches = [lookup(n, o) for n, o in enumerate(common)]
+        with db.settings(plpy, LOOKUP):
+            if all(shared[o]["inserts_only"] for o in common):
+                # objects that only insert rows no earlier one has: each key is in one of them at most
+                statement = f"insert into {rows} select {columns} from (" + " union all ".join(branches) + ") x"
+            else:
+                statement = newest(branches, f"insert into {rows}")
+            found += plpy.execute(statement).nrows()
+        if found < counted:
+            # a key no object holds has no row
+            missing = tbl.select_list(*(f"k.{ident(c.name)}" if c.is_pk else "null" for c in cols), "false")
+            plpy.execute(f"insert into {rows} select {missing} from {rest} k "
+                         f"where not exists (select from {rows} f where {match})")
     plpy.execute(f"grant select on pg_temp.{keys}, pg_temp.{rows} to session_user")
     return f"pg_temp.{keys}", f"pg_temp.{rows}"
 

@@ -206,8 +206,8 @@ def changed_tables_of(plpy, repo, readable_only=False):
             # changes the log does not know row by row: compare with HEAD
             if changes.differs_from_head(plpy, repo, table, cols):
                 changed.append(table)
-        elif changes.has_changes(plpy, t, schema, table, cols):
-            changed.append(table)
+        elif tracking.logged(plpy, t) and changes.has_changes(plpy, t, schema, table, cols):
+            changed.append(table)  # (nothing logged: no change, without computing the empty Delta)
     return changed
 
 

@@ -42,6 +42,9 @@ RESERVED = ("sg_audit_stmt", "sg_audit_kind", "sg_audit_keys")
 # Kinds of audit records (sg_audit_kind): see the module's docstring.
 OLD, KEY, SENTINEL, NEW, LOW, HIGH, KEYS = 0, 1, 2, 3, 4, 5, 6
 LOGGED = (OLD, KEY, NEW, KEYS)
+# While a checkout changes a table in place (state "patching"), a statement that writes it logs only this record:
+# the checkout then tells whether any statement but its own wrote (checkout.checkout_patched).
+WROTE = 7
 TRIGGERS = (
     ("sg_track_insert", "after insert", "referencing new table as sg_new", "on_change"),
     ("sg_track_update", "after update", "referencing old table as sg_old new table as sg_new", "on_change"),
@@ -319,16 +322,21 @@ def track(plpy, schema, table, state="tracking", compare=True):
            state, json.dumps(logging), bounds)
 
 
-def restart(plpy, tracked, compare=True):
+def restart(plpy, tracked, compare=True, few=False):
     """Forget the logged changes of a tracked table (after they were committed, discarded or reset). A log that
     is not trusted starts afresh (new triggers and fingerprint), and so does one whose bounds this transaction
-    could not read (see track)."""
+    could not read (see track). few: the log holds a few records only (WROTE records of a checkout that changed
+    the table in place, whose keys may lie outside the bounds): they are deleted (a TRUNCATE makes a new file),
+    and the bounds read again."""
     if tracked["state"] != "tracking" or (tracked["bounds"] and not _read_committed(plpy)):
         track(plpy, tracked["schema_name"], tracked["table_name"], compare=compare)
         return
-    if not logged(plpy, tracked):
+    if few:
+        plpy.execute(f"delete from {tracked['audit_table']}")
+    elif not logged(plpy, tracked):
         return  # nothing to forget: the table is as the log began (and its bounds still hold)
-    plpy.execute(f"truncate {tracked['audit_table']}")
+    else:
+        plpy.execute(f"truncate {tracked['audit_table']}")
     _start_log(plpy, tracked["audit_table"], tracked["bounds"], tracked["relid"])
 
 

@@ -25,8 +25,9 @@ comment on column splitgraph_audit.tracked.all_columns is 'Quoted columns, in or
 comment on column splitgraph_audit.tracked.has_primary_key is 'False when the whole row is the key';
 comment on column splitgraph_audit.tracked.state is
 'tracking (the log is trusted); patching (a checkout is changing the table in place to a nearby image: the log '
-'goes on but is not trusted until the checkout verified it); compared (by design: a partitioned table, an '
-'inheritance parent or child, or a table too wide to log; its changes are found by comparing it with HEAD); '
+'records only which statements write, and starts afresh once the checkout verified that no other did); '
+'compared (by design: a partitioned table, an inheritance parent or child, or a table too wide to log; its changes '
+'are found by comparing it with HEAD); '
 'untrusted (the log may have missed writes: a tracking trigger was dropped, replaced or disabled, the table '
 'gained inheritance relatives or became a partition, or it was restored from a dump); altered (ALTER TABLE '
 'since: changes no longer known row by row); lost (the log did not survive a crash)';

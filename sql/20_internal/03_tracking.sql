@@ -2,14 +2,15 @@
 -- statements tracking.py wrote for the table (splitgraph_audit.tracked.logging) with the statement's number.
 -- Each audit row is (the table's columns, sg_audit_stmt, sg_audit_kind[, sg_audit_keys]): kind 0 holds a row's old
 -- values (UPDATE, DELETE, TRUNCATE), kind 1 only a key that was written (its values are the live table's), kind
--- 3 a row's new values (UPDATE), kind 6 the keys written by one statement as an array (sg_audit_keys); kind 2 is
--- the sentinel, kinds 4 and 5 the lowest and highest key when the log (re)started. Old and new records of one
--- UPDATE share its statement number; the old sorts first (kind 0), so a key's first record always tells its
--- state before tracking. The triggers run as the extension's owner so that no role can write audit rows
--- directly, and they take their statements from splitgraph_audit.tracked by the table's oid, never from trigger
--- arguments a table owner could forge. They are enabled ALWAYS, so writes under session_replication_role =
--- replica (logical replication) are logged too. Partitioned tables, inheritance parents and children, and tables
--- too wide to log get no triggers: their changes are found by comparing them with HEAD (tracking.py).
+-- 3 a row's new values (UPDATE), kind 6 the keys written by one statement as an array (sg_audit_keys), kind 7 only
+-- that a statement wrote (state patching); kind 2 is the sentinel, kinds 4 and 5 the lowest and highest key when
+-- the log (re)started. Old and new records of one UPDATE share its statement number; the old sorts first (kind 0),
+-- so a key's first record always tells its state before tracking. The triggers run as the extension's owner so
+-- that no role can write audit rows directly, and they take their statements from splitgraph_audit.tracked by the
+-- table's oid, never from trigger arguments a table owner could forge. They are enabled ALWAYS, so writes under
+-- session_replication_role = replica (logical replication) are logged too. Partitioned tables, inheritance parents
+-- and children, and tables too wide to log get no triggers: their changes are found by comparing them with HEAD
+-- (tracking.py).
 
 -- on_change(): the one function of the four tracking triggers (tracking.TRIGGERS). A table is found by its oid
 -- only: a table restored from a dump, or made again with triggers named like ours, is not logged
@@ -29,7 +30,8 @@ declare
     statements jsonb;
     logging text;
 begin
-    select tracked.state, tracked.logging into t from splitgraph_audit.tracked where tracked.relid = tg_relid;
+    select tracked.state, tracked.logging, tracked.audit_table into t
+    from splitgraph_audit.tracked where tracked.relid = tg_relid;
     if not found or t.state not in ('tracking', 'patching') then
         return null;  -- the table is not tracked, or its log is not trusted
     end if;
@@ -37,6 +39,14 @@ begin
     -- the log could no longer tell the parent's own rows. From now on the table is compared with HEAD.
     if exists (select from pg_inherits h where h.inhparent = tg_relid) then
         update splitgraph_audit.tracked set state = 'untrusted' where tracked.relid = tg_relid;
+        return null;
+    end if;
+    if t.state = 'patching' then
+        -- a checkout is changing the table in place: its rows are not logged (the log starts afresh once the
+        -- checkout is done), only that a statement wrote (kind 7), so that the checkout can tell whether any
+        -- statement but its own wrote meanwhile
+        execute format('insert into %s (sg_audit_stmt, sg_audit_kind) values ($1, 7)', t.audit_table)
+        using nextval('splitgraph_audit.statements');
         return null;
     end if;
     statements := coalesce(case when pg_trigger_depth() > 1 then t.logging -> ('nested ' || lower(tg_op)) end,
