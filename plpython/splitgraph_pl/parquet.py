@@ -481,7 +481,8 @@ def _length_words(lengths, nulls, n):
 
 
 def _binary_batch(cols, batch):
-    """A batch's rows in COPY's binary format (without the file's header and trailer): numpy lays out the
+    """A batch's rows in COPY's binary format (without the file's header and trailer), and each row's size in it:
+    numpy lays out the
     fixed-width fields (the field count, lengths, fixed-width values) of the rows between two variable-width
     values as one block a row, and Arrow joins each row's blocks and variable-width values, in C."""
     n = batch.num_rows
@@ -507,44 +508,77 @@ def _binary_batch(cols, batch):
         parts = []
     pieces.append(_block(n, parts))  # the flag is last: the last block is never empty
     rows = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, _LARGE_EMPTY)
-    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=rows.offset + n + 1)
-    return rows.buffers()[2][int(offsets[rows.offset]):int(offsets[-1])]
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=rows.offset + n + 1)[rows.offset:]
+    return rows.buffers()[2][int(offsets[0]):int(offsets[-1])], np.diff(offsets)
 
 
 def _write_binary(batches, cols, path):
-    """The batches as one file in COPY's binary format."""
+    """The batches as one file in COPY's binary format; returns the size of its largest row in that format."""
+    widest = 0
     with open(path, "wb") as sink:
         sink.write(_BINARY_HEADER)
         for batch in batches:
             if batch.column(len(cols)).null_count:
                 raise Refused(f"its {FLAG_COLUMN} column holds nulls")
-            sink.write(_binary_batch(cols, batch))
+            rows, sizes = _binary_batch(cols, batch)
+            sink.write(rows)
+            widest = max(widest, int(sizes.max()) if len(sizes) else 0)
         sink.write(b"\xff\xff")
+    return widest
+
+
+# The largest row (in COPY's binary format, with 8 bytes a field for headers and alignment) of an object whose
+# table is made without a TOAST table (see write_rows): every stored row is then smaller than Postgres's
+# TOAST_TUPLE_THRESHOLD (2032 bytes with 8 kB pages), so no value of it would be compressed or moved out of line.
+INLINE_ROW_BYTES = 1900
+
+
+def write_rows(plpy, parquet, relation, types, path):
+    """Write the rows of an opened file (open_file) to `path`, in a format COPY reads, for a table with the columns
+    of `relation` (qualified SQL name: the object table, or one like it), which the file's must match (Refused
+    otherwise); types: the columns' types. Returns what copy_rows needs: {cols, format, inline}. inline: every row
+    is stored whole in its heap page, as it would be whatever its columns' storage, so that the table needs no TOAST
+    table (COPY's binary format only, no jsonb, whose stored form may be larger than its text, and every row at
+    most INLINE_ROW_BYTES)."""
+    cols = layout(plpy, relation, types)
+    _check_fields(parquet, cols)
+    binary = all(c.kind in _BINARY_KINDS for c in cols)
+    try:
+        widest = (_write_binary if binary else _write_csv)(
+            parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=True), cols, path)
+    except (pa.ArrowException, OSError, ValueError, IndexError) as error:
+        raise Refused(f"its data cannot be read ({type(error).__name__})") from error
+    inline = binary and all(c.base != "jsonb" for c in cols) and widest + 8 * (len(cols) + 1) <= INLINE_ROW_BYTES
+    return {"cols": cols, "format": "binary" if binary else "csv", "inline": inline}
+
+
+def copy_rows(plpy, target, written, path):
+    """COPY the rows write_rows wrote to `path` into the empty table `target` (qualified SQL name), then remove the
+    file (the extension's owner is a superuser: COPY reads a server file)."""
+    try:
+        columns = ", ".join([ident(c.name) for c in written["cols"]] + [FLAG_COLUMN])
+        plpy.execute(f"copy {target} ({columns}) from {literal(path)} with (format {written['format']})")
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def load(plpy, parquet, target, types, directory=None):
     """Insert the rows of an opened file (open_file) into the empty object table `target` (qualified SQL name),
-    whose columns it must match (Refused otherwise); types: the columns' types. The rows go through a CSV file
-    in a private temporary directory (`directory`, from private_directory, or one made for the call), which COPY
-    reads (the extension's owner is a superuser)."""
-    cols = layout(plpy, target, types)
-    _check_fields(parquet, cols)
+    whose columns it must match (Refused otherwise); types: the columns' types. The rows go through a file in a
+    private temporary directory (`directory`, from private_directory, or one made for the call), which COPY
+    reads."""
     if directory is None:
         with private_directory() as made:
             return load(plpy, parquet, target, types, made)
     path = os.path.join(directory, "rows")
-    binary = all(c.kind in _BINARY_KINDS for c in cols)
     try:
-        try:
-            (_write_binary if binary else _write_csv)(
-                parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=True), cols, path)
-        except (pa.ArrowException, OSError, ValueError, IndexError) as error:
-            raise Refused(f"its data cannot be read ({type(error).__name__})") from error
-        columns = ", ".join([ident(c.name) for c in cols] + [FLAG_COLUMN])
-        plpy.execute(f"copy {target} ({columns}) from {literal(path)} with (format {'binary' if binary else 'csv'})")
-    finally:
+        written = write_rows(plpy, parquet, target, types, path)
+    except Refused:
         with contextlib.suppress(OSError):
             os.remove(path)
+        raise
+    copy_rows(plpy, target, written, path)
 
 
 @contextlib.contextmanager
