@@ -186,6 +186,28 @@ def test_natively_stored_columns_load_in_the_binary_format(conn, other):
         value(conn, f"""select sum(hashtext(f::text)) from splitgraph_meta."{object_id}" f""")
 
 
+def test_rows_too_wide_to_stay_in_their_page_load_out_of_line(conn, other):
+    """Objects of natively stored columns whose rows are wide (values Postgres compresses or moves out of line:
+    32 kB of text, 20 kB of bytea, a large json) load through Parquet exactly, beside narrow rows of the same
+    table; so do narrow rows alone, and a wide row among thousands of narrow ones."""
+    sql(conn, "select splitgraph.init('pq/wide')")
+    sql(conn, 'create table "pq/wide".t (id int primary key, v text, raw bytea, j json)')
+    sql(conn, """insert into "pq/wide".t select i, md5(i::text), decode(md5(i::text), 'hex'), '{}'
+                 from generate_series(1, 5000) i""")
+    narrow = value(conn, "select splitgraph.commit('pq/wide', chunk_size => 100000)")
+    sql(conn, """insert into "pq/wide".t values
+        (0, repeat('wide é ', 5000), decode(repeat(md5('x'), 640), 'hex'),
+         (select json_agg(i)::json from generate_series(1, 3000) i)),
+        (-1, repeat('z', 2000), null, null)""")
+    wide = value(conn, "select splitgraph.commit('pq/wide', snapshot => true, chunk_size => 100000)")
+    for image in (narrow, wide):
+        for object_id in value(conn, "select splitgraph.table_info('pq/wide', %s, 't')", image)["objects"]:
+            data = value(conn, "select splitgraph.dump_object(%s, 'parquet')", object_id)
+            sql(other, "select splitgraph.load_object(%s, %s)", object_id, data)
+            assert sql(other, f'select f::text from splitgraph_meta."{object_id}" f order by f.id') == \
+                sql(conn, f'select f::text from splitgraph_meta."{object_id}" f order by f.id')
+
+
 def stored_objects(conn):
     return sql(conn, """select c.relname::text from pg_class c where c.relnamespace = 'splitgraph_meta'::regnamespace
                         and c.relkind = 'r' and (c.relname ~ '^o[0-9a-f]{62}$' or c.relname like 'sg_tmp%%')

@@ -190,13 +190,22 @@ def test_clone_pull_and_checkout_download_exactly_what_they_need_through_urls(cl
     assert not set(objects_of(conn, repo)) & set(object_tables(reg))
 
     # clone with download_all; then a new image pulled with download_all brings exactly its new objects
+    # (downloads take push's handler_options: threads at a time, and where this engine reaches the store)
     whole = other_engine(cluster, dbname, hub, registry_db)
-    sql(whole, "select splitgraph.clone('hub', %s, download_all => true)", repo)
+    for bad in ('{"threads": 0}', '{"threads": 65}', '{"threads": "4"}', '{"thread": 4}', '[]'):
+        fails(whole, "select splitgraph.clone('hub', %s, download_all => true, handler_options => %s)", repo, bad,
+              sqlstate="22023")
+    fails(whole, """select splitgraph.clone('hub', %s, download_all => true,
+                                            handler_options => '{"s3_host": "127.0.0.1:9"}')""", repo,
+          sqlstate="58030")
+    assert objects_state(whole) == ([], []), "a failed clone leaves nothing behind"
+    sql(whole, """select splitgraph.clone('hub', %s, download_all => true, handler_options => '{"threads": 3}')""",
+        repo)
     assert objects_state(whole)[1] == objects_of(conn, repo)
     sql(conn, f"insert into \"{repo}\".u values ('new', 7, null)")
     v3 = value(conn, "select splitgraph.commit(%s)", repo)
     sql(conn, "select splitgraph.push(%s, handler => 'S3')", repo)
-    sql(whole, "select splitgraph.pull(%s, download_all => true)", repo)
+    sql(whole, """select splitgraph.pull(%s, download_all => true, handler_options => '{"threads": 1}')""", repo)
     assert objects_state(whole)[1] == objects_of(conn, repo)
     sql(whole, "select splitgraph.checkout(%s, %s)", repo, v3)
     assert rows(whole, repo, "u") == rows(conn, repo, "u")

@@ -58,9 +58,11 @@ def _ranges_sql(cols, alias="s", where=None):
 
 
 def _lane_sums():
-    """Sums of the 16 big-endian 16-bit lanes of the row digests s.h (reduced modulo 2**16 afterwards)."""
-    return ", ".join(f"sum((pg_catalog.get_byte(s.h, {2 * i}) << 8) | pg_catalog.get_byte(s.h, {2 * i + 1})) as l{i}"
-                     for i in range(hashing.LANES))
+    """Sums of the 16 big-endian 16-bit lanes of the row digests s.h (reduced modulo 2**16 afterwards). A lane's
+    sum is 256 times the sum of its high bytes plus the sum of its low bytes: summing the 32 bytes apart costs
+    fewer operations a row than assembling each lane first."""
+    return ", ".join(f"sum(pg_catalog.get_byte(s.h, {2 * i})) * 256 + sum(pg_catalog.get_byte(s.h, {2 * i + 1})) "
+                     f"as l{i}" for i in range(hashing.LANES))
 
 
 def _hash_query(relation, cols, group=None, where=None, prefix="t."):

@@ -1,6 +1,7 @@
 """Objects as a whole: their metadata, moving them between engines by value, and garbage collection."""
 import base64
 import json
+import os
 import zlib
 
 from . import db, errors, fragments, hashing, meta, names, parquet, reading, storage
@@ -334,8 +335,12 @@ def store_many(plpy, items, namespace=None):
     unique = {}
     for object_id, data in items:
         unique.setdefault(object_id, data)
+    templates = {}
     with parquet.private_directory() as directory:
-        staged = [s for s in (_stage(plpy, o, d, namespace, directory) for o, d in unique.items()) if s is not None]
+        staged = [s for s in (_stage(plpy, o, d, namespace, directory, templates) for o, d in unique.items())
+                  if s is not None]
+    for template in templates.values():
+        plpy.execute(f"drop table {template}")
     groups = {}
     for s in staged:
         if s["hashed"] is None:
@@ -345,9 +350,29 @@ def store_many(plpy, items, namespace=None):
     return [s["object_id"] for s in staged if _store_staged(plpy, s)]
 
 
-def _stage(plpy, object_id, data, namespace, directory):
-    """An object's rows parsed into a staging table: {object_id, header, cols, staging_sql, hashed (None: to be
-    hashed), registered, namespace}; None when it is stored here already."""
+def _template(plpy, templates, staging_cols):
+    """A table with the columns of staging tables (staging_cols), its variable-width columns' storage plain, for
+    staging tables made like it (create table ... (like template including storage)): such a table gets no TOAST
+    table, whose index Postgres writes to disk and syncs as it makes it (milliseconds an object). Made once per
+    call and schema (templates: {staging_cols: name}), dropped at the end of the call."""
+    if staging_cols not in templates:
+        template = f"{META}.{ident(db.temp_name('sg_tmp'))}"
+        plpy.execute(f"create table {template} ({staging_cols})")
+        plain = db.column(plpy, """select a.attname::text from pg_catalog.pg_attribute a
+                                   where a.attrelid = $1::pg_catalog.regclass and a.attnum > 0
+                                     and not a.attisdropped and a.attlen = -1 order by a.attnum""", template)
+        if plain:
+            plpy.execute(f"alter table {template} " + ", ".join(
+                f"alter column {ident(name)} set storage plain" for name in plain))
+        templates[staging_cols] = template
+    return templates[staging_cols]
+
+
+def _stage(plpy, object_id, data, namespace, directory, templates):
+    """An object's rows parsed into a staging table: {object_id, header, cols, staging_cols, staging_sql, hashed
+    (None: to be hashed), registered, namespace}; None when it is stored here already. A Parquet file's rows are
+    written to a file COPY reads before its staging table is made: when they fit in their heap pages whole (see
+    parquet.write_rows), the table is made like the schema's template (_template), without a TOAST table."""
     if not (object_id and isinstance(object_id, str) and object_id.startswith("o") and len(object_id) == 63):
         errors.fail(plpy, errors.INVALID_PARAMETER_VALUE, f"invalid object id {object_id!r}")
     data = bytes(data)
@@ -370,14 +395,24 @@ def _stage(plpy, object_id, data, namespace, directory):
     staging = db.temp_name("sg_tmp")
     staging_sql = f"{META}.{ident(staging)}"
     staging_cols = fragments.fragment_columns(cols)
-    plpy.execute(f"create table {staging_sql} ({staging_cols})")
+    written, path = None, os.path.join(directory, "rows")
+    if rows is None:
+        try:
+            written = parquet.write_rows(plpy, parquet_file, _template(plpy, templates, staging_cols),
+                                         [c.type for c in cols], path)
+        except parquet.Refused as refused:
+            _corrupt(plpy, object_id, str(refused))
+    if written is not None and written["inline"]:
+        plpy.execute(f"create table {staging_sql} (like {_template(plpy, templates, staging_cols)} including storage)")
+    else:
+        plpy.execute(f"create table {staging_sql} ({staging_cols})")
     source = ("pg_catalog.string_to_table($1, e'\\n')" if header.get("rows_format") == "lines"
               else "pg_catalog.unnest($1::text[])")
     hashed = None
     try:
         with plpy.subtransaction():
-            if rows is None:
-                parquet.load(plpy, parquet_file, staging_sql, [c.type for c in cols], directory)
+            if written is not None:
+                parquet.copy_rows(plpy, staging_sql, written, path)
             elif cols:
                 hashed = fragments.stage_rows(plpy, staging_sql, cols, source, rows)
             else:  # no column: a row's text is its flag alone

@@ -446,92 +446,139 @@ def _fixed_bytes(col, array):
     return values.view(np.uint8).reshape(n, values.dtype.itemsize), values.dtype.itemsize
 
 
-def _variable_parts(array):
-    """(start offsets, lengths, data bytes) of a string or binary column."""
-    n = len(array)
-    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64 if large else np.int32,
-                            count=array.offset + n + 1)[array.offset:].astype(np.int64)
-    data = array.buffers()[2]
-    raw = np.frombuffer(data, dtype=np.uint8, count=int(offsets[-1])) if data is not None else np.zeros(0, np.uint8)
-    return offsets[:-1], offsets[1:] - offsets[:-1], raw
+_LARGE_EMPTY = pa.scalar(b"", pa.large_binary())
+_NULL_LENGTH = np.frombuffer(b"\xff\xff\xff\xff", np.uint8)
+
+
+def _block(n, parts):
+    """The fixed-width parts of a batch's rows that lie between two variable-width values, as one large_binary
+    array (one value a row). parts: [(bytes, nulls)]: a uint8 matrix of n rows each (a field's length word, then
+    its value's bytes) and the rows where the field is null (None: none is), whose value bytes are left out."""
+    width = sum(values.shape[1] for values, _ in parts)
+    out = np.empty((n, width), dtype=np.uint8)
+    keep = None
+    at = 0
+    for values, nulls in parts:
+        out[:, at:at + values.shape[1]] = values
+        if nulls is not None and values.shape[1] > 4:
+            if keep is None:
+                keep = np.ones((n, width), dtype=bool)
+            keep[nulls, at + 4:at + values.shape[1]] = False
+        at += values.shape[1]
+    if keep is None:
+        offsets, data = np.arange(0, (n + 1) * width, width, dtype=np.int64), out.reshape(-1)
+    else:
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(keep.sum(axis=1), out=offsets[1:])
+        data = out[keep]
+    return pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _length_words(lengths, nulls, n):
+    """Each field's length as COPY's big-endian 32-bit word (-1 for a null)."""
+    words = np.broadcast_to(lengths.astype(">i4").view(np.uint8).reshape(-1, 4), (n, 4))
+    return words if nulls is None else np.where(nulls[:, None], _NULL_LENGTH, words)
 
 
 def _binary_batch(cols, batch):
-    """A batch's rows in COPY's binary format (without the file's header and trailer), laid out by numpy."""
+    """A batch's rows in COPY's binary format (without the file's header and trailer), and each row's size in it:
+    numpy lays out the
+    fixed-width fields (the field count, lengths, fixed-width values) of the rows between two variable-width
+    values as one block a row, and Arrow joins each row's blocks and variable-width values, in C."""
     n = batch.num_rows
-    fields = []
+    count = np.frombuffer(np.array(len(cols) + 1, ">i2").tobytes(), np.uint8)
+    pieces, parts = [], [(np.broadcast_to(count, (n, 2)), None)]
     for i, c in enumerate(cols + [None]):
         array = batch.column(i)
-        valid = np.asarray(array.is_valid()) if array.null_count else np.ones(n, dtype=bool)
+        nulls = np.asarray(array.is_null()) if array.null_count else None
         if c is None or c.kind in _FIXED:
             values, width = _fixed_bytes(c, array) if c is not None else \
                 (np.asarray(array).astype(np.uint8).reshape(n, 1), 1)
-            fields.append(("fixed", valid, np.where(valid, width, -1), values, 0))
-        else:
-            starts, lengths, raw = _variable_parts(array)
-            prefix = 1 if c.base == "jsonb" else 0  # jsonb's binary form: a version byte, then the text
-            fields.append(("variable", valid, np.where(valid, lengths + prefix, -1), (starts, lengths, raw), prefix))
-    sizes = 2 + sum(4 + np.maximum(f[2], 0) for f in fields)
-    row_starts = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(sizes, out=row_starts[1:])
-    out = np.empty(int(row_starts[-1]), dtype=np.uint8)
-    out[row_starts[:-1, None] + np.arange(2)] = np.frombuffer(np.array(len(fields), ">i2").tobytes(), np.uint8)
-    position = row_starts[:-1] + 2
-    for kind, valid, lengths, values, prefix in fields:
-        out[position[:, None] + np.arange(4)] = lengths.astype(">i4").view(np.uint8).reshape(n, 4)
-        data_at = position + 4
-        if kind == "fixed":
-            width = values.shape[1]
-            out[data_at[valid][:, None] + np.arange(width)] = values[valid]
-        else:
-            starts, value_lengths, raw = values
-            if prefix:
-                out[data_at[valid]] = 1
-            counts = value_lengths[valid]
-            total = int(counts.sum())
-            if total:
-                within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-                source = raw[np.repeat(starts[valid], counts) + within]
-                out[np.repeat(data_at[valid] + prefix, counts) + within] = source
-        position = data_at + np.maximum(lengths, 0)
-    return out
+            parts.append((np.concatenate([_length_words(np.array([width]), nulls, n), values], axis=1), nulls))
+            continue
+        array = array.cast(pa.large_string()).view(pa.large_binary()) if c.kind != "binary" \
+            else array.cast(pa.large_binary())
+        prefix = 1 if c.base == "jsonb" else 0  # jsonb's binary form: a version byte, then the text
+        lengths = np.asarray(pc.binary_length(array).fill_null(0)).astype(np.int64) + prefix
+        head = _length_words(lengths, nulls, n)
+        if prefix:
+            head = np.concatenate([head, np.ones((n, 1), np.uint8)], axis=1)
+        parts.append((head, nulls))
+        pieces += [_block(n, parts), array.fill_null(_LARGE_EMPTY) if nulls is not None else array]
+        parts = []
+    pieces.append(_block(n, parts))  # the flag is last: the last block is never empty
+    rows = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, _LARGE_EMPTY)
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=rows.offset + n + 1)[rows.offset:]
+    return rows.buffers()[2][int(offsets[0]):int(offsets[-1])], np.diff(offsets)
 
 
 def _write_binary(batches, cols, path):
-    """The batches as one file in COPY's binary format."""
+    """The batches as one file in COPY's binary format; returns the size of its largest row in that format."""
+    widest = 0
     with open(path, "wb") as sink:
         sink.write(_BINARY_HEADER)
         for batch in batches:
             if batch.column(len(cols)).null_count:
                 raise Refused(f"its {FLAG_COLUMN} column holds nulls")
-            sink.write(memoryview(_binary_batch(cols, batch)))
+            rows, sizes = _binary_batch(cols, batch)
+            sink.write(rows)
+            widest = max(widest, int(sizes.max()) if len(sizes) else 0)
         sink.write(b"\xff\xff")
+    return widest
+
+
+# The largest row (in COPY's binary format, with 8 bytes a field for headers and alignment) of an object whose
+# table is made without a TOAST table (see write_rows): every stored row is then smaller than Postgres's
+# TOAST_TUPLE_THRESHOLD (2032 bytes with 8 kB pages), so no value of it would be compressed or moved out of line.
+INLINE_ROW_BYTES = 1900
+
+
+def write_rows(plpy, parquet, relation, types, path):
+    """Write the rows of an opened file (open_file) to `path`, in a format COPY reads, for a table with the columns
+    of `relation` (qualified SQL name: the object table, or one like it), which the file's must match (Refused
+    otherwise); types: the columns' types. Returns what copy_rows needs: {cols, format, inline}. inline: every row
+    is stored whole in its heap page, as it would be whatever its columns' storage, so that the table needs no TOAST
+    table (COPY's binary format only, no jsonb, whose stored form may be larger than its text, and every row at
+    most INLINE_ROW_BYTES)."""
+    cols = layout(plpy, relation, types)
+    _check_fields(parquet, cols)
+    binary = all(c.kind in _BINARY_KINDS for c in cols)
+    try:
+        widest = (_write_binary if binary else _write_csv)(
+            parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=True), cols, path)
+    except (pa.ArrowException, OSError, ValueError, IndexError) as error:
+        raise Refused(f"its data cannot be read ({type(error).__name__})") from error
+    inline = binary and all(c.base != "jsonb" for c in cols) and widest + 8 * (len(cols) + 1) <= INLINE_ROW_BYTES
+    return {"cols": cols, "format": "binary" if binary else "csv", "inline": inline}
+
+
+def copy_rows(plpy, target, written, path):
+    """COPY the rows write_rows wrote to `path` into the empty table `target` (qualified SQL name), then remove the
+    file (the extension's owner is a superuser: COPY reads a server file)."""
+    try:
+        columns = ", ".join([ident(c.name) for c in written["cols"]] + [FLAG_COLUMN])
+        plpy.execute(f"copy {target} ({columns}) from {literal(path)} with (format {written['format']})")
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def load(plpy, parquet, target, types, directory=None):
     """Insert the rows of an opened file (open_file) into the empty object table `target` (qualified SQL name),
-    whose columns it must match (Refused otherwise); types: the columns' types. The rows go through a CSV file
-    in a private temporary directory (`directory`, from private_directory, or one made for the call), which COPY
-    reads (the extension's owner is a superuser)."""
-    cols = layout(plpy, target, types)
-    _check_fields(parquet, cols)
+    whose columns it must match (Refused otherwise); types: the columns' types. The rows go through a file in a
+    private temporary directory (`directory`, from private_directory, or one made for the call), which COPY
+    reads."""
     if directory is None:
         with private_directory() as made:
             return load(plpy, parquet, target, types, made)
     path = os.path.join(directory, "rows")
-    binary = all(c.kind in _BINARY_KINDS for c in cols)
     try:
-        try:
-            (_write_binary if binary else _write_csv)(
-                parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=True), cols, path)
-        except (pa.ArrowException, OSError, ValueError, IndexError) as error:
-            raise Refused(f"its data cannot be read ({type(error).__name__})") from error
-        columns = ", ".join([ident(c.name) for c in cols] + [FLAG_COLUMN])
-        plpy.execute(f"copy {target} ({columns}) from {literal(path)} with (format {'binary' if binary else 'csv'})")
-    finally:
+        written = write_rows(plpy, parquet, target, types, path)
+    except Refused:
         with contextlib.suppress(OSError):
             os.remove(path)
+        raise
+    copy_rows(plpy, target, written, path)
 
 
 @contextlib.contextmanager

@@ -526,18 +526,20 @@ def _json(plpy, query, *args):
     return json.loads(db.scalar(plpy, query, *args))
 
 
-def download(plpy, remote, object_ids):
+def download(plpy, remote, object_ids, options=None):
     """Download objects from a remote, each verified and stored by load_object (as this engine's owner: every
-    role may load objects); an object the remote does not store fails the call. The dumps stream: each is loaded
-    as it arrives (no ORDER BY, which would sort them all here first). Many objects are read through two
-    connections at once (postgres_fdw's asynchronous Append, over a twin of the remote: remotes.twin), so that the
-    remote makes the next dumps while this engine loads the last ones."""
+    role may load objects); an object the remote does not store fails the call. Objects the remote keeps in its
+    object storage come straight from the store, options["threads"] at a time (see _handler_options). The others'
+    dumps stream: each is loaded as it arrives (no ORDER BY, which would sort them all here first). Many are read
+    through two connections at once (postgres_fdw's asynchronous Append, over a twin of the remote: remotes.twin),
+    so that the remote makes the next dumps while this engine loads the last ones."""
     if not object_ids:
         return
+    options = options or {"threads": DEFAULT_THREADS, "s3_host": None}
     in_bucket = sorted(_in_their_bucket(plpy, remote, object_ids))
     if in_bucket:  # kept in the remote's object storage: through URLs it signs, straight from the store
-        urls = _urls(plpy, remote, "GET", None, None, in_bucket)
-        storage.get_objects(plpy, in_bucket, urls, DEFAULT_THREADS)
+        urls = _urls(plpy, remote, "GET", None, options["s3_host"], in_bucket)
+        storage.get_objects(plpy, in_bucket, urls, options["threads"])
     ids = sorted(set(object_ids) - set(in_bucket))
     if not ids:
         return
@@ -609,7 +611,7 @@ def _remote_metadata(plpy, remote, remote_repo):
     return images, tags, branches
 
 
-def _fetch(plpy, remote_name, remote_repo, local_repo, download_all, overwrite_tags, clone):
+def _fetch(plpy, remote_name, remote_repo, local_repo, download_all, overwrite_tags, clone, options):
     remote = Remote(plpy, remote_name)
     connect(plpy, remote)
     images, tags, branches = _remote_metadata(plpy, remote, remote_repo)
@@ -630,7 +632,7 @@ def _fetch(plpy, remote_name, remote_repo, local_repo, download_all, overwrite_t
     states = json.loads(db.scalar(plpy, "select splitgraph_internal.object_states($1::text[])", sorted(needed)))
     stored, registered = set(states["stored"]), set(states["registered"])
     fetched = sorted(needed - stored) if download_all else []
-    download(plpy, remote, fetched)
+    download(plpy, remote, fetched, options)
     lazy = sorted(needed - stored - registered - set(fetched))
     lazy_metadata = _json(plpy, f"""
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -662,31 +664,36 @@ def _fetch(plpy, remote_name, remote_repo, local_repo, download_all, overwrite_t
 
 
 @api("clone(remote text, remote_repository text, local_repository text default null, download_all boolean "
-     "default false) returns void",
-     "clone(remote, remote_repository, local_repository, download_all): copy every image, tag, branch and table "
-     "version of a repository of one of the caller's remotes into local_repository (default: the same name), "
-     "which gets it as its upstream; objects are downloaded when download_all, else when a checkout needs them; "
-     "runs as the caller",
+     "default false, handler_options jsonb default '{}') returns void",
+     "clone(remote, remote_repository, local_repository, download_all, handler_options): copy every image, tag, "
+     "branch and table version of a repository of one of the caller's remotes into local_repository (default: the "
+     "same name), which gets it as its upstream; objects are downloaded when download_all, else when a checkout "
+     "needs them; handler_options as push's (threads: objects downloaded from object storage at a time; "
+     "s3_host); runs as the caller",
      security="invoker")
-def clone(plpy, remote, remote_repository, local_repository=None, download_all=False):
+def clone(plpy, remote, remote_repository, local_repository=None, download_all=False, handler_options="{}"):
+    options = _handler_options(plpy, handler_options)
     remote_repo = names.repository(plpy, remote_repository)
     local_repo = names.repository(plpy, local_repository or remote_repo)
-    _fetch(plpy, remote, remote_repo, local_repo, download_all, False, True)
+    _fetch(plpy, remote, remote_repo, local_repo, download_all, False, True, options)
 
 
-@api("pull(repository text, download_all boolean default false, overwrite_tags boolean default false) returns void",
-     "pull(repository, download_all, overwrite_tags): new images, tags and branches from the repository's "
-     "upstream; a tag that points elsewhere here moves only with overwrite_tags, a branch only forward (not the "
-     "checked-out one); download_all downloads every object of the repository not stored here; runs as the "
-     "caller",
+@api("pull(repository text, download_all boolean default false, overwrite_tags boolean default false, "
+     "handler_options jsonb default '{}') returns void",
+     "pull(repository, download_all, overwrite_tags, handler_options): new images, tags and branches from the "
+     "repository's upstream; a tag that points elsewhere here moves only with overwrite_tags, a branch only "
+     "forward (not the checked-out one); download_all downloads every object of the repository not stored here; "
+     "handler_options as push's (threads: objects downloaded from object storage at a time; s3_host); runs as "
+     "the caller",
      security="invoker")
-def pull(plpy, repository, download_all=False, overwrite_tags=False):
+def pull(plpy, repository, download_all=False, overwrite_tags=False, handler_options="{}"):
+    options = _handler_options(plpy, handler_options)
     local = json.loads(db.scalar(plpy, "select splitgraph_internal.local_state($1, false)", repository))
     if local["upstream"] is None:
         errors.fail(plpy, errors.OBJECT_NOT_IN_PREREQUISITE_STATE, f'repository "{local["repository"]}" has no '
                     "upstream", hint="set one with splitgraph.set_upstream, or clone the repository")
     _fetch(plpy, local["upstream"]["remote"], local["upstream"]["remote_repository"], local["repository"],
-           download_all, overwrite_tags, False)
+           download_all, overwrite_tags, False, options)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -746,8 +753,9 @@ def push(plpy, repository, remote=None, remote_repository=None, handler="DB", ha
 
 
 def _handler_options(plpy, handler_options):
-    """push's handler_options: {"threads": N (objects moved at a time, 1 to 64; default 4), "s3_host":
-    "host[:port]" (how this engine reaches the remote's object storage; default: as the remote is configured)}."""
+    """The handler_options of push, clone and pull: {"threads": N (objects uploaded or downloaded at a time, 1 to
+    64; default 4), "s3_host": "host[:port]" (how this engine reaches the remote's object storage; default: as
+    the remote is configured)}."""
     try:
         options = json.loads(handler_options) if isinstance(handler_options, str) else (handler_options or {})
     except ValueError:
