@@ -69,7 +69,11 @@ def _hash_query(relation, cols, group=None, where=None, prefix="t."):
     """The query of hash_groups (columns HASH_COLUMNS, g only with a group)."""
     ranged = ", ".join(f"{c.stored(prefix + ident(c.name))} as c{i}" for i, c in enumerate(cols) if c.ranged)
     digest = f"pg_catalog.sha256(pg_catalog.convert_to({tbl.row_text(cols, prefix)}, 'UTF8'))"
-    inner = (f"select {group + ' as g, ' if group else ''}pg_catalog.unnest(array[{digest}]) as h"
+    # the volatile column keeps the planner from pulling the subquery up, which would compute the digest once for
+    # every lane (a subquery whose output list calls a volatile function is never pulled up); unlike a
+    # set-returning projection it builds no array per row, and unlike OFFSET 0 it keeps the partial aggregates in
+    # parallel workers
+    inner = (f"select {group + ' as g, ' if group else ''}{digest} as h, pg_catalog.clock_timestamp() as sg_once"
              f"{', ' + ranged if ranged else ''} from {relation} t"
              f"{' where ' + where if where else ''}")
     return (f"select {'s.g, ' if group else ''}count(*) as n, {_lane_sums()}, "
@@ -95,9 +99,9 @@ def _hashed(rows, grouped):
 def hash_groups(plpy, relation, cols, group=None, where=None, prefix="t.", parallel=False):
     """Per group of rows of `relation` (aliased t): n, the insertion hash and the range index.
 
-    Columns are read as `prefix` + name. Each row's sha256 is computed once (a set-returning projection keeps
-    the planner from repeating it for every lane) and its lanes are summed with plain aggregates, which
-    parallel workers compute in partial aggregates when `parallel` is set.
+    Columns are read as `prefix` + name. Each row's sha256 is computed once (in a subquery the planner keeps:
+    _hash_query) and its lanes are summed with plain aggregates, which parallel workers compute in partial
+    aggregates when `parallel` is set.
     """
     with db.settings(plpy, PARALLEL if parallel else {}):
         rows = db.run(plpy, _hash_query(relation, cols, group, where, prefix))
@@ -303,10 +307,12 @@ def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=
     own = source is None
     source = tbl.source(plpy, schema, table) if own else source
     bounds = None
+    clustered = False
     if own and tbl.key_columns(cols) and tbl.ordered_by_index(plpy, schema, table, cols):
         # an index gives the chunks; only the last one's rows are counted (no scan of the whole table)
         bounds = _walk_bounds(plpy, source, cols, chunk_size)
         count = _walked_count(plpy, source, cols, chunk_size, bounds)
+        clustered = _clustered(plpy, schema, table, cols, source)
     else:
         count = db.scalar(plpy, f"select count(*) from {source}")
     if count == 0:
@@ -326,7 +332,8 @@ def store_snapshot(plpy, schema, table, cols, chunk_size, namespace, bloom_spec=
     if count <= chunk_size:
         return _store_single(plpy, source, cols, namespace, bloom_spec)
     if tbl.key_columns(cols):
-        return _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec, second, count, bounds)
+        return _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec, second, count, bounds,
+                                  clustered)
     return _store_numbered(plpy, source, cols, chunk_size, namespace, bloom_spec)
 
 
@@ -394,6 +401,50 @@ def _walked_count(plpy, source, cols, chunk_size, bounds):
     return (len(bounds) - 1) * chunk_size + last
 
 
+# A table whose rows lie in about the order of its key (the planner's statistics say so) is copied chunk by chunk,
+# each chunk read through the key index: the index then reads the table's pages about in order, once in all.
+CLUSTERED = 0.9
+
+
+def _clustered(plpy, schema, table, cols, source):
+    """Whether the planner's statistics say that the rows of the plain table schema.table lie in about the order
+    of its key's first column (correlation at least CLUSTERED): then reading each chunk through the key index
+    reads the table's pages about once, in order (_copy_ranges)."""
+    if not source.startswith("only "):
+        return False
+    first = tbl.key_columns(cols)[0]
+    return bool(db.scalar(plpy, """
+        select coalesce(pg_catalog.abs(s.correlation) >= $4, false) from pg_catalog.pg_stats s
+        where s.schemaname = $1 and s.tablename = $2 and s.attname = $3 and not s.inherited""",
+                          schema, table, first.name, CLUSTERED))
+
+
+def _before_key(cols, values):
+    """A condition on rows t: their key is less than `values` (SQL expressions), in chunk order."""
+    exprs = [c.order_expr("t.") for c in tbl.key_columns(cols)]
+    if len(exprs) == 1:
+        return f"{exprs[0]} < {values[0]}"
+    return f"row({', '.join(exprs)}) < row({', '.join(values)})"
+
+
+def _copy_ranges(plpy, source, cols, bounds, names):
+    """Copy each chunk of `source` (a table ordered_by_index and _clustered) into its own table: chunk i (of
+    bounds, in chunk order) into splitgraph_meta.names[i], as CREATE TABLE AS of the rows of its key range read
+    through the key index (no row is routed, and a new table is written the cheapest way). Chunks whose name is
+    None are not copied."""
+    statements = []
+    for i, name in enumerate(names):
+        if name is None:
+            continue
+        where = [_from_key(cols, bounds[i])] if i > 0 else []
+        where += [_before_key(cols, bounds[i + 1])] if i < len(bounds) - 1 else []
+        statements.append(f"create table {META}.{ident(name)} as select "
+                          f"{tbl.select_list(tbl.stored_list(cols, 't.'), f'true as {FLAG_COLUMN}')} from {source} t"
+                          + (" where " + " and ".join(where) if where else ""))
+    with db.settings(plpy, WALK):
+        _execute_in_batches(plpy, statements)
+
+
 def _chunk_bounds(plpy, source, cols, chunk_size):
     """The key of every chunk's first row, as SQL literals, in key order: every row numbered in key order."""
     key = tbl.key_columns(cols)
@@ -449,6 +500,13 @@ def _keep_partitions(plpy, parent_sql, parts, objects, keep):
     _execute_in_batches(plpy, ddl)
 
 
+def _keep_tables(plpy, names, objects, keep):
+    """Rename the tables of the chunks in `keep` (chunk numbers) to their object ids, drop the rest."""
+    kept = set(keep)
+    _execute_in_batches(plpy, [f"alter table {META}.{ident(name)} rename to {ident(objects[i]['object_id'])}"
+                               if i in kept else f"drop table {META}.{ident(name)}" for i, name in enumerate(names)])
+
+
 def _new_chunks(plpy, objects):
     """Chunk numbers whose object this transaction stores (the first of identical chunks only)."""
     claimed = claim_objects(plpy, objects)
@@ -461,13 +519,14 @@ def _new_chunks(plpy, objects):
 
 
 def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec, second=None, count=None,
-                       bounds=None):
+                       bounds=None, clustered=False):
     """Tables with a primary key. With a one-column key, the source is hashed first (in parallel, each row's
     chunk found by binary search over the chunk bounds), so only chunks not stored yet are copied, in one pass
     that routes their rows into a partition per chunk; or, with a second session (and `count`, the number of
     rows), it hashes the source while this session copies every chunk, and the chunks stored already are
     dropped after. With a composite key, all rows are routed first and the partitions hashed. `bounds`: the
-    chunk bounds when known already (_walk_bounds)."""
+    chunk bounds when known already (_walk_bounds); `clustered`: they were, and the table is _clustered, so each
+    chunk is copied by its key range (_copy_ranges) instead of routed."""
     key = tbl.key_columns(cols)
     bounds = bounds if bounds is not None else _chunk_bounds(plpy, source, cols, chunk_size)
     if len(key) == 1:
@@ -475,21 +534,32 @@ def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec, se
         chunk_of = f"pg_catalog.width_bucket({key[0].order_expr('t.')}, {first_keys}) - 1"
         if second is not None and count is not None and second.send(
                 plpy, _hash_query(source, cols, group=chunk_of), HASH_COLUMNS, lock=source):
-            parts, parent_sql = _partition(plpy, source, cols, bounds)
+            if clustered:
+                parts = [db.temp_name("sg_tmp") for _ in bounds]
+                _copy_ranges(plpy, source, cols, bounds, parts)
+            else:
+                parts, parent_sql = _partition(plpy, source, cols, bounds)
             hashed = _hashed_by_second(plpy, second, count, chunk_size, len(bounds))
             if hashed is None:
                 hashed = hash_groups(plpy, source, cols, group=chunk_of, parallel=True)
             index = _indexes(plpy, hashed, source, cols, chunk_of, bloom_spec)
             objects = [_new_object(i, hashed, index, cols, namespace) for i in range(len(bounds))]
             new = _new_chunks(plpy, objects)
-            _keep_partitions(plpy, parent_sql, parts, objects, new)
+            if clustered:
+                _keep_tables(plpy, parts, objects, new)
+            else:
+                _keep_partitions(plpy, parent_sql, parts, objects, new)
             record_sizes(plpy, [objects[i]["object_id"] for i in new])
             return [o["object_id"] for o in objects]
         hashed = hash_groups(plpy, source, cols, group=chunk_of, parallel=True)
         index = _indexes(plpy, hashed, source, cols, chunk_of, bloom_spec)
         objects = [_new_object(i, hashed, index, cols, namespace) for i in range(len(bounds))]
         new = _new_chunks(plpy, objects)
-        if new:
+        if new and clustered:
+            kept = set(new)
+            _copy_ranges(plpy, source, cols, bounds,
+                         [o["object_id"] if i in kept else None for i, o in enumerate(objects)])
+        elif new:
             only = None if len(new) == len(bounds) else f"{chunk_of} = any(array{new}::int[])"
             parts, parent_sql = _partition(plpy, source, cols, bounds, set(new), only)
             _keep_partitions(plpy, parent_sql, parts, objects, new)
