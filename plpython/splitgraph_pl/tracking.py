@@ -328,8 +328,26 @@ def restart(plpy, tracked, compare=True):
         return
     if not logged(plpy, tracked):
         return  # nothing to forget: the table is as the log began (and its bounds still hold)
-    plpy.execute(f"truncate {tracked['audit_table']}")
+    _empty_log(plpy, tracked["audit_table"])
     _start_log(plpy, tracked["audit_table"], tracked["bounds"], tracked["relid"])
+
+
+# A log this small (with its TOAST table) is emptied by DELETE, a larger one by TRUNCATE. TRUNCATE gives an unlogged
+# table new files, each with an init fork that is synced to disk at once (the heap's, its TOAST table's and that
+# one's index: three fsyncs, tens of milliseconds on a busy disk, however little the log holds). DELETE leaves the
+# dead rows to autovacuum; until it comes, new records go after them (the log's first records, its sentinel and
+# bounds, are then found after at most this many bytes of dead rows), and once the log has grown past this size
+# the next restart truncates it.
+SMALL_LOG_BYTES = 256 * 1024
+
+
+def _empty_log(plpy, audit):
+    """Remove every record of a log (the caller holds the table's lock against writers)."""
+    if db.scalar(plpy, "select pg_catalog.pg_total_relation_size(pg_catalog.to_regclass($1)) <= $2",
+                 audit, SMALL_LOG_BYTES):
+        plpy.execute(f"delete from {audit}")
+    else:
+        plpy.execute(f"truncate {audit}")
 
 
 def mark(plpy, tracked, state):
