@@ -2,8 +2,9 @@
 -- statements tracking.py wrote for the table (splitgraph_audit.tracked.logging) with the statement's number.
 -- Each audit row is (the table's columns, sg_audit_stmt, sg_audit_kind[, sg_audit_keys]): kind 0 holds a row's old
 -- values (UPDATE, DELETE, TRUNCATE), kind 1 only a key that was written (its values are the live table's), kind
--- 3 a row's new values (UPDATE), kind 6 the keys written by one statement as an array (sg_audit_keys); kind 2 is
--- the sentinel, kinds 4 and 5 the lowest and highest key when the log (re)started. Old and new records of one
+-- 3 a row's new values (UPDATE), kind 6 the keys written by one statement as an array (sg_audit_keys), kind 7 only
+-- that a statement wrote rows (whose keys lie outside the log's bounds: the live table tells their changes); kind 2
+-- is the sentinel, kinds 4 and 5 the lowest and highest key when the log (re)started. Old and new records of one
 -- UPDATE share its statement number; the old sorts first (kind 0), so a key's first record always tells its
 -- state before tracking. The triggers run as the extension's owner so that no role can write audit rows
 -- directly, and they take their statements from splitgraph_audit.tracked by the table's oid, never from trigger
