@@ -136,7 +136,7 @@ def columns(plpy, schema, table):
                                where n.nspname = $1 and c.relname = $2""", schema, table)
     if relid is None:
         return []
-    rows = db.run(plpy, _COLUMNS, relid)
+    rows = db.run_generic(plpy, _COLUMNS, relid)
     return [Column(r["ordinal"], r["name"], r["type"], r["is_pk"], r["comment"], r["collatable"], r["ranged"],
                    r["collation"], r["storage"], r["generated"], r["identity"]) for r in rows]
 

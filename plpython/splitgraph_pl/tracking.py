@@ -38,7 +38,7 @@ import json
 
 from . import db, errors, names
 from . import tables as tbl
-from .names import ident
+from .names import ident, literal
 
 AUDIT = "splitgraph_audit"
 RESERVED = ("sg_audit_stmt", "sg_audit_kind", "sg_audit_keys")
@@ -456,30 +456,31 @@ def log_rows(plpy, tracked, cols):
         rows += (f" union all select {tbl.select_list(values, f'a.sg_audit_stmt, {KEY}::smallint')} from {audit} a "
                  f"cross join lateral pg_catalog.unnest(a.sg_audit_keys) u (k) where a.sg_audit_kind = {KEYS}")
     if tracked["bounds"]:
-        rows += "".join(f" union all {q}" for q in _outside_bounds(tracked, cols))
+        rows += "".join(f" union all {q}" for q in _outside_bounds(plpy, tracked, cols))
     return f"({rows})"
 
 
-def _outside_bounds(tracked, cols):
-    """SELECTs of a KEY record (statement 0) for each live row of a table whose key lies below the log's LOW bound,
-    above its HIGH bound, or anywhere when the log has no bounds (the table was empty as it began), compared as the
-    triggers compare them (_Logging.in_range): each reads the table's key index."""
+def _outside_bounds(plpy, tracked, cols):
+    """SELECTs of a KEY record (statement 0) for each live row of a table whose key lies below the log's LOW bound
+    or above its HIGH bound, compared as the triggers compare them (_Logging.in_range), or for every row when the
+    log has no bounds (the table was empty as it began). The bounds are read first and written into the query as
+    constants of the key's types (values this log holds, quoted), so that the planner sees how few rows lie outside
+    them and reads them by the key index (a parameter cannot reach a CREATE TABLE AS, where this is read too)."""
     key = tbl.key_columns(cols)
     audit, target = tracked["audit_table"], "only " + names.qualified(tracked["schema_name"], tracked["table_name"])
-
-    def collated(alias, c):
-        return f"{alias}.{ident(c.name)}" + (f" collate {c.collation}" if c.collation else "")
-
-    def row(alias):
-        items = ", ".join(collated(alias, c) for c in key)
-        return items if len(key) == 1 else f"row({items})"
-
-    def bound(kind):
-        return (f"(select {', '.join(collated('b', c) for c in key)} from {audit} b "
-                f"where b.sg_audit_kind = {kind} limit 1)")
-
     values = tbl.select_list(*(f"t.{ident(c.name)}::{c.storage}" if c.is_pk else "null" for c in cols))
     select = f"select {tbl.select_list(values, f'0::bigint, {KEY}::smallint')} from {target} t"
-    return [f"{select} where {row('t')} < {bound(LOW)}",
-            f"{select} where {row('t')} > {bound(HIGH)}",
-            f"{select} where not exists (select from {audit} b where b.sg_audit_kind = {LOW})"]
+    texts = ", ".join(f"b.{ident(c.name)}::text as k{i}" for i, c in enumerate(key))
+    bounds = {r["kind"]: r for r in db.run(plpy, f"""select b.sg_audit_kind as kind, {texts} from {audit} b
+                                                     where b.sg_audit_kind in ({LOW}, {HIGH})""")}
+    if LOW not in bounds or HIGH not in bounds:
+        return [select]
+
+    def row(items):
+        return items[0] if len(items) == 1 else f"row({', '.join(items)})"
+
+    live = row([f"t.{ident(c.name)}" + (f" collate {c.collation}" if c.collation else "") for c in key])
+
+    def bound(kind):
+        return row([f"{literal(bounds[kind][f'k{i}'])}::{c.storage}" for i, c in enumerate(key)])
+    return [f"{select} where {live} < {bound(LOW)}", f"{select} where {live} > {bound(HIGH)}"]

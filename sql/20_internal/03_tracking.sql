@@ -65,12 +65,14 @@ $$;
 -- (session_replication_role = replica), or a table that gained inheritance relatives, gives another value, and
 -- the log is no longer trusted. (The triggers' row versions are left out: freezing pg_trigger changes what xmin
 -- shows, and no role but a superuser can put our trigger functions on a table, or disable and enable a trigger
--- again unseen.)
+-- again unseen.) PL/pgSQL with generic plans: its catalog lookups are planned once per session, not at each call.
 create function splitgraph_audit.fingerprint(relid oid) returns text
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
 as $$
-    select concat_ws(' | ',
+begin
+    return concat_ws(' | ',
         (select c.relkind::text || case when c.relispartition then ' partition' else '' end
          from pg_class c where c.oid = fingerprint.relid),
         (select 'inheritance' where exists (select from pg_inherits h
@@ -84,7 +86,8 @@ as $$
                                      g.tgnewtable), ', ' order by g.tgname)
          from pg_trigger g
          where g.tgrelid = fingerprint.relid
-           and g.tgname in ('sg_track_insert', 'sg_track_update', 'sg_track_delete', 'sg_track_truncate')))
+           and g.tgname in ('sg_track_insert', 'sg_track_update', 'sg_track_delete', 'sg_track_truncate')));
+end
 $$;
 
 -- After ALTER TABLE on a tracked table, its changes are no longer known row by row (and the triggers' column
