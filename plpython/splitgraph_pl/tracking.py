@@ -464,8 +464,9 @@ def _outside_bounds(plpy, tracked, cols):
     """SELECTs of a KEY record (statement 0) for each live row of a table whose key lies below the log's LOW bound
     or above its HIGH bound, compared as the triggers compare them (_Logging.in_range), or for every row when the
     log has no bounds (the table was empty as it began). The bounds are read first and written into the query as
-    constants of the key's types (values this log holds, quoted), so that the planner sees how few rows lie outside
-    them and reads them by the key index (a parameter cannot reach a CREATE TABLE AS, where this is read too)."""
+    constants of the key's types (values this log holds, quoted), so that the planner can see how few rows lie
+    outside them and read them by the key index (a parameter cannot reach a CREATE TABLE AS, where this is read
+    too); none when no row lies outside them (probed first, by the key index)."""
     key = tbl.key_columns(cols)
     audit, target = tracked["audit_table"], "only " + names.qualified(tracked["schema_name"], tracked["table_name"])
     values = tbl.select_list(*(f"t.{ident(c.name)}::{c.storage}" if c.is_pk else "null" for c in cols))
@@ -483,4 +484,15 @@ def _outside_bounds(plpy, tracked, cols):
 
     def bound(kind):
         return row([f"{literal(bounds[kind][f'k{i}'])}::{c.storage}" for i, c in enumerate(key)])
-    return [f"{select} where {live} < {bound(LOW)}", f"{select} where {live} > {bound(HIGH)}"]
+    below, above = f"{select} where {live} < {bound(LOW)}", f"{select} where {live} > {bound(HIGH)}"
+
+    def end(order):  # the lowest or highest key of the table now, read from the key index as bounds() reads it
+        keys = ", ".join(f"{collated} {order}" for collated in
+                         (f"t.{ident(c.name)}" + (f" collate {c.collation}" if c.collation else "") for c in key))
+        return f"(select {tbl.column_list(key, 't.')} from {target} t order by {keys} limit 1) t"
+    # none at all (a log of updates and deletes only): nothing to add, and no estimate of a table without
+    # statistics (a third of it on each side) to mislead the plan of the whole read
+    if not db.scalar(plpy, f"""select exists (select from {end('asc')} where {live} < {bound(LOW)})
+                                   or exists (select from {end('desc')} where {live} > {bound(HIGH)})"""):
+        return []
+    return [below, above]
