@@ -136,31 +136,45 @@ def bench_commit_checkout(conn, rows, repeat):
     return [commit, checkout]
 
 
-def bench_tracked_writes(conn, repeat):
-    """INSERT 200k, UPDATE 100k, DELETE 50k rows of a tracked table vs an untracked one."""
+def bench_tracked_writes(conn, repeat, existing=200000):
+    """Writes to a tracked table vs the same writes to an untracked one holding the same rows. The table starts with
+    `existing` rows committed (a checkout: rows that existed when its log began), then: INSERT 200k new rows,
+    UPDATE 100k and DELETE 50k of those new rows, UPDATE 100k and DELETE 50k of the checked-out rows (whose old
+    values, and new values for an UPDATE, the log must keep)."""
     workloads = [
         ("insert 200k rows",
-         "insert into {t} select i, md5(i::text), random(), now() from generate_series(1, 200000) i"),
-        ("update 100k rows", "update {t} set value = value + 1 where id <= 100000"),
-        ("delete 50k rows", "delete from {t} where id > 150000"),
+         f"insert into {{t}} select i, md5(i::text), random(), now() from generate_series({existing + 1}, "
+         f"{existing + 200000}) i"),
+        ("update 100k rows", f"update {{t}} set value = value + 1 where id > {existing} and id <= {existing + 100000}"),
+        ("delete 50k rows", f"delete from {{t}} where id > {existing + 150000}"),
+        ("update 100k checked-out rows", "update {t} set value = value + 1 where id <= 100000"),
+        ("delete 50k checked-out rows", f"delete from {{t}} where id > 150000 and id <= {existing}"),
     ]
     measures = [Measure(f"tracked {label}", 1.5, "untracked") for label, _ in workloads]
-    total = Measure("tracked writes, the three together", 1.5, "untracked")
+    total = Measure("tracked writes, the five together", 1.2, "untracked")
     create = "create table {t} (id int primary key, md5 text, value float8, at timestamptz)"
+    fill = (f"insert into {{t}} select i, md5(i::text), random(), timestamptz '2020-01-01' + i * interval '1 second' "
+            f"from generate_series(1, {existing}) i")
     for i in range(repeat):
         run(conn, "select splitgraph.init('bench/tracked')")
         run(conn, create.format(t='"bench/tracked".t'))
+        run(conn, fill.format(t='"bench/tracked".t'))
         run(conn, "select splitgraph.commit('bench/tracked')")  # from now on the table is tracked
         run(conn, create.format(t="public.untracked"))
+        run(conn, fill.format(t="public.untracked"))
+        for t in ('"bench/tracked".t', "public.untracked"):  # the same state of pages (hint bits, free space) on both
+            run(conn, f"vacuum analyze {t}")
         for m, (_, statement) in zip(measures, workloads, strict=True):
             for target, times in (("public.untracked", m.limit), ('"bench/tracked".t', m.ours)):
                 settle(conn)
                 times.append(timed(conn, statement.format(t=target))[0])
         total.ours.append(sum(m.ours[-1] for m in measures))
         total.limit.append(sum(m.limit[-1] for m in measures))
-        assert run(conn, "select count(*) from splitgraph.get_pending_changes('bench/tracked', 't')")[0][0] == 150000
+        pending = run(conn, "select count(*) from splitgraph.get_pending_changes('bench/tracked', 't')")[0][0]
+        assert pending == 300000, f"{pending} pending changes"
         run(conn, "drop table public.untracked")
         run(conn, "select splitgraph.rm('bench/tracked', force => true)")
+        run(conn, "select splitgraph.cleanup()")
         print(f"  round {i + 1}/{repeat}: " + ", ".join(f"{m.name[8:]} {m.ours[-1]:.3f}s / {m.limit[-1]:.3f}s"
                                                          for m in measures), flush=True)
     return [total] + measures
@@ -196,6 +210,37 @@ def bench_delta_commit(conn, repeat, changes=10000):
         print(f"  round {i + 1}/{repeat}: delta commit {delta.ours[-1]:.3f}s at 1M, {scale.limit[-1]:.3f}s at 100k, "
               f"copy {delta.limit[-1]:.3f}s", flush=True)
     return [delta, scale]
+
+
+def bench_onerow_commit(conn, repeat, rows=10_000_000):
+    """A commit of one changed row of a `rows`-row table (built and committed once), in a session that has run a
+    commit before: the median of `repeat` commits, each after an UPDATE of one other row. Its target is absolute
+    (50 ms); for information, also its ratio to copying that row into a fresh table (CREATE TABLE AS)."""
+    took = Measure(f"delta commit of 1 row of {rows // 1_000_000}M", 0.05, "50 ms")
+    took.absolute = True
+    ratio = Measure(f"delta commit of 1 row of {rows // 1_000_000}M, ratio", None, "CTAS of the row")
+    run(conn, "select splitgraph.init('bench/onerow')")
+    run(conn, FILL.format(table='"bench/onerow".t', rows=rows))
+    run(conn, 'alter table "bench/onerow".t add primary key (id)')
+    run(conn, "select splitgraph.commit('bench/onerow')")
+    run(conn, 'vacuum analyze "bench/onerow".t')
+    keys = random.sample(range(1, rows + 1), repeat)
+    for i, k in enumerate(keys):
+        run(conn, 'update "bench/onerow".t set value = value + 1 where id = %s', k)
+        settle(conn)
+        elapsed, (image,) = timed(conn, "select splitgraph.commit('bench/onerow')")
+        took.ours.append(elapsed)
+        ratio.ours.append(elapsed)
+        copy = f'create table public.copy as select * from "bench/onerow".t where id = {k}'
+        ratio.limit.append(fastest(conn, [copy]))
+        added = run(conn, "select (splitgraph.table_info('bench/onerow', %s, 't') -> 'objects') ->> -1", image)[0][0]
+        assert run(conn, "select splitgraph.object_info(%s) ->> 'rows_inserted'", added)[0][0] == "1"
+        print(f"  round {i + 1}/{repeat}: one-row commit {elapsed * 1000:.1f} ms, copy of the row "
+              f"{ratio.limit[-1] * 1000:.1f} ms", flush=True)
+    took.limit = [took.target] * len(took.ours)
+    run(conn, "select splitgraph.rm('bench/onerow', force => true)")
+    run(conn, "select splitgraph.cleanup()")
+    return [took, ratio]
 
 
 def bench_nearby_checkout(conn, repeat, changes=10000):
@@ -846,7 +891,8 @@ def bench_mount(conn, rows, repeat, deltas=20, changes=10000):
 
 
 # the parts of the benchmark, in the order they run (--only picks some)
-PARTS = ["snapshot", "tracking", "delta", "merge", "remote", "s3", "splitfiles", "mount", "client", "nearby"]
+PARTS = ["snapshot", "tracking", "delta", "merge", "remote", "s3", "splitfiles", "mount", "client", "nearby",
+         "onerow"]
 
 
 def main():
@@ -896,6 +942,8 @@ def main():
                 results += bench_mount(conn, args.rows, args.repeat)
             if "nearby" in parts:
                 results += bench_nearby_checkout(conn, args.repeat)
+            if "onerow" in parts:
+                results += bench_onerow_commit(conn, max(args.repeat, 5))
 
 
             if "memory" in parts:  # not in PARTS: run it with --only memory --rows 10000000

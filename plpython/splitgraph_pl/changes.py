@@ -66,7 +66,8 @@ def keyed_changes(plpy, tracked, schema, table, cols):
     """The SELECT of the net changes of a tracked table with a primary key (the rows of a Delta), from each touched
     key's first logged record (its state before tracking) and its last (its state now: a NEW record's values, gone
     after an OLD record, or the live row of that key when the key has a KEY record). Only keys of that last kind
-    are looked up in the table: the pages of rows that were updated or deleted are never read."""
+    are looked up in the table, one by one by its key (a lateral subquery the planner cannot turn into a scan of
+    the whole table): the pages of rows that were updated or deleted are never read."""
     key = tbl.key_columns(cols)
     keys = tbl.column_list(key, "a.")
     old = ", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))
@@ -97,7 +98,8 @@ def keyed_changes(plpy, tracked, schema, table, cols):
                    case when x.existed then {digest(f'row({olds})::text')} end,
                    case when {present} then {digest(f'row({live})::text')} end,
                    {olds}, {live}
-            from x left join only {names.qualified(schema, table)} t on {join}
+            from x left join lateral (select * from only {names.qualified(schema, table)} t where {join} offset 0) t
+                on true
             where x.last = {KEY}
             offset 0  -- each row is hashed once, not again for the filter below
         ) d

@@ -50,6 +50,13 @@ def run(plpy, query, *args):
     return plpy.execute(plan, [_value(a) for a in args])
 
 
+def run_generic(plpy, query, *args):
+    """run() with the statement's generic plan (made once per session): for catalog lookups whose plan does not
+    depend on the values bound, which a custom plan would plan again at every call."""
+    with settings(plpy, {"plan_cache_mode": "force_generic_plan"}):
+        return run(plpy, query, *args)
+
+
 def one(plpy, query, *args):
     """The first row of the result, or None."""
     rows = run(plpy, query, *args)

@@ -143,7 +143,7 @@ select pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
 
 def capture(plpy, schema, table, cols):
     """The definition of a live table (see the module's doc), with the storage types of its columns `cols`."""
-    definition = json.loads(db.scalar(plpy, _DEFINITION, schema, table))
+    definition = json.loads(next(iter(db.run_generic(plpy, _DEFINITION, schema, table)[0].values())))
     columns = definition.setdefault("columns", {})
     for name in list(columns):
         columns[name] = {k: v for k, v in columns[name].items() if v is not None}

@@ -136,7 +136,7 @@ def columns(plpy, schema, table):
                                where n.nspname = $1 and c.relname = $2""", schema, table)
     if relid is None:
         return []
-    rows = db.run(plpy, _COLUMNS, relid)
+    rows = db.run_generic(plpy, _COLUMNS, relid)
     return [Column(r["ordinal"], r["name"], r["type"], r["is_pk"], r["comment"], r["collatable"], r["ranged"],
                    r["collation"], r["storage"], r["generated"], r["identity"]) for r in rows]
 
@@ -495,10 +495,15 @@ def select_list(*parts):
 
 
 def list_tables(plpy, schema):
-    """Ordinary tables of a schema (views, foreign tables and sequences are not versioned)."""
+    """Ordinary tables of a schema (views, foreign tables and sequences are not versioned). Found through the
+    dependency every relation has on its schema (pg_depend's index on the referenced object), not by scanning
+    pg_class, which holds every object table of the engine too."""
     return db.column(plpy, """
-        select c.relname from pg_catalog.pg_class c
-        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        select c.relname from pg_catalog.pg_namespace n
+        join pg_catalog.pg_depend d on d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                   and d.refobjid = n.oid and d.refobjsubid = 0
+                                   and d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass and d.deptype = 'n'
+        join pg_catalog.pg_class c on c.oid = d.objid and c.relnamespace = n.oid
         where n.nspname = $1 and c.relkind in ('r', 'p') and not c.relispartition
         order by c.relname""", schema)
 

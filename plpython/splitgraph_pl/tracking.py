@@ -12,10 +12,13 @@ identical row are no change at all.
 
 Only a key's first record needs its old values, and a key that did not exist when tracking began has a KEY record
 first (it was inserted). So for a table with a primary key of built-in types, the log (re)starts with the lowest
-and highest key of the table (LOW and HIGH): old rows whose key lies outside that range were inserted since, their
-keys are logged already, and they are not logged again; nor are the new values of such rows (only their keys).
-Rows of keys that existed are logged whole, old and new, so that a commit reads only the log for them, never the
-table's pages. A writer whose snapshot is older than the log's (it cannot see the sentinel) logs every row.
+and highest key of the table (LOW and HIGH): a key outside that range did not exist then, so the live table alone
+tells its net change (its row is new if it is there), and nothing is logged for it: an insert of new keys beyond
+the highest (the usual append), or an update or delete of such rows, logs only a MARK record (one per statement,
+no row: something was written). The reader of a log (log_rows) gives every live row outside the range a KEY record
+of its own, first of its key. Rows of keys that existed are logged whole, old and new, so that a commit reads only
+the log for them, never the table's pages. A writer whose snapshot is older than the log's (it cannot see the
+sentinel) logs every row.
 
 Audit tables are UNLOGGED: logging a change writes no WAL. A crash empties them, so each holds a sentinel row
 (kind 2) from the moment tracking starts: a log without its sentinel was lost, and its table is committed as a
@@ -35,16 +38,16 @@ import json
 
 from . import db, errors, names
 from . import tables as tbl
-from .names import ident
+from .names import ident, literal
 
 AUDIT = "splitgraph_audit"
 RESERVED = ("sg_audit_stmt", "sg_audit_kind", "sg_audit_keys")
 # Kinds of audit records (sg_audit_kind): see the module's docstring.
-OLD, KEY, SENTINEL, NEW, LOW, HIGH, KEYS = 0, 1, 2, 3, 4, 5, 6
-LOGGED = (OLD, KEY, NEW, KEYS)
+OLD, KEY, SENTINEL, NEW, LOW, HIGH, KEYS, MARK = 0, 1, 2, 3, 4, 5, 6, 7
+LOGGED = (OLD, KEY, NEW, KEYS, MARK)
 # While a checkout changes a table in place (state "patching"), a statement that writes it logs only this record:
 # the checkout then tells whether any statement but its own wrote (checkout.checkout_patched).
-WROTE = 7
+WROTE = 8
 TRIGGERS = (
     ("sg_track_insert", "after insert", "referencing new table as sg_new", "on_change"),
     ("sg_track_update", "after update", "referencing old table as sg_old new table as sg_new", "on_change"),
@@ -213,6 +216,11 @@ class _Logging:
         return (f"insert into {self.audit} ({tbl.column_list(self.key)}, sg_audit_stmt, sg_audit_kind) "
                 f"select {tbl.column_list(self.key, 's.')}, $1, {KEY} from {source} s{where}")
 
+    def mark(self, source):
+        """A MARK record for a statement that wrote any row (of `source`)."""
+        return (f"insert into {self.audit} (sg_audit_stmt, sg_audit_kind) select $1, {MARK} "
+                f"where exists (select from {source} s)")
+
     def statements(self):
         """{event: [statements]} for the trigger (tracked.logging)."""
         if not self.key:
@@ -222,15 +230,13 @@ class _Logging:
                       "delete": [self.rows(_OLD_ROWS, OLD)], "truncate": [self.rows(_OLD_ROWS, OLD)]}
         else:
             within = self.in_range("s") if self.bounded else None
-            outside = f"not {within}" if within else None
-            update = [self.rows(_OLD_ROWS, OLD, within), self.rows("sg_new", NEW, within)]
-            if outside:
-                update.append(self.keys("sg_new", outside))
+            # keys outside the bounds are told by the live table (log_rows): a statement on them logs a MARK only
+            marks = (lambda source: [self.mark(source)]) if within else (lambda source: [])
             events = {
-                "insert": [self.keys("sg_new")],
-                "update": update,
-                "delete": [self.rows(_OLD_ROWS, OLD, within)],
-                "truncate": [self.rows(_OLD_ROWS, OLD, within)],
+                "insert": [self.keys("sg_new", within)] + marks("sg_new"),
+                "update": [self.rows(_OLD_ROWS, OLD, within), self.rows("sg_new", NEW, within)] + marks("sg_new"),
+                "delete": [self.rows(_OLD_ROWS, OLD, within)] + marks(_OLD_ROWS),
+                "truncate": [self.rows(_OLD_ROWS, OLD, within)] + marks(_OLD_ROWS),
                 # inside another trigger: the enclosing statement logs after this one, so the keys this one touched
                 # are read from the table at commit, never from a NEW record
                 "nested update": [self.rows(_OLD_ROWS, OLD, within), self.keys(_OLD_ROWS), self.keys("sg_new")],
@@ -336,8 +342,26 @@ def restart(plpy, tracked, compare=True, few=False):
     elif not logged(plpy, tracked):
         return  # nothing to forget: the table is as the log began (and its bounds still hold)
     else:
-        plpy.execute(f"truncate {tracked['audit_table']}")
+        _empty_log(plpy, tracked["audit_table"])
     _start_log(plpy, tracked["audit_table"], tracked["bounds"], tracked["relid"])
+
+
+# A log this small (with its TOAST table) is emptied by DELETE, a larger one by TRUNCATE. TRUNCATE gives an unlogged
+# table new files, each with an init fork that is synced to disk at once (the heap's, its TOAST table's and that
+# one's index: three fsyncs, tens of milliseconds on a busy disk, however little the log holds). DELETE leaves the
+# dead rows to autovacuum; until it comes, new records go after them (the log's first records, its sentinel and
+# bounds, are then found after at most this many bytes of dead rows), and once the log has grown past this size
+# the next restart truncates it.
+SMALL_LOG_BYTES = 256 * 1024
+
+
+def _empty_log(plpy, audit):
+    """Remove every record of a log (the caller holds the table's lock against writers)."""
+    if db.scalar(plpy, "select pg_catalog.pg_total_relation_size(pg_catalog.to_regclass($1)) <= $2",
+                 audit, SMALL_LOG_BYTES):
+        plpy.execute(f"delete from {audit}")
+    else:
+        plpy.execute(f"truncate {audit}")
 
 
 def mark(plpy, tracked, state):
@@ -424,7 +448,10 @@ def logged(plpy, tracked):
 
 def log_rows(plpy, tracked, cols):
     """A FROM item of the records of a keyed table's log, as rows of the table's columns, sg_audit_stmt and
-    sg_audit_kind: OLD, KEY and NEW records as they are, and each key of a KEYS record as a KEY record."""
+    sg_audit_kind: OLD, KEY and NEW records as they are, each key of a KEYS record as a KEY record, and, for a log
+    with bounds, a KEY record (statement 0: before any other) for each row of the live table whose key lies outside
+    them, or for every row when the table was empty as the log began: such a key did not exist then, and the
+    writes to it were not logged."""
     audit = tracked["audit_table"]
     own = "a.sg_audit_stmt, a.sg_audit_kind"
     rows = (f"select {tbl.select_list(tbl.column_list(cols, 'a.'), own)} from {audit} a "
@@ -436,4 +463,48 @@ def log_rows(plpy, tracked, cols):
         values = tbl.select_list(*("u.k" if c.is_pk else "null" for c in cols))
         rows += (f" union all select {tbl.select_list(values, f'a.sg_audit_stmt, {KEY}::smallint')} from {audit} a "
                  f"cross join lateral pg_catalog.unnest(a.sg_audit_keys) u (k) where a.sg_audit_kind = {KEYS}")
+    if tracked["bounds"]:
+        rows += "".join(f" union all {q}" for q in _outside_bounds(plpy, tracked, cols))
     return f"({rows})"
+
+
+def _outside_bounds(plpy, tracked, cols):
+    """SELECTs of a KEY record (statement 0) for each live row of a table whose key lies below the log's LOW bound
+    or above its HIGH bound, compared as the triggers compare them (_Logging.in_range), or for every row when the
+    log has no bounds (the table was empty as it began). The bounds are read first and written into the query as
+    constants of the key's types (values this log holds, quoted), so that the planner can see how few rows lie
+    outside them and read them by the key index (a parameter cannot reach a CREATE TABLE AS, where this is read
+    too); none when no row lies outside them (probed first, by the key index)."""
+    key = tbl.key_columns(cols)
+    audit, target = tracked["audit_table"], "only " + names.qualified(tracked["schema_name"], tracked["table_name"])
+    values = tbl.select_list(*(f"t.{ident(c.name)}::{c.storage}" if c.is_pk else "null" for c in cols))
+    select = f"select {tbl.select_list(values, f'0::bigint, {KEY}::smallint')} from {target} t"
+    # Every statement that wrote a row outside the bounds logged a MARK (see _Logging.statements): without one, there
+    # is no such row, and the table is not read at all.
+    if not db.scalar(plpy, f"select exists (select from {audit} m where m.sg_audit_kind = {MARK})"):
+        return []
+    texts = ", ".join(f"b.{ident(c.name)}::text as k{i}" for i, c in enumerate(key))
+    bounds = {r["kind"]: r for r in db.run(plpy, f"""select b.sg_audit_kind as kind, {texts} from {audit} b
+                                                     where b.sg_audit_kind in ({LOW}, {HIGH})""")}
+    if LOW not in bounds or HIGH not in bounds:
+        return [select]
+
+    def row(items):
+        return items[0] if len(items) == 1 else f"row({', '.join(items)})"
+
+    live = row([f"t.{ident(c.name)}" + (f" collate {c.collation}" if c.collation else "") for c in key])
+
+    def bound(kind):
+        return row([f"{literal(bounds[kind][f'k{i}'])}::{c.storage}" for i, c in enumerate(key)])
+    below, above = f"{select} where {live} < {bound(LOW)}", f"{select} where {live} > {bound(HIGH)}"
+
+    def end(order):  # the lowest or highest key of the table now, read from the key index as bounds() reads it
+        keys = ", ".join(f"{collated} {order}" for collated in
+                         (f"t.{ident(c.name)}" + (f" collate {c.collation}" if c.collation else "") for c in key))
+        return f"(select {tbl.column_list(key, 't.')} from {target} t order by {keys} limit 1) t"
+    # none at all (a log of updates and deletes only): nothing to add, and no estimate of a table without
+    # statistics (a third of it on each side) to mislead the plan of the whole read
+    if not db.scalar(plpy, f"""select exists (select from {end('asc')} where {live} < {bound(LOW)})
+                                   or exists (select from {end('desc')} where {live} > {bound(HIGH)})"""):
+        return []
+    return [below, above]

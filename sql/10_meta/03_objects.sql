@@ -71,12 +71,31 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     missing text;
+    inherited text[];
+    fresh text[];
 begin
+    -- The objects this version shares with its parent image's version of the table, as the first of its list (a
+    -- delta commit adds one object to them), are registered, and stay so while this version is being written: the
+    -- parent's version references them, and its row, locked here, cannot be deleted until this transaction ends.
+    -- Only the other objects are checked and locked, so that a commit's work does not grow with the number of
+    -- objects the table has.
+    select t.object_ids into inherited
+    from splitgraph_meta.images i
+    join splitgraph_meta.tables t on t.repository = i.repository and t.image_hash = i.parent_id
+                                 and t.table_name = new.table_name
+    where i.repository = new.repository and i.image_hash = new.image_hash
+    for key share of t;
+    if inherited is not null and cardinality(inherited) > 0
+       and new.object_ids[1:cardinality(inherited)] = inherited then
+        fresh := coalesce(new.object_ids[cardinality(inherited) + 1:], '{}');
+    else
+        fresh := new.object_ids;
+    end if;
     -- held until the transaction ends: cleanup() skips an object a table version is about to reference
-    perform from splitgraph_meta.objects m where m.object_id = any(new.object_ids) order by m.object_id
+    perform from splitgraph_meta.objects m where m.object_id = any(fresh) order by m.object_id
     for key share;
     select o into missing
-    from pg_catalog.unnest(new.object_ids) as o
+    from pg_catalog.unnest(fresh) as o
     where not exists (select from splitgraph_meta.objects m where m.object_id = o)
     limit 1;
     if missing is not null then

@@ -3,14 +3,15 @@
 -- Each audit row is (the table's columns, sg_audit_stmt, sg_audit_kind[, sg_audit_keys]): kind 0 holds a row's old
 -- values (UPDATE, DELETE, TRUNCATE), kind 1 only a key that was written (its values are the live table's), kind
 -- 3 a row's new values (UPDATE), kind 6 the keys written by one statement as an array (sg_audit_keys), kind 7 only
--- that a statement wrote (state patching); kind 2 is the sentinel, kinds 4 and 5 the lowest and highest key when
--- the log (re)started. Old and new records of one UPDATE share its statement number; the old sorts first (kind 0),
--- so a key's first record always tells its state before tracking. The triggers run as the extension's owner so
--- that no role can write audit rows directly, and they take their statements from splitgraph_audit.tracked by the
--- table's oid, never from trigger arguments a table owner could forge. They are enabled ALWAYS, so writes under
--- session_replication_role = replica (logical replication) are logged too. Partitioned tables, inheritance parents
--- and children, and tables too wide to log get no triggers: their changes are found by comparing them with HEAD
--- (tracking.py).
+-- that a statement wrote rows (whose keys lie outside the log's bounds: the live table tells their changes), kind
+-- 8 only that a statement wrote while a checkout patched the table (state patching); kind 2 is the sentinel,
+-- kinds 4 and 5 the lowest and highest key when the log (re)started. Old and new records of one UPDATE share its
+-- statement number; the old sorts first (kind 0), so a key's first record always tells its state before
+-- tracking. The triggers run as the extension's owner so that no role can write audit rows directly, and they
+-- take their statements from splitgraph_audit.tracked by the table's oid, never from trigger arguments a table
+-- owner could forge. They are enabled ALWAYS, so writes under session_replication_role = replica (logical
+-- replication) are logged too. Partitioned tables, inheritance parents and children, and tables too wide to log get
+-- no triggers: their changes are found by comparing them with HEAD (tracking.py).
 
 -- on_change(): the one function of the four tracking triggers (tracking.TRIGGERS). A table is found by its oid
 -- only: a table restored from a dump, or made again with triggers named like ours, is not logged
@@ -43,9 +44,9 @@ begin
     end if;
     if t.state = 'patching' then
         -- a checkout is changing the table in place: its rows are not logged (the log starts afresh once the
-        -- checkout is done), only that a statement wrote (kind 7), so that the checkout can tell whether any
+        -- checkout is done), only that a statement wrote (kind 8), so that the checkout can tell whether any
         -- statement but its own wrote meanwhile
-        execute format('insert into %s (sg_audit_stmt, sg_audit_kind) values ($1, 7)', t.audit_table)
+        execute format('insert into %s (sg_audit_stmt, sg_audit_kind) values ($1, 8)', t.audit_table)
         using nextval('splitgraph_audit.statements');
         return null;
     end if;
@@ -74,12 +75,14 @@ $$;
 -- (session_replication_role = replica), or a table that gained inheritance relatives, gives another value, and
 -- the log is no longer trusted. (The triggers' row versions are left out: freezing pg_trigger changes what xmin
 -- shows, and no role but a superuser can put our trigger functions on a table, or disable and enable a trigger
--- again unseen.)
+-- again unseen.) PL/pgSQL with generic plans: its catalog lookups are planned once per session, not at each call.
 create function splitgraph_audit.fingerprint(relid oid) returns text
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
 as $$
-    select concat_ws(' | ',
+begin
+    return concat_ws(' | ',
         (select c.relkind::text || case when c.relispartition then ' partition' else '' end
          from pg_class c where c.oid = fingerprint.relid),
         (select 'inheritance' where exists (select from pg_inherits h
@@ -93,7 +96,8 @@ as $$
                                      g.tgnewtable), ', ' order by g.tgname)
          from pg_trigger g
          where g.tgrelid = fingerprint.relid
-           and g.tgname in ('sg_track_insert', 'sg_track_update', 'sg_track_delete', 'sg_track_truncate')))
+           and g.tgname in ('sg_track_insert', 'sg_track_update', 'sg_track_delete', 'sg_track_truncate')));
+end
 $$;
 
 -- After ALTER TABLE on a tracked table, its changes are no longer known row by row (and the triggers' column
