@@ -19,8 +19,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "plpython" / "splitgraph_pl"
 MARKERS = ("-- @DECLARED_FUNCTIONS@", "-- @DECLARED_GRANTS@")
 # The settings a row's text form depends on, pinned so the same rows hash the same in every session and engine.
+# standard_conforming_strings: the Python code quotes values as '...' with quotes doubled (names.literal), which a
+# caller's "set standard_conforming_strings = off" would turn into text a backslash can end early.
 SETTINGS = ("set timezone = 'UTC' set datestyle = 'ISO, MDY' set intervalstyle = 'postgres'\n"
-            "set extra_float_digits = 1 set bytea_output = 'hex' set lc_monetary = 'C'")
+            "set extra_float_digits = 1 set bytea_output = 'hex' set lc_monetary = 'C'\n"
+            "set standard_conforming_strings = on")
 API_OPTIONS = {"volatility", "security", "rows", "nullable", "settings"}
 HELPER_OPTIONS = {"volatility", "security", "public"}
 

@@ -25,7 +25,8 @@ def ident(name):
 
 
 def literal(value):
-    """Quote a string literal (standard_conforming_strings is on in every supported server)."""
+    """Quote a string literal. Every function of the extension runs with standard_conforming_strings on (its SET
+    clause, scripts/build_sql.py), so a backslash is an ordinary character inside it."""
     return "'" + value.replace("'", "''") + "'"
 
 
