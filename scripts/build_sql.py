@@ -19,11 +19,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "plpython" / "splitgraph_pl"
 MARKERS = ("-- @DECLARED_FUNCTIONS@", "-- @DECLARED_GRANTS@")
 # The settings a row's text form depends on, pinned so the same rows hash the same in every session and engine.
-# standard_conforming_strings: the Python code quotes values as '...' with quotes doubled (names.literal), which a
-# caller's "set standard_conforming_strings = off" would turn into text a backslash can end early.
+# The settings a row's text depends on, and those that change how the SQL the code writes reads: the Python code
+# quotes values as '...' with quotes doubled (names.literal), which a caller's "set standard_conforming_strings =
+# off" would turn into text a backslash can end early; array_nulls = off reads NULL in an array's text as a string;
+# quote_all_identifiers changes the names regclass and format('%I') print, which the code compares; and
+# transform_null_equals changes what "= null" means.
 SETTINGS = ("set timezone = 'UTC' set datestyle = 'ISO, MDY' set intervalstyle = 'postgres'\n"
             "set extra_float_digits = 1 set bytea_output = 'hex' set lc_monetary = 'C'\n"
-            "set standard_conforming_strings = on")
+            "set standard_conforming_strings = on set array_nulls = on set quote_all_identifiers = off\n"
+            "set transform_null_equals = off")
 API_OPTIONS = {"volatility", "security", "rows", "nullable", "settings"}
 HELPER_OPTIONS = {"volatility", "security", "public"}
 

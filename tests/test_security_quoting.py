@@ -5,7 +5,9 @@ off`, under which a backslash escapes the next character inside '...': a value e
 would then end the literal early and the rest of the value would be read as SQL. Every function of the extension
 pins standard_conforming_strings = on, so such values are only data: a role commits, diffs and checks out keys made
 of backslashes and quotes (a delta commit writes the lowest and highest key of the table's log into its query) and
-gets exactly its rows back, and none of its text runs.
+gets exactly its rows back, and none of its text runs. The same session also reads NULL in an array's text as a
+string (array_nulls = off) and quotes every identifier it prints (quote_all_identifiers = on): neither changes
+what the engine stores or returns.
 """
 import pytest
 
@@ -20,27 +22,36 @@ ROWS = {LOW: "low", "m\\\\'m": "middle", HIGH: "high"}
 @pytest.fixture
 def alice(roles):
     role = roles.new("quoting")
-    conn = role.connect(standard_conforming_strings="off")
+    conn = role.connect(standard_conforming_strings="off", array_nulls="off", quote_all_identifiers="on")
     assert value(conn, "show standard_conforming_strings") == "off"
+    assert value(conn, "show array_nulls") == "off"
     return role, conn
 
 
 def rows(conn, table):
-    return dict(sql(conn, f"select k, v from {table} order by k"))
+    """{k: v} of the table, checking that each row's array kept its NULL element (a = [v, NULL])."""
+    found = sql(conn, f"select k, v, a[1], a[2] is null, cardinality(a) from {table} order by k")
+    assert all(first == v and null and n == 2 for _, v, first, null, n in found)
+    return {k: v for k, v, *_ in found}
 
 
-def test_every_function_pins_standard_conforming_strings(conn):
+PINNED = ("standard_conforming_strings=on", "array_nulls=on", "quote_all_identifiers=off",
+          "transform_null_equals=off")
+
+
+@pytest.mark.parametrize("setting", PINNED)
+def test_every_function_pins_how_its_sql_reads(conn, setting):
     loose = sql(conn, """
         select p.oid::regprocedure::text from pg_catalog.pg_proc p
         join pg_catalog.pg_namespace n on n.oid = p.pronamespace
         where n.nspname in ('splitgraph', 'splitgraph_internal') and p.prolang = (
                   select l.oid from pg_catalog.pg_language l where l.lanname = 'plpython3u')
               and p.proname <> 'python_init'
-              and not coalesce('standard_conforming_strings=on' = any (p.proconfig), false)""")
+              and not coalesce(%s = any (p.proconfig), false)""", setting)
     assert loose == []
     doors = value(conn, """
         select count(*) from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
-        where n.nspname = 'splitgraph' and 'standard_conforming_strings=on' = any (p.proconfig)""")
+        where n.nspname = 'splitgraph' and %s = any (p.proconfig)""", setting)
     assert doors > 50
 
 
@@ -49,16 +60,16 @@ def test_backslashes_and_quotes_in_keys_are_data_with_conforming_strings_off(con
     repo = f"{role.name}/keys"
     table = f'"{repo}".t'
     sql(c, "select splitgraph.init(%s)", repo)
-    sql(c, f"create table {table} (k text primary key, v text)")
+    sql(c, f"create table {table} (k text primary key, v text, a text[])")
     for k, v in ROWS.items():
-        sql(c, f"insert into {table} values (%s, %s)", k, v)
+        sql(c, f"insert into {table} values (%s, %s, array[%s, null])", k, v, v)
     first = value(c, "select splitgraph.commit(%s)", repo)
     # writes inside and outside the bounds the log began with (the delta commit reads both)
     after = dict(ROWS)
-    sql(c, f"update {table} set v = 'changed' where k = %s", HIGH)
+    sql(c, f"update {table} set v = 'changed', a = array['changed', null] where k = %s", HIGH)
     after[HIGH] = "changed"
     for k in ("\\'", "z\\'' or '", "zz\\"):
-        sql(c, f"insert into {table} values (%s, 'new')", k)
+        sql(c, f"insert into {table} values (%s, 'new', array['new', null])", k)
         after[k] = "new"
     sql(c, f"delete from {table} where k = %s", LOW)
     del after[LOW]
