@@ -94,6 +94,13 @@ def s3():
 
 
 @pytest.fixture
+def long_selected(request):
+    """Skips a test of a long (randomized) profile unless the run selects it: -m long, or SG_LONG=1."""
+    if "long" not in (request.config.getoption("markexpr") or "") and not os.environ.get("SG_LONG"):
+        pytest.skip("the long profile runs with -m long or SG_LONG=1")
+
+
+@pytest.fixture
 def roles(cluster, dbname):
     """Real LOGIN roles that are not superusers, made on demand (support.security.Roles), put back after the test
     (an attack that worked on a faulty engine would have made one a superuser)."""

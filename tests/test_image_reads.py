@@ -175,12 +175,6 @@ def test_an_image_reads_as_its_checkout(db, history, mode):
     check_history(db, history, mode)
 
 
-@pytest.fixture
-def long_selected(request):
-    if "long" not in (request.config.getoption("markexpr") or "") and not os.environ.get("SG_LONG"):
-        pytest.skip("the long profile runs with -m long or SG_LONG=1")
-
-
 @pytest.mark.long
 @pytest.mark.parametrize("mode", sorted(MODES))
 @LONG

@@ -257,12 +257,6 @@ def test_random_merges(db, rounds):
     check_history(db, rounds)
 
 
-@pytest.fixture
-def long_selected(request):
-    if "long" not in (request.config.getoption("markexpr") or "") and not os.environ.get("SG_LONG"):
-        pytest.skip("the long profile runs with -m long or SG_LONG=1")
-
-
 @pytest.mark.long
 @LONG
 @given(rounds=histories)

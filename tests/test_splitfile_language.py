@@ -229,12 +229,6 @@ def test_any_text_reads_or_fails_with_a_position(text, values):
     check_text(text, values)
 
 
-@pytest.fixture
-def long_selected(request):
-    if "long" not in (request.config.getoption("markexpr") or "") and not os.environ.get("SG_LONG"):
-        pytest.skip("the long profile runs with -m long or SG_LONG=1")
-
-
 @pytest.mark.long
 @LONG
 @given(text=texts, values=params)

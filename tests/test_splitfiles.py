@@ -699,12 +699,6 @@ def test_malformed_splitfiles_fail_cleanly(conn, fuzz_source, text):
     check_build_of(conn, text)
 
 
-@pytest.fixture
-def long_selected(request):
-    if "long" not in (request.config.getoption("markexpr") or "") and not os.environ.get("SG_LONG"):
-        pytest.skip("the long profile runs with -m long or SG_LONG=1")
-
-
 @pytest.mark.long
 @settings(max_examples=int(os.environ.get("SG_LONG_EXAMPLES", "300")), **FUZZ_COMMON)
 @given(text=fuzz_texts)

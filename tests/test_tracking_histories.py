@@ -141,12 +141,6 @@ def test_random_histories(db, history):
     check_history(db, history)
 
 
-@pytest.fixture
-def long_selected(request):
-    if "long" not in (request.config.getoption("markexpr") or "") and not os.environ.get("SG_LONG"):
-        pytest.skip("the long profile runs with -m long or SG_LONG=1")
-
-
 @pytest.mark.long
 @LONG
 @given(history=histories)
