@@ -206,8 +206,7 @@ def net_content_hash(plpy, tracked, schema, table, cols):
     """The content hash of the net changes logged for a tracked table (what they add less what they remove, as
     content hashes sum), or None when the log cannot say (a table without a primary key whose changed rows have
     duplicates)."""
-    lanes = ", ".join(f"sum((pg_catalog.get_byte(s.{h}, {2 * i}) << 8) | pg_catalog.get_byte(s.{h}, {2 * i + 1})) "
-                      f"as {h}{i}" for h in ("hn", "ho") for i in range(hashing.LANES))
+    lanes = ", ".join(hashing.lane_sums_sql(f"s.{h}", h) for h in ("hn", "ho"))
     if tbl.key_columns(cols):
         row = db.one(plpy, f"select {lanes} from ({keyed_changes(plpy, tracked, schema, table, cols)}) s")
     else:
@@ -334,8 +333,7 @@ def _delta_summary(cols, relation):
     so that a table's length is the sum of its fragments' rows_inserted - rows_deleted), the rows' digests summed
     lane by lane (hn: the new rows, ho: the old values overwritten or deleted), and a range index spanning new and
     old values."""
-    lanes = ", ".join(f"sum((pg_catalog.get_byte(s.{h}, {2 * i}) << 8) | pg_catalog.get_byte(s.{h}, {2 * i + 1})) "
-                      f"as {h}{i}" for h in ("hn", "ho") for i in range(hashing.LANES))
+    lanes = ", ".join(hashing.lane_sums_sql(f"s.{h}", h) for h in ("hn", "ho"))
     ranges = []
     for i, c in enumerate(cols):
         if c.ranged:

@@ -57,14 +57,6 @@ def _ranges_sql(cols, alias="s", where=None):
     return " || ".join(parts) if parts else "'{}'::jsonb"
 
 
-def _lane_sums():
-    """Sums of the 16 big-endian 16-bit lanes of the row digests s.h (reduced modulo 2**16 afterwards). A lane's
-    sum is 256 times the sum of its high bytes plus the sum of its low bytes: summing the 32 bytes apart costs
-    fewer operations a row than assembling each lane first."""
-    return ", ".join(f"sum(pg_catalog.get_byte(s.h, {2 * i})) * 256 + sum(pg_catalog.get_byte(s.h, {2 * i + 1})) "
-                     f"as l{i}" for i in range(hashing.LANES))
-
-
 def _hash_query(relation, cols, group=None, where=None, prefix="t."):
     """The query of hash_groups (columns HASH_COLUMNS, g only with a group)."""
     ranged = ", ".join(f"{c.stored(prefix + ident(c.name))} as c{i}" for i, c in enumerate(cols) if c.ranged)
@@ -76,7 +68,7 @@ def _hash_query(relation, cols, group=None, where=None, prefix="t."):
     inner = (f"select {group + ' as g, ' if group else ''}{digest} as h, pg_catalog.clock_timestamp() as sg_once"
              f"{', ' + ranged if ranged else ''} from {relation} t"
              f"{' where ' + where if where else ''}")
-    return (f"select {'s.g, ' if group else ''}count(*) as n, {_lane_sums()}, "
+    return (f"select {'s.g, ' if group else ''}count(*) as n, {hashing.lane_sums_sql('s.h', 'l')}, "
             f"({_ranges_sql(cols)})::text as ranges from ({inner}) s{' group by s.g' if group else ''}")
 
 
@@ -120,7 +112,7 @@ def stage_rows(plpy, staging_sql, cols, source, rows):
                  "where x <> '' offset 0) s", rows)
     # each digest is computed once: a set-returning projection keeps the planner from repeating it for every lane
     text = db.run(plpy, f"""
-        select count(*) as n, {_lane_sums()} from (
+        select count(*) as n, {hashing.lane_sums_sql('s.h', 'l')} from (
             select pg_catalog.unnest(array[pg_catalog.sha256(
                        pg_catalog.convert_to(pg_catalog.left(x, -3) || ')', 'UTF8'))]) as h
             from {source} as x where pg_catalog.right(x, 3) = ',t)') s""", rows)[0]
