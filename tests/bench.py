@@ -136,12 +136,10 @@ def bench_commit_checkout(conn, rows, repeat):
     return [commit, checkout]
 
 
-def bench_tracked_writes(conn, repeat, existing=200000):
-    """Writes to a tracked table vs the same writes to an untracked one holding the same rows. The table starts with
-    `existing` rows committed (a checkout: rows that existed when its log began), then: INSERT 200k new rows,
-    UPDATE 100k and DELETE 50k of those new rows, UPDATE 100k and DELETE 50k of the checked-out rows (whose old
-    values, and new values for an UPDATE, the log must keep)."""
-    workloads = [
+def tracked_workloads(existing):
+    """The five writes of the tracked-writes bench (label, statement with {t} for the table) on a table whose
+    keys 1..`existing` were there when its log began."""
+    return [
         ("insert 200k rows",
          f"insert into {{t}} select i, md5(i::text), random(), now() from generate_series({existing + 1}, "
          f"{existing + 200000}) i"),
@@ -150,6 +148,14 @@ def bench_tracked_writes(conn, repeat, existing=200000):
         ("update 100k checked-out rows", "update {t} set value = value + 1 where id <= 100000"),
         ("delete 50k checked-out rows", f"delete from {{t}} where id > 150000 and id <= {existing}"),
     ]
+
+
+def bench_tracked_writes(conn, repeat, existing=200000):
+    """Writes to a tracked table vs the same writes to an untracked one holding the same rows. The table starts with
+    `existing` rows committed (a checkout: rows that existed when its log began), then: INSERT 200k new rows,
+    UPDATE 100k and DELETE 50k of those new rows, UPDATE 100k and DELETE 50k of the checked-out rows (whose old
+    values, and new values for an UPDATE, the log must keep)."""
+    workloads = tracked_workloads(existing)
     measures = [Measure(f"tracked {label}", 1.5, "untracked") for label, _ in workloads]
     total = Measure("tracked writes, the five together", 1.2, "untracked")
     create = "create table {t} (id int primary key, md5 text, value float8, at timestamptz)"
@@ -178,6 +184,56 @@ def bench_tracked_writes(conn, repeat, existing=200000):
         print(f"  round {i + 1}/{repeat}: " + ", ".join(f"{m.name[8:]} {m.ours[-1]:.3f}s / {m.limit[-1]:.3f}s"
                                                          for m in measures), flush=True)
     return [total] + measures
+
+
+def bench_tracking_floor(conn, repeat, existing=200000):
+    """What any trigger-based log of the tracked-writes bench's writes must cost at least: the same writes to a plain
+    table with statement-level AFTER triggers that capture the same transition tables as tracking's (INSERT: new
+    rows; UPDATE: old and new; DELETE: old) and do nothing with them ("floor"), vs the untracked table; and the
+    tracked table vs that floor (what logging the rows adds on top of capturing them). For information: it tells how
+    much of each tracked-writes ratio PostgreSQL spends capturing the rows before any logging statement runs."""
+    workloads = tracked_workloads(existing)
+    floors = [Measure(f"floor {label}", None, "untracked") for label, _ in workloads]
+    above = [Measure(f"tracked over floor {label}", None, "floor") for label, _ in workloads]
+    total = Measure("floor, the five together", None, "untracked")
+    create = "create table {t} (id int primary key, md5 text, value float8, at timestamptz)"
+    fill = (f"insert into {{t}} select i, md5(i::text), random(), timestamptz '2020-01-01' + i * interval '1 second' "
+            f"from generate_series(1, {existing}) i")
+    run(conn, "create function public.sg_bench_capture_only() returns trigger language plpgsql "
+              "as $$ begin return null; end $$")
+    for i in range(repeat):
+        run(conn, "select splitgraph.init('bench/floor')")
+        run(conn, create.format(t='"bench/floor".t'))
+        run(conn, fill.format(t='"bench/floor".t'))
+        run(conn, "select splitgraph.commit('bench/floor')")  # from now on the table is tracked
+        for t in ("public.untracked", "public.floor"):
+            run(conn, create.format(t=t))
+            run(conn, fill.format(t=t))
+        for event, transition in (("insert", "new table as n"), ("update", "old table as o new table as n"),
+                                  ("delete", "old table as o")):
+            run(conn, f"create trigger capture_{event} after {event} on public.floor referencing {transition} "
+                      "for each statement execute function public.sg_bench_capture_only()")
+        for t in ('"bench/floor".t', "public.untracked", "public.floor"):
+            run(conn, f"vacuum analyze {t}")
+        for f, a, (_, statement) in zip(floors, above, workloads, strict=True):
+            times = {}
+            for target in ("public.untracked", "public.floor", '"bench/floor".t'):
+                settle(conn)
+                times[target] = timed(conn, statement.format(t=target))[0]
+            f.limit.append(times["public.untracked"])
+            f.ours.append(times["public.floor"])
+            a.limit.append(times["public.floor"])
+            a.ours.append(times['"bench/floor".t'])
+        total.ours.append(sum(f.ours[-1] for f in floors))
+        total.limit.append(sum(f.limit[-1] for f in floors))
+        run(conn, "drop table public.untracked, public.floor")
+        run(conn, "select splitgraph.rm('bench/floor', force => true)")
+        run(conn, "select splitgraph.cleanup()")
+        print(f"  round {i + 1}/{repeat}: " + ", ".join(
+            f"{f.name[6:]} {a.ours[-1]:.3f}s / {f.ours[-1]:.3f}s / {f.limit[-1]:.3f}s"
+            for f, a in zip(floors, above, strict=True)) + " (tracked / floor / untracked)", flush=True)
+    run(conn, "drop function public.sg_bench_capture_only()")
+    return [total] + floors + above
 
 
 def bench_delta_commit(conn, repeat, changes=10000):
@@ -900,7 +956,7 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark cluster's folder")
-    parser.add_argument("--only", choices=PARTS + ["memory"], action="append",
+    parser.add_argument("--only", choices=PARTS + ["memory", "trackfloor"], action="append",
                         help="run only these parts (default: all)")
     args = parser.parse_args()
 
@@ -926,6 +982,8 @@ def main():
                 results += bench_commit_checkout(conn, args.rows, args.repeat)
             if "tracking" in parts:
                 results += bench_tracked_writes(conn, args.repeat)
+            if "trackfloor" in parts:  # not in PARTS: for information, run it with --only trackfloor
+                results += bench_tracking_floor(conn, args.repeat)
             if "delta" in parts:
                 results += bench_delta_commit(conn, args.repeat)
             if "merge" in parts:
