@@ -50,6 +50,9 @@ install-python: ## install plpython/ and the server's Python packages into the v
 	rm -rf $(DESTDIR)$(PY_LIB_DIR)/splitgraph_pl
 	cp -r plpython/splitgraph_pl $(DESTDIR)$(PY_LIB_DIR)/
 	find $(DESTDIR)$(PY_LIB_DIR)/splitgraph_pl -name __pycache__ -prune -exec rm -rf {} +
+	@# Compiled here: the server cannot write into this directory, so a session would otherwise compile every
+	@# module from its source when it first calls the extension (about 0.1 s).
+	$(PYTHON_SERVER) -m compileall -q $(if $(DESTDIR),-s $(DESTDIR),) $(DESTDIR)$(PY_LIB_DIR)/splitgraph_pl
 	@# The packages (pyarrow is large) are installed again only when the requirements changed.
 	@if ! cmp -s plpython/requirements.txt $(DESTDIR)$(PY_LIB_DIR)/requirements.txt; then \
 	  find $(DESTDIR)$(PY_LIB_DIR) -mindepth 1 -maxdepth 1 ! -name splitgraph_pl -exec rm -rf {} + && \

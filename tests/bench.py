@@ -351,6 +351,64 @@ def bench_nearby_checkout(conn, repeat, changes=10000):
     return measures + [first]
 
 
+def bench_nearby_floor(conn, repeat, changes=10000):
+    """For information: what the nearby checkout to the tag one commit back (bench_nearby_checkout's setup and its
+    first case) costs beside the least any in-place switch must do in the same table: a plain `UPDATE` of the same
+    rows to the image's values, joined by key (the rows already at hand, no tracking trigger, rolled back), after
+    the same checkpoint. Both modify the same rows where they lie, so both log each page they touch whole once; the
+    ratio is what finding the rows and tracking add. The checkout is timed first in each round (the rolled-back
+    update leaves its row versions for the next statement to prune)."""
+    ours = Measure("nearby checkout vs in-place UPDATE", None, "UPDATE of the rows in place")
+    limit = Measure("in-place UPDATE vs CTAS of the rows", None, f"CTAS of the {changes} rows")
+    rows = 1_000_000
+    run(conn, "select splitgraph.init('bench/floor')")
+    run(conn, FILL.format(table='"bench/floor".t', rows=rows))
+    run(conn, 'alter table "bench/floor".t add primary key (id)')
+    base = run(conn, "select splitgraph.commit('bench/floor')")[0][0]
+
+    def change(stem):
+        run(conn, f"create table public.{stem} as select (random() * ({rows} - 1))::int + 1 as id "
+                  f"from generate_series(1, {changes * 2}) group by 1 limit {changes}")
+        run(conn, f'update "bench/floor".t t set value = t.value + 1 from public.{stem} c where c.id = t.id')
+        return run(conn, "select splitgraph.commit('bench/floor')")[0][0]
+
+    child = change("floor_child")
+    grandchild = change("floor_grandchild")
+    run(conn, "select splitgraph.checkout('bench/floor', %s)", child)
+    # the image's rows of the keys the switch writes, at hand for the UPDATE
+    run(conn, 'create table public.floor_rows as select t.* from "bench/floor".t t join public.floor_grandchild '
+              "using (id)")
+    run(conn, "alter table public.floor_rows add primary key (id)")
+    run(conn, "select splitgraph.branch('bench/floor', 'other', %s)", base)
+    run(conn, "select splitgraph.checkout('bench/floor', 'other')")
+    change("floor_sibling")
+    for i in range(repeat):
+        copy = fastest(conn, ['create table public.copy as select t.* from "bench/floor".t t '
+                              "join public.floor_grandchild c using (id)"])
+        run(conn, "select splitgraph.checkout('bench/floor', %s)", grandchild)
+        settle(conn)
+        ours.ours.append(timed(conn, "select splitgraph.checkout('bench/floor', %s)", child)[0])
+        run(conn, "select splitgraph.checkout('bench/floor', %s)", grandchild)
+        settle(conn)
+        run(conn, "begin")
+        run(conn, 'alter table "bench/floor".t disable trigger all')
+        run(conn, "set local enable_hashjoin = off")
+        run(conn, "set local enable_mergejoin = off")
+        update = timed(conn, 'update "bench/floor".t t set md5 = r.md5, value = r.value, at = r.at '
+                             "from public.floor_rows r where r.id = t.id")[0]
+        run(conn, "rollback")
+        ours.limit.append(update)
+        limit.ours.append(update)
+        limit.limit.append(copy)
+        print(f"  round {i + 1}/{repeat}: checkout {ours.ours[-1]:.3f}s, in-place update {update:.3f}s / copy "
+              f"{copy:.3f}s", flush=True)
+    for stem in ("floor_child", "floor_grandchild", "floor_sibling", "floor_rows"):
+        run(conn, f"drop table public.{stem}")
+    run(conn, "select splitgraph.rm('bench/floor', force => true)")
+    run(conn, "select splitgraph.cleanup()")
+    return [ours, limit]
+
+
 def _proc_memory(pid):
     """{field: kB} of /proc/<pid>/status (VmHWM, VmRSS, RssAnon, RssShmem), {} once the process is gone."""
     try:
@@ -957,7 +1015,7 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark cluster's folder")
-    parser.add_argument("--only", choices=PARTS + ["memory", "trackfloor"], action="append",
+    parser.add_argument("--only", choices=PARTS + ["memory", "trackfloor", "nearbyfloor"], action="append",
                         help="run only these parts (default: all)")
     args = parser.parse_args()
 
@@ -1001,6 +1059,8 @@ def main():
                 results += bench_mount(conn, args.rows, args.repeat)
             if "nearby" in parts:
                 results += bench_nearby_checkout(conn, args.repeat)
+            if "nearbyfloor" in parts:  # not in PARTS: for information
+                results += bench_nearby_floor(conn, args.repeat)
             if "onerow" in parts:
                 results += bench_onerow_commit(conn, max(args.repeat, 5))
 

@@ -250,3 +250,34 @@ def test_generated_and_identity_columns_are_changed_in_place(conn, columns, more
         _switches_in_place(conn, repo, table, [child, base, sibling, child], expected)
     finally:
         sql(conn, "select splitgraph.rm(%s, force => true)", repo)
+
+
+@pytest.mark.parametrize("columns, key", [
+    # one ranged key column: each chunk is probed for an array of the keys within its range
+    ("k text primary key, v int", "'key ' || lpad(i::text, 5, '0')"),
+    # a composite key: each chunk is probed key by key
+    ("a int, b text, v int, primary key (a, b)", "i / 10, (i % 10)::text"),
+])
+def test_keys_are_looked_up_in_shared_chunks_and_deltas(conn, columns, key):
+    """The image's rows of the keys that differ are found in the shared objects: a snapshot's chunks, a large delta
+    (many more rows than the keys: indexed by key) and a small one (joined with the keys)."""
+    repo, table = "nearby/keys", '"nearby/keys".t'
+    names = "k" if columns.startswith("k ") else "a, b"
+    sql(conn, "select splitgraph.init(%s)", repo)
+    try:
+        sql(conn, f"create table {table} ({columns})")
+        sql(conn, f"insert into {table} ({names}, v) select {key}, i from generate_series(1, 3000) i")
+        sql(conn, "select splitgraph.commit(%s, chunk_size => 1000)", repo)
+        sql(conn, f"update {table} set v = -v where v % 5 = 0")  # a large delta: 600 rows
+        large = value(conn, "select splitgraph.commit(%s)", repo)
+        sql(conn, f"update {table} set v = v + 100000 where v % 97 = 0")  # 30 rows (some in the large delta)
+        sql(conn, f"delete from {table} where v % 89 = 0")
+        small = value(conn, "select splitgraph.commit(%s)", repo)
+        sql(conn, f"update {table} set v = 7 where v % 71 = 0")
+        last = value(conn, "select splitgraph.commit(%s)", repo)
+        expected = _fresh_rows(conn, repo, table, [large, small, last])
+        # last -> small: the last delta's keys are looked up in small (joined), large (by its key index: it holds
+        # 1200 rows) and the chunks; small -> large: small's keys in large and the chunks; back: in the deltas
+        _switches_in_place(conn, repo, table, [last, small, large, small, last, large, last], expected)
+    finally:
+        sql(conn, "select splitgraph.rm(%s, force => true)", repo)

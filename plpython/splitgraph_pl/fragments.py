@@ -699,6 +699,11 @@ BY_KEY = {"enable_hashjoin": "off", "enable_mergejoin": "off", "jit": "off"}
 LOOKUP = {"jit": "off", "max_parallel_workers_per_gather": "0"}
 
 
+# A delta shared by two images is indexed by key for a nearby checkout only when it holds this many times more rows
+# than the keys looked up in it.
+LARGE_DELTA = 8
+
+
 def key_index(object_id):
     """The name of an object's index on its table's key (built once, when a lookup by key needs it)."""
     return "k" + object_id[1:]
@@ -761,21 +766,36 @@ def difference(plpy, cols, common, old, new):
         plpy.execute(f"create temp table {rows} on commit drop as select {columns} from {object_table(old[0])} "
                      "with no data")
     if found < counted:
-        index_keys(plpy, common, cols)
-        plpy.execute(f"create index on {rest} ({first.order_expr()})")
         shared = {r["object_id"]: r for r in db.run(plpy, f"""
             select o.object_id, o.index -> 'range' -> $2 ->> 0 as low, o.index -> 'range' -> $2 ->> 1 as high,
-                   coalesce(o.rows_deleted = 0 and o.deletion_hash = $3, false) as inserts_only
+                   coalesce(o.rows_deleted = 0 and o.deletion_hash = $3, false) as inserts_only,
+                   o.rows_inserted + o.rows_deleted as written
             from {META}.objects o where o.object_id = any($1::text[])""", common, first.name, hashing.ZERO)}
+
+        def ranged(o):
+            return first.ranged and shared[o]["low"] is not None and shared[o]["high"] is not None
+
+        def by_key(o):
+            # a chunk of a snapshot is probed for the few keys within its range; a delta only when it is much
+            # larger than the keys looked up (else a hash of the keys joined with its rows costs less than
+            # probing it key by key, and than indexing it)
+            return (ranged(o) and shared[o]["inserts_only"]) or shared[o]["written"] > LARGE_DELTA * (counted - found)
+
+        index_keys(plpy, [o for o in common if by_key(o)], cols)
+        plpy.execute(f"create index on {rest} ({first.order_expr()})")
 
         def lookup(n, o):
             within = ""
-            if first.ranged and shared[o]["low"] is not None and shared[o]["high"] is not None:
+            if ranged(o):
                 low, high = (f"{literal(shared[o][b])}::{first.storage}" for b in ("low", "high"))
                 within = f" where {first.order_expr('k.')} between {low} and {high}"
             if within and shared[o]["inserts_only"]:
-                # a chunk of a snapshot: the few keys within its range, each by its key index (OFFSET 0 keeps the
-                # subquery a lookup per key)
+                # a chunk of a snapshot: the few keys within its range, each by its key index
+                if len(key) == 1:
+                    # one index scan of the chunk for an array of them (ranged types have array types)
+                    return (f"select {values}, {n} as sg_n from {object_table(o)} f where f.{ident(first.name)} = "
+                            f"any(array(select k.{ident(first.name)} from {rest} k{within}))")
+                # (OFFSET 0 keeps the subquery a lookup per key)
                 return (f"select {values}, {n} as sg_n from (select * from {rest} k{within}) k "
                         f"cross join lateral (select * from {object_table(o)} f where {match} offset 0) f")
             # a delta, whose keys usually spread over the table's: joined as the planner sees fit (by a hash of the

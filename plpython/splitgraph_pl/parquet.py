@@ -18,20 +18,21 @@ excepted), else Arrow writes them as CSV that Postgres reads back exactly (dates
 binary as hex), into a file of a private temporary directory, and one COPY loads it.
 """
 import contextlib
+import functools
 import io
 import json
 import os
 import shutil
 import tempfile
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
-
-from . import db
+from . import db, lazy
 from .names import FLAG_COLUMN, ident, literal
+
+np = lazy.Module("numpy")
+pa = lazy.Module("pyarrow")
+pc = lazy.Module("pyarrow.compute")
+pa_csv = lazy.Module("pyarrow.csv")
+pq = lazy.Module("pyarrow.parquet")
 
 FORMAT = "splitgraph-parquet/1"
 METADATA_KEY = b"splitgraph"
@@ -52,23 +53,30 @@ _ENCODING = {"smallint": "DELTA_BINARY_PACKED", "integer": "DELTA_BINARY_PACKED"
              "timestamp with time zone": "DELTA_BINARY_PACKED", "real": "BYTE_STREAM_SPLIT",
              "double precision": "BYTE_STREAM_SPLIT", "string": "DELTA_LENGTH_BYTE_ARRAY",
              "text": "DELTA_LENGTH_BYTE_ARRAY", "binary": "DELTA_LENGTH_BYTE_ARRAY"}
-_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, batch_size=BATCH_ROWS)
+
+
+@functools.cache
+def _csv_options():
+    return pa_csv.WriteOptions(include_header=False, batch_size=BATCH_ROWS)
+
+
 _EPOCH_DAYS = 10957  # 2000-01-01, Postgres's epoch, in days since 1970-01-01
 _EPOCH_MICROS = _EPOCH_DAYS * 86400 * 1000000
 _DAY_MICROS = 86400 * 1000000
 
-# Storage types stored natively: (send function, numpy dtype of its binary form, Arrow type)
+# Storage types stored natively: (send function, numpy dtype of its binary form, Arrow type: made when first
+# asked for, as pyarrow is imported then)
 _FIXED = {
-    "smallint": ("int2send", ">i2", pa.int16()),
-    "integer": ("int4send", ">i4", pa.int32()),
-    "bigint": ("int8send", ">i8", pa.int64()),
-    "real": ("float4send", ">f4", pa.float32()),
-    "double precision": ("float8send", ">f8", pa.float64()),
-    "boolean": ("boolsend", "u1", pa.bool_()),
-    "date": ("date_send", ">i4", pa.date32()),
-    "timestamp without time zone": ("timestamp_send", ">i8", pa.timestamp("us")),
-    "timestamp with time zone": ("timestamptz_send", ">i8", pa.timestamp("us", tz="UTC")),
-    "uuid": ("uuid_send", "V16", pa.uuid()),
+    "smallint": ("int2send", ">i2", lambda: pa.int16()),
+    "integer": ("int4send", ">i4", lambda: pa.int32()),
+    "bigint": ("int8send", ">i8", lambda: pa.int64()),
+    "real": ("float4send", ">f4", lambda: pa.float32()),
+    "double precision": ("float8send", ">f8", lambda: pa.float64()),
+    "boolean": ("boolsend", "u1", lambda: pa.bool_()),
+    "date": ("date_send", ">i4", lambda: pa.date32()),
+    "timestamp without time zone": ("timestamp_send", ">i8", lambda: pa.timestamp("us")),
+    "timestamp with time zone": ("timestamptz_send", ">i8", lambda: pa.timestamp("us", tz="UTC")),
+    "uuid": ("uuid_send", "V16", lambda: pa.uuid()),
 }
 _STRINGS = ("text", "character varying", "json", "jsonb")
 # Native kinds whose values may have no Parquet equivalent: the SQL condition that a value has none (infinities;
@@ -108,7 +116,7 @@ class Column:
 
     def arrow_type(self):
         if self.kind in _FIXED:
-            return _FIXED[self.kind][2]
+            return _FIXED[self.kind][2]()
         if self.kind == "numeric":
             return pa.decimal128(*self.decimal)
         return pa.binary() if self.kind == "binary" else pa.string()
@@ -203,6 +211,7 @@ def _validity(raw, n):
 
 def _fixed_array(col, n, data, valid_raw):
     _, dtype, arrow_type = _FIXED[col.kind]
+    arrow_type = arrow_type()
     validity = _validity(valid_raw, n)[0] if valid_raw is not None else None
     if col.kind == "uuid":
         storage = pa.Array.from_buffers(pa.binary(16), n, [validity, pa.py_buffer(data)])
@@ -350,7 +359,12 @@ def _check_fields(parquet, cols):
             raise Refused(f'its column "{c.name}" is stored as {got}, which does not hold {c.storage}')
 
 
-_HEX = np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2").view(np.uint16)
+@functools.cache
+def _hex_digits():
+    """Each byte's two hex digits, as one 16-bit word."""
+    return np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2").view(np.uint16)
+
+
 _JULIAN_1970 = 2440588  # the Julian day of 1970-01-01
 
 
@@ -373,7 +387,7 @@ def _hex(array, prefix="\\x"):
         raw = np.frombuffer(data, dtype=np.uint8, count=int(offsets[-1])) if data is not None \
             else np.zeros(0, np.uint8)
         base = int(offsets[0])
-    digits = _HEX[raw[base:int(offsets[-1])]].view(np.uint8)
+    digits = _hex_digits()[raw[base:int(offsets[-1])]].view(np.uint8)
     hexed = pa.Array.from_buffers(pa.large_string(), n, [array.buffers()[0] if array.offset == 0 else None,
                                                         pa.py_buffer((offsets - base) * 2), pa.py_buffer(digits)])
     if array.offset != 0 and array.null_count:
@@ -415,7 +429,7 @@ def _write_csv(batches, cols, path):
             arrays = [_as_csv(c, batch.column(i)) for i, c in enumerate(cols)] + [batch.column(len(cols))]
             table = pa.Table.from_arrays(arrays, names=names)
             if writer is None:  # every batch of a file has the same types
-                writer = pa_csv.CSVWriter(sink, table.schema, write_options=_CSV_OPTIONS)
+                writer = pa_csv.CSVWriter(sink, table.schema, write_options=_csv_options())
             writer.write_table(table)
         if writer is not None:
             writer.close()
@@ -446,8 +460,14 @@ def _fixed_bytes(col, array):
     return values.view(np.uint8).reshape(n, values.dtype.itemsize), values.dtype.itemsize
 
 
-_LARGE_EMPTY = pa.scalar(b"", pa.large_binary())
-_NULL_LENGTH = np.frombuffer(b"\xff\xff\xff\xff", np.uint8)
+@functools.cache
+def _large_empty():
+    return pa.scalar(b"", pa.large_binary())
+
+
+@functools.cache
+def _null_length():
+    return np.frombuffer(b"\xff\xff\xff\xff", np.uint8)
 
 
 def _block(n, parts):
@@ -477,7 +497,7 @@ def _block(n, parts):
 def _length_words(lengths, nulls, n):
     """Each field's length as COPY's big-endian 32-bit word (-1 for a null)."""
     words = np.broadcast_to(lengths.astype(">i4").view(np.uint8).reshape(-1, 4), (n, 4))
-    return words if nulls is None else np.where(nulls[:, None], _NULL_LENGTH, words)
+    return words if nulls is None else np.where(nulls[:, None], _null_length(), words)
 
 
 def _binary_batch(cols, batch):
@@ -504,10 +524,10 @@ def _binary_batch(cols, batch):
         if prefix:
             head = np.concatenate([head, np.ones((n, 1), np.uint8)], axis=1)
         parts.append((head, nulls))
-        pieces += [_block(n, parts), array.fill_null(_LARGE_EMPTY) if nulls is not None else array]
+        pieces += [_block(n, parts), array.fill_null(_large_empty()) if nulls is not None else array]
         parts = []
     pieces.append(_block(n, parts))  # the flag is last: the last block is never empty
-    rows = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, _LARGE_EMPTY)
+    rows = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, _large_empty())
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=rows.offset + n + 1)[rows.offset:]
     return rows.buffers()[2][int(offsets[0]):int(offsets[-1])], np.diff(offsets)
 

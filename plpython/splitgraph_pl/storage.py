@@ -18,13 +18,13 @@ import signal
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 
-import minio
-import minio.error
-import urllib3
-from minio.deleteobjects import DeleteObject
-
-from . import db, errors, meta, names
+from . import db, errors, lazy, meta, names
 from .declare import api, helper
+
+minio = lazy.Module("minio")
+minio_error = lazy.Module("minio.error")
+minio_deleteobjects = lazy.Module("minio.deleteobjects")
+urllib3 = lazy.Module("urllib3")
 
 STORAGE = "splitgraph_meta.object_storage"
 PROTOCOL = "S3"
@@ -32,10 +32,11 @@ PROTOCOL = "S3"
 URL_EXPIRY = datetime.timedelta(minutes=15)
 # Objects one call may ask URLs for.
 MAX_URLS = 10000
-# HTTP: connection and read timeouts (seconds) and retries of failed connections and 5xx answers.
-TIMEOUT = urllib3.Timeout(connect=10, read=300)
-RETRIES = urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504),
-                        allowed_methods=frozenset({"GET", "PUT"}), raise_on_status=False)
+# HTTP: connection and read timeouts (seconds) and retries of failed connections and 5xx answers (what _http passes
+# to urllib3).
+TIMEOUT = {"connect": 10, "read": 300}
+RETRIES = {"total": 3, "backoff_factor": 0.2, "status_forcelist": (500, 502, 503, 504),
+           "allowed_methods": frozenset({"GET", "PUT"}), "raise_on_status": False}
 IO_ERROR = "58030"
 # Downloaded objects loaded (verified) together: at most this many, or this many bytes of files.
 LOAD_BATCH = 64
@@ -192,7 +193,7 @@ def _in_bucket(plpy, config, keys):
         try:
             client.stat_object(config["bucket"], key)
             return True
-        except minio.error.S3Error as error:
+        except minio_error.S3Error as error:
             if error.code in ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"):
                 return False
             raise
@@ -201,7 +202,7 @@ def _in_bucket(plpy, config, keys):
         with concurrent.futures.ThreadPoolExecutor(min(STAT_THREADS, len(keys)),
                                                    initializer=_quiet_thread) as executor:
             found = list(executor.map(has, keys))
-    except (minio.error.MinioException, urllib3.exceptions.HTTPError, OSError) as error:
+    except (minio_error.MinioException, urllib3.exceptions.HTTPError, OSError) as error:
         code = getattr(error, "code", None) or type(error).__name__
         errors.fail(plpy, IO_ERROR, f"could not reach the object store of this engine ({code})",
                     hint="check the configuration (configure_s3) and that the store is up")
@@ -278,7 +279,8 @@ def remove_keys(plpy, keys):
         return
     try:
         client = _client(plpy, config)
-        failed = [e.name for e in client.remove_objects(config["bucket"], [DeleteObject(k) for k in keys])]
+        deletes = [minio_deleteobjects.DeleteObject(k) for k in keys]
+        failed = [e.name for e in client.remove_objects(config["bucket"], deletes)]
     except Exception as error:  # noqa: BLE001 - the store is another system: report, keep the database's work
         failed = list(keys)
         db.notice(plpy, f"could not delete objects from the bucket: {type(error).__name__}")
@@ -323,8 +325,8 @@ def _answer_error(response):
 
 def _request(pool, method, url, body=None):
     headers = {"Content-Type": "application/octet-stream"} if method == "PUT" else {}
-    response = pool.request(method, url, body=body, headers=headers, timeout=TIMEOUT, retries=RETRIES,
-                            preload_content=True)
+    response = pool.request(method, url, body=body, headers=headers, timeout=urllib3.Timeout(**TIMEOUT),
+                            retries=urllib3.Retry(**RETRIES), preload_content=True)
     if not 200 <= response.status < 300:
         raise _Failed(f"HTTP {response.status} {_answer_error(response)}".strip())
     return response.data
