@@ -1063,8 +1063,6 @@ def main():
                 results += bench_nearby_floor(conn, args.repeat)
             if "onerow" in parts:
                 results += bench_onerow_commit(conn, max(args.repeat, 5))
-
-
             if "memory" in parts:  # not in PARTS: run it with --only memory --rows 10000000
                 results += bench_commit_memory(conn, cluster.dsn("bench"), args.rows)
         print()
