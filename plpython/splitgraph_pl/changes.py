@@ -66,37 +66,45 @@ def keyed_changes(plpy, tracked, schema, table, cols):
     """The SELECT of the net changes of a tracked table with a primary key (the rows of a Delta), from each touched
     key's first logged record (its state before tracking) and its last (its state now: a NEW record's values, gone
     after an OLD record, or the live row of that key when the key has a KEY record). Only keys of that last kind
-    are looked up in the table, one by one by its key (a lateral subquery the planner cannot turn into a scan of
-    the whole table, run only for them): the pages of rows that were updated or deleted are never read. One pass
-    over the pairs of first and last records: each row is hashed once (old values from the first record, new
-    values from the last one or from the live row), and nothing but the log is materialized."""
+    are looked up in the table, one by one by its key (a scalar subquery, evaluated only for them, which the planner
+    cannot turn into a scan of the whole table): the pages of rows that were updated or deleted are never read.
+    The log is read twice (for the first and the last records, each sorted once) rather than materialized, and the
+    pairs are hashed in one pass: each row once (old values from the first record, new values from the last one
+    or from the live row)."""
     key = tbl.key_columns(cols)
     keys = tbl.column_list(key, "a.")
-    kind = "l.sg_audit_kind"
-    live = f"t.{ident(key[0].name)} is not null"
-    present = f"case when {kind} = {KEY} then {live} else {kind} = {NEW} end"
-    olds = tbl.column_list(cols, "f.")
-    # a KEY record's row is the live one; the case below unites the two types as a UNION would (the log's and the
-    # table's types are those of the table: tracking.track)
-    news = ", ".join(f"case when {kind} = {KEY} then t.{ident(c.name)} when {kind} = {NEW} then l.{ident(c.name)} end"
-                     f" as n{i}" for i, c in enumerate(cols))
+    log = tracking.log_rows(plpy, tracked, cols)
+    target = names.qualified(schema, table)
+    # x.live: for a last KEY record, the live row of its key as a value of the table's row type (null when gone)
+    live = [f"(x.live).{ident(c.name)}" for c in cols]
+    present = f"case when x.last = {KEY} then (x.live).{ident(key[0].name)} is not null else x.last = {NEW} end"
+    olds, lasts = (", ".join(f"x.{side}{i}" for i in range(len(cols))) for side in ("o", "l"))
+    # the case unites the live row's types with the log's as a UNION would (the log keeps the table's types, domains
+    # as their base types: tracking.track)
+    news = ", ".join(f"case when x.last = {KEY} then {v} when x.last = {NEW} then x.l{i} end as n{i}"
+                     for i, v in enumerate(live))
     join = " and ".join(f"t.{ident(c.name)} = l.{ident(c.name)}" for c in key)
     match = " and ".join(f"l.{ident(c.name)} = f.{ident(c.name)}" for c in key)
     return f"""
-        with a as materialized (select * from {tracking.log_rows(plpy, tracked, cols)} a),
-        f as (select distinct on ({keys}) a.* from a order by {keys}, a.sg_audit_stmt, a.sg_audit_kind),
-        l as (select distinct on ({keys}) a.* from a
-              order by {keys}, (a.sg_audit_kind = {KEY}) desc, a.sg_audit_stmt desc, a.sg_audit_kind desc)
-        select * from (
-            select f.sg_audit_kind = {OLD} as existed, {present} as present,
-                   case when f.sg_audit_kind = {OLD} then {digest(f'row({olds})::text')} end as ho,
-                   case when {kind} = {NEW} then {digest(f'row({tbl.column_list(cols, "l.")})::text')}
-                        when {kind} = {KEY} and {live} then {digest(f'row({tbl.column_list(cols, "t.")})::text')}
-                   end as hn,
-                   {", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))}, {news}
+        with f as (select distinct on ({keys}) a.* from {log} a order by {keys}, a.sg_audit_stmt, a.sg_audit_kind),
+        l as (select distinct on ({keys}) a.* from {log} a
+              order by {keys}, (a.sg_audit_kind = {KEY}) desc, a.sg_audit_stmt desc, a.sg_audit_kind desc),
+        x as (
+            select f.sg_audit_kind = {OLD} as existed, l.sg_audit_kind as last,
+                   {", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))},
+                   {", ".join(f"l.{ident(c.name)} as l{i}" for i, c in enumerate(cols))},
+                   case when l.sg_audit_kind = {KEY} then (select row(t.*)::{target} from only {target} t where {join})
+                   end as live
             from f join l on {match}
-            left join lateral (select * from only {names.qualified(schema, table)} t
-                               where {kind} = {KEY} and {join} offset 0) t on true
+            offset 0)  -- each live row is looked up once
+        select * from (
+            select x.existed, {present} as present,
+                   case when x.existed then {digest(f'row({olds})::text')} end as ho,
+                   case when x.last = {NEW} then {digest(f'row({lasts})::text')}
+                        when x.last = {KEY} and {present} then {digest(f'row({", ".join(live)})::text')}
+                   end as hn,
+                   {olds}, {news}
+            from x
             offset 0  -- each row is hashed once, not again for the filter below
         ) d
         where existed <> present or ho is distinct from hn"""
