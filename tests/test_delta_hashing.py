@@ -390,3 +390,29 @@ def test_keyless_net_changes_scale_like_keyed_ones(conn):
 
     keyed, keyless = fastest("keyed"), fastest("keyless")
     assert keyless < 20 * keyed + 0.05, f"keyless {keyless:.3f} s vs keyed {keyed:.3f} s for 3,000 inserted rows"
+
+
+@pytest.mark.parametrize("rows", [40, 80000])
+def test_a_delta_of_any_size_hashes_as_the_scheme_says(conn, reader, rows):
+    """A delta small enough to have its digests summed in Python (at most hashing.MAX_SUMMED rows) and one summed
+    in SQL: the same hashes as computed with hashlib over the rows' texts (updated, deleted and added rows)."""
+    repo = f"dh/size-{rows}"
+    table = f'"{repo}".t'
+    sql(conn, "select splitgraph.init(%s)", repo)
+    sql(conn, f"create table {table} (id int primary key, name text, at timestamptz)")
+    sql(conn, f"insert into {table} select i, 'row ' || i, timestamptz '2020-01-01' + i * interval '1 minute' "
+              f"from generate_series(1, {rows}) i")
+    value(conn, "select splitgraph.commit(%s)", repo)
+    before = dict(sql(reader, f"select id, t::text from {table} t"))
+    sql(conn, f"update {table} set name = name || '!' where id % 7 <> 0")
+    sql(conn, f"delete from {table} where id % 7 = 0 and id % 2 = 0")
+    sql(conn, f"insert into {table} select i, 'new ' || i, null from generate_series({rows + 1}, {rows + 10}) i")
+    after = dict(sql(reader, f"select id, t::text from {table} t"))
+    image = value(conn, "select splitgraph.commit(%s)", repo)
+    delta = conftest_objects_of(conn, repo, image, "t")[-1]
+    changed = [k for k in after if before.get(k) != after[k]]
+    removed = [k for k in before if before[k] != after.get(k)]
+    insertion, deletion, inserted, deleted = object_meta(conn, delta)
+    assert (inserted, deleted) == (len(changed), len(removed))
+    assert insertion == ref_sum(ref_row_hash(after[k]) for k in changed)
+    assert deletion == ref_sum(ref_row_hash(before[k]) for k in removed)

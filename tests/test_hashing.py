@@ -119,6 +119,17 @@ def test_sum_is_order_independent():
     assert hashing.total([]) == ZERO
 
 
+def test_lane_sums_of_concatenated_digests_match_the_reference():
+    rng = random.Random(5)
+    for count in (0, 1, 2, 3, 15, 16, 17, 99, 100, 101, 1000, 4097):
+        digests = [hashlib.sha256(str(rng.random()).encode()).hexdigest() for _ in range(count)]
+        assert hashing.to_hex(hashing.lane_sums(bytes.fromhex("".join(digests)))) == ref_sum(digests), count
+    # the largest count, every lane at its maximum: no 32-bit slot of the sum overflows into the next
+    assert hashing.lane_sums(b"\xff" * 32 * hashing.MAX_SUMMED) == [(0xFFFF * hashing.MAX_SUMMED) % 65536] * 16
+    top = bytes([0xFF, 0xFF] + [0] * 30)
+    assert hashing.lane_sums(top * hashing.MAX_SUMMED)[:2] == [(0xFFFF * hashing.MAX_SUMMED) % 65536, 0]
+
+
 def test_row_hash_is_sha256_of_text():
     assert hashing.row_hash("(1,apple)") == hashlib.sha256(b"(1,apple)").hexdigest()
     assert hashing.row_hash('(1,"a b",)') == hashlib.sha256(b'(1,"a b",)').hexdigest()

@@ -66,41 +66,45 @@ def keyed_changes(plpy, tracked, schema, table, cols):
     """The SELECT of the net changes of a tracked table with a primary key (the rows of a Delta), from each touched
     key's first logged record (its state before tracking) and its last (its state now: a NEW record's values, gone
     after an OLD record, or the live row of that key when the key has a KEY record). Only keys of that last kind
-    are looked up in the table, one by one by its key (a lateral subquery the planner cannot turn into a scan of
-    the whole table): the pages of rows that were updated or deleted are never read."""
+    are looked up in the table, one by one by its key (a scalar subquery, evaluated only for them, which the planner
+    cannot turn into a scan of the whole table): the pages of rows that were updated or deleted are never read.
+    The log is read twice (for the first and the last records, each sorted once) rather than materialized, and the
+    pairs are hashed in one pass: each row once (old values from the first record, new values from the last one
+    or from the live row)."""
     key = tbl.key_columns(cols)
     keys = tbl.column_list(key, "a.")
-    old = ", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))
-    new = ", ".join(f"case when l.sg_audit_kind = {NEW} then l.{ident(c.name)} end as n{i}"
-                    for i, c in enumerate(cols))
-    olds, news = (", ".join(f"x.{side}{i}" for i in range(len(cols))) for side in ("o", "n"))
-    live = ", ".join(f"t.{ident(c.name)}" for c in cols)
-    join = " and ".join(f"t.{ident(c.name)} = x.k{i}" for i, c in enumerate(cols) if c.is_pk)
+    log = tracking.log_rows(plpy, tracked, cols)
+    target = names.qualified(schema, table)
+    # x.live: for a last KEY record, the live row of its key as a value of the table's row type (null when gone)
+    live = [f"(x.live).{ident(c.name)}" for c in cols]
+    present = f"case when x.last = {KEY} then (x.live).{ident(key[0].name)} is not null else x.last = {NEW} end"
+    olds, lasts = (", ".join(f"x.{side}{i}" for i in range(len(cols))) for side in ("o", "l"))
+    # the case unites the live row's types with the log's as a UNION would (the log keeps the table's types, domains
+    # as their base types: tracking.track)
+    news = ", ".join(f"case when x.last = {KEY} then {v} when x.last = {NEW} then x.l{i} end as n{i}"
+                     for i, v in enumerate(live))
+    join = " and ".join(f"t.{ident(c.name)} = l.{ident(c.name)}" for c in key)
     match = " and ".join(f"l.{ident(c.name)} = f.{ident(c.name)}" for c in key)
-    present = f"t.{ident(key[0].name)} is not null"
     return f"""
-        with a as materialized (select * from {tracking.log_rows(plpy, tracked, cols)} a),
-        f as (select distinct on ({keys}) a.* from a order by {keys}, a.sg_audit_stmt, a.sg_audit_kind),
-        l as (select distinct on ({keys}) a.* from a
+        with f as (select distinct on ({keys}) a.* from {log} a order by {keys}, a.sg_audit_stmt, a.sg_audit_kind),
+        l as (select distinct on ({keys}) a.* from {log} a
               order by {keys}, (a.sg_audit_kind = {KEY}) desc, a.sg_audit_stmt desc, a.sg_audit_kind desc),
-        x as materialized (
-            select f.sg_audit_kind = {OLD} as existed, l.sg_audit_kind as last, {old}, {new},
-                   {", ".join(f"l.{ident(c.name)} as k{i}" for i, c in enumerate(cols) if c.is_pk)}
-            from f join l on {match})
+        x as (
+            select f.sg_audit_kind = {OLD} as existed, l.sg_audit_kind as last,
+                   {", ".join(f"f.{ident(c.name)} as o{i}" for i, c in enumerate(cols))},
+                   {", ".join(f"l.{ident(c.name)} as l{i}" for i, c in enumerate(cols))},
+                   case when l.sg_audit_kind = {KEY} then (select row(t.*)::{target} from only {target} t where {join})
+                   end as live
+            from f join l on {match}
+            offset 0)  -- each live row is looked up once
         select * from (
-            select x.existed, x.last = {NEW} as present,
+            select x.existed, {present} as present,
                    case when x.existed then {digest(f'row({olds})::text')} end as ho,
-                   case when x.last = {NEW} then {digest(f'row({news})::text')} end as hn,
+                   case when x.last = {NEW} then {digest(f'row({lasts})::text')}
+                        when x.last = {KEY} and {present} then {digest(f'row({", ".join(live)})::text')}
+                   end as hn,
                    {olds}, {news}
-            from x where x.last <> {KEY}
-            union all
-            select x.existed, {present},
-                   case when x.existed then {digest(f'row({olds})::text')} end,
-                   case when {present} then {digest(f'row({live})::text')} end,
-                   {olds}, {live}
-            from x left join lateral (select * from only {names.qualified(schema, table)} t where {join} offset 0) t
-                on true
-            where x.last = {KEY}
+            from x
             offset 0  -- each row is hashed once, not again for the filter below
         ) d
         where existed <> present or ho is distinct from hn"""
@@ -328,12 +332,8 @@ def _delta_object(row, cols, namespace):
     }
 
 
-def _delta_summary(cols, relation):
-    """One pass over a delta's rows: upsert and delete counts, the old rows it removes (deleted or overwritten,
-    so that a table's length is the sum of its fragments' rows_inserted - rows_deleted), the rows' digests summed
-    lane by lane (hn: the new rows, ho: the old values overwritten or deleted), and a range index spanning new and
-    old values."""
-    lanes = ", ".join(hashing.lane_sums_sql(f"s.{h}", h) for h in ("hn", "ho"))
+def _summary_columns(cols):
+    """The columns of a delta summary but its digests' sums (see _delta_summary), over the delta's rows `s`."""
     ranges = []
     for i, c in enumerate(cols):
         if c.ranged:
@@ -342,11 +342,47 @@ def _delta_summary(cols, relation):
             high = f"greatest(max({new}) filter (where s.present), max({old}) filter (where s.existed))"
             ranges.append(f"pg_catalog.jsonb_build_object({literal(c.name)}, "
                           f"pg_catalog.jsonb_build_array({low}, {high}))")
-    return (f"""select count(*) filter (where s.present) as upserts,
-                       count(*) filter (where s.existed and not s.present) as deletes,
-                       count(*) filter (where s.existed) as removed, {lanes},
-                       ({" || ".join(ranges) if ranges else "'{}'::jsonb"})::text as ranges
-                from {relation} s""")
+    return f"""count(*) filter (where s.present) as upserts,
+               count(*) filter (where s.existed and not s.present) as deletes,
+               count(*) filter (where s.existed) as removed,
+               ({" || ".join(ranges) if ranges else "'{}'::jsonb"})::text as ranges"""
+
+
+def _delta_summary(cols, relation):
+    """One pass over a delta's rows: upsert and delete counts, the old rows it removes (deleted or overwritten,
+    so that a table's length is the sum of its fragments' rows_inserted - rows_deleted), the rows' digests summed
+    lane by lane (hn: the new rows, ho: the old values overwritten or deleted), and a range index spanning new and
+    old values."""
+    lanes = ", ".join(hashing.lane_sums_sql(f"s.{h}", h) for h in ("hn", "ho"))
+    return f"select {_summary_columns(cols)}, {lanes} from {relation} s"
+
+
+def _small_delta_summary(cols, relation):
+    """_delta_summary in two rows, of which the one whose `path` equals its `small` holds the summary: a delta of
+    at most hashing.MAX_SUMMED rows returns its digests concatenated (hn, ho: bytea) for hashing.lane_sums, which
+    sums them in far fewer operations than SQL can (lane_sums_sql reads each of their bytes apart); a larger one
+    has them summed in SQL (hn0 .., ho0 ..), so that no value grows with the size of a delta."""
+    sums = [f"null::bigint as {h}{i}" for h in ("hn", "ho") for i in range(hashing.LANES)]
+    small = f"(select c.small from {relation}_count c)"
+    return f"""{relation}_count as (select count(*) <= {hashing.MAX_SUMMED} as small
+                                   from (select from {relation} limit {hashing.MAX_SUMMED + 1}) n)
+        select true as path, {small} as small, {_summary_columns(cols)},
+               pg_catalog.string_agg(s.hn, ''::bytea) as hn, pg_catalog.string_agg(s.ho, ''::bytea) as ho,
+               {", ".join(sums)}
+        from {relation} s where {small}
+        union all
+        select false, {small}, {_summary_columns(cols)}, null::bytea, null::bytea,
+               {", ".join(hashing.lane_sums_sql(f"s.{h}", h) for h in ("hn", "ho"))}
+        from {relation} s where not {small}"""
+
+
+def _summed(rows):
+    """The summary row of _small_delta_summary's rows, its digests summed (hn0 .., ho0 ..)."""
+    row = dict(next(r for r in rows if r["path"] == r["small"]))
+    if row["path"]:
+        for h in ("hn", "ho"):
+            row.update((f"{h}{i}", lane) for i, lane in enumerate(hashing.lane_sums(bytes(row[h] or b""))))
+    return row
 
 
 def _fragment_rows(cols, relation):
@@ -390,11 +426,11 @@ def store_changes(plpy, cols, changes_sql, namespace):
     object id, or None when nothing changed after all."""
     staging = f"{META}.{ident(db.temp_name('sg_tmp'))}"
     plpy.execute(f"create table {staging} ({fragment_columns(cols)})")
-    row = db.one(plpy, f"""
+    row = _summed(db.run(plpy, f"""
         with d as materialized ({changes_sql}),
              written as (insert into {staging} ({fragment_column_list(cols)})
-                         {_fragment_rows(cols, "d")})
-        {_delta_summary(cols, "d")}""")
+                         {_fragment_rows(cols, "d")}),
+             {_small_delta_summary(cols, "d")}"""))
     if row["upserts"] == 0 and row["deletes"] == 0:
         plpy.execute(f"drop table {staging}")
         return None

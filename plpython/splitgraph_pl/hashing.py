@@ -6,6 +6,7 @@ lanes; digests add and subtract lane by lane modulo 2**16, so a set of rows hash
 fragments' hashes compose: the sum of a table's fragments' content hashes is the hash of its rows.
 """
 import hashlib
+import math
 
 LANES = 16
 ZERO = "0" * 64
@@ -17,6 +18,30 @@ def lane_sums_sql(digest, name):
     sum of its low bytes: summing the 32 bytes apart costs fewer operations a row than assembling each lane first."""
     return ", ".join(f"sum(pg_catalog.get_byte({digest}, {2 * i})) * 256 + "
                      f"sum(pg_catalog.get_byte({digest}, {2 * i + 1})) as {name}{i}" for i in range(LANES))
+
+
+# lane_sums sums at most this many digests: each lane's sum must fit the 32 bits it is given
+MAX_SUMMED = 65537
+
+
+def lane_sums(digests):
+    """The 16 lane sums (modulo 2**16) of the digests concatenated in `digests` (bytes: 32 per digest, at most
+    MAX_SUMMED of them), as lane_sums_sql would sum them, in a few operations on whole numbers instead of one per
+    byte: each 16-bit lane is given a 32-bit slot (so a digest becomes a 512-bit record), the records are read as
+    one number and added up (in chunks, then by folding halves), and no slot overflows into the next."""
+    count = len(digests) // 32
+    slots = bytearray(2 * len(digests))
+    slots[2::4] = digests[0::2]  # each lane's high byte, then its low byte, at the bottom of its slot
+    slots[3::4] = digests[1::2]
+    chunk = 64 * max(1, math.isqrt(count))
+    total = sum(int.from_bytes(slots[i:i + chunk], "big") for i in range(0, len(slots), chunk))
+    records = min(count, chunk // 64)
+    while records > 1:
+        half = records // 2
+        total = (total >> (512 * half)) + (total & ((1 << (512 * half)) - 1))
+        records -= half
+    raw = total.to_bytes(64, "big")
+    return [int.from_bytes(raw[4 * i:4 * i + 4], "big") & 0xFFFF for i in range(LANES)]
 
 
 def lanes_of(hex_digest):
