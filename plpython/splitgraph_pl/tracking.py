@@ -374,7 +374,7 @@ def _adopt(plpy, schema):
     """A table restored from a dump has a new oid, and carries our triggers: it takes over the tracking row of
     the table of its name that is gone, untrusted (its contents are whatever the dump held). A table made again
     without our trigger functions (whatever its triggers are named) is simply not tracked."""
-    restored = db.run(plpy, f"""
+    restored = db.run_generic(plpy, f"""
         select e.relid::bigint as old, c.oid::bigint as new
         from {AUDIT}.tracked e
         join pg_catalog.pg_namespace n on n.nspname = e.schema_name
