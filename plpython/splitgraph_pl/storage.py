@@ -40,8 +40,11 @@ IO_ERROR = "58030"
 # Downloaded objects loaded (verified) together: at most this many, or this many bytes of files.
 LOAD_BATCH = 64
 LOAD_BATCH_BYTES = 256 << 20
-# HEAD requests the registry makes at once to see which objects a push need not upload.
+# Listings of the bucket the registry makes at once to see which objects a push need not upload (or has uploaded),
+# the fewest keys one of them decides, and the keys a page of a listing holds (S3's and MinIO's default).
 STAT_THREADS = 8
+LIST_RUN = 256
+LIST_PAGE = 1000
 
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -181,31 +184,55 @@ def record_locations(plpy, namespace, object_ids):
            list(object_ids), f"{namespace}/" if namespace else "", PROTOCOL)
 
 
+def _listed(client, bucket, keys):
+    """Which of `keys` (sorted, all with the same prefix up to their last "/") the bucket holds, by listing the
+    bucket from the first key not yet decided: a key absent from a listing that passes it is not in the bucket.
+    A listing restarts at the next undecided key after each page (LIST_PAGE keys), so it costs at most one request
+    per key, and one in all when the keys are the namespace's last ones (a push's new objects)."""
+    prefix = keys[0][:keys[0].rindex("/") + 1] if "/" in keys[0] else None
+    found, i = set(), 0
+    while i < len(keys):
+        listed = 0
+        for item in client.list_objects(bucket, prefix=prefix, recursive=True, start_after=keys[i][:-1]):
+            name = item.object_name
+            while i < len(keys) and keys[i] < name:
+                i += 1
+            if i < len(keys) and keys[i] == name:
+                found.add(name)
+                i += 1
+            listed += 1
+            if i == len(keys) or listed >= LIST_PAGE:
+                break
+        else:  # the listing ended: no later key is in the bucket
+            i = len(keys)
+    return found
+
+
 def _in_bucket(plpy, config, keys):
-    """The keys (of those given) the bucket holds: one HEAD request each, STAT_THREADS at a time, from this
-    engine to the store at its configured endpoint. A store that cannot be reached fails the call (58030)."""
+    """The keys (of those given) the bucket holds, from listings of the bucket (one LIST request answers for up
+    to a page of keys, where a HEAD request answers for one), from this engine to the store at its configured
+    endpoint: the keys of each namespace, sorted, in up to STAT_THREADS runs of at least LIST_RUN keys listed at
+    once. A store that cannot be reached fails the call (58030)."""
     if not keys:
         return set()
     client = _client(plpy, config)
-
-    def has(key):
-        try:
-            client.stat_object(config["bucket"], key)
-            return True
-        except minio.error.S3Error as error:
-            if error.code in ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"):
-                return False
-            raise
-
+    by_prefix = {}
+    for key in sorted(set(keys)):
+        by_prefix.setdefault(key[:key.rindex("/") + 1] if "/" in key else "", []).append(key)
+    runs = []
+    for group in by_prefix.values():
+        n = max(1, min(STAT_THREADS, len(group) // LIST_RUN))
+        step = -(-len(group) // n)
+        runs += [group[i:i + step] for i in range(0, len(group), step)]
     try:
-        with concurrent.futures.ThreadPoolExecutor(min(STAT_THREADS, len(keys)),
+        with concurrent.futures.ThreadPoolExecutor(min(STAT_THREADS, len(runs)),
                                                    initializer=_quiet_thread) as executor:
-            found = list(executor.map(has, keys))
+            found = set().union(*executor.map(lambda run: _listed(client, config["bucket"], run), runs))
     except (minio.error.MinioException, urllib3.exceptions.HTTPError, OSError) as error:
         code = getattr(error, "code", None) or type(error).__name__
         errors.fail(plpy, IO_ERROR, f"could not reach the object store of this engine ({code})",
                     hint="check the configuration (configure_s3) and that the store is up")
-    return {k for k, present in zip(keys, found, strict=True) if present}
+    return found & set(keys)
 
 
 def stored_here(plpy, object_ids):
