@@ -14,7 +14,6 @@ import concurrent.futures
 import datetime
 import json
 import re
-import signal
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 
@@ -226,7 +225,7 @@ def _in_bucket(plpy, config, keys):
         runs += [group[i:i + step] for i in range(0, len(group), step)]
     try:
         with concurrent.futures.ThreadPoolExecutor(min(STAT_THREADS, len(runs)),
-                                                   initializer=_quiet_thread) as executor:
+                                                   initializer=db.quiet_thread) as executor:
             found = set().union(*executor.map(lambda run: _listed(client, config["bucket"], run), runs))
     except (minio.error.MinioException, urllib3.exceptions.HTTPError, OSError) as error:
         code = getattr(error, "code", None) or type(error).__name__
@@ -320,11 +319,6 @@ def remove_keys(plpy, keys):
 # The client side: moving objects through pre-signed URLs, N at a time
 # ---------------------------------------------------------------------------------------------------------------
 
-def _quiet_thread():
-    """Worker threads take no signals: the backend's handlers run on its main thread."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-
-
 def _shown(url):
     """A URL without its query: a pre-signed URL's signature is a credential, and never shown."""
     return urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
@@ -374,19 +368,22 @@ def _transfer_failed(plpy, what, object_id, url, error):
 
 def put_objects(plpy, object_ids, urls, threads=4):
     """Upload local objects as Parquet files through pre-signed PUT URLs (one per object), `threads` at a time.
-    Each object is dumped through dump_object, so this runs with any rights. Fails (58030) naming the first
+    The objects are dumped 2 * threads at a time through dump_parquet_objects (as dump_object), so this runs with
+    any rights, while the last ones upload. Fails (58030) naming the first
     object that could not be uploaded; the others may be in the store already (a rerun uploads them again)."""
     _check_urls(plpy, object_ids, urls)
     threads = max(1, min(int(threads or 1), 64))
     pool = urllib3.PoolManager(maxsize=threads)
-    with concurrent.futures.ThreadPoolExecutor(threads, initializer=_quiet_thread) as executor:
+    with concurrent.futures.ThreadPoolExecutor(threads, initializer=db.quiet_thread) as executor:
         pending = []
         try:
             done = 0
-            for object_id, url in zip(object_ids, urls, strict=True):
-                data = db.scalar(plpy, "select splitgraph.dump_object($1, 'parquet')", object_id)
-                pending.append((object_id, url, executor.submit(_request, pool, "PUT", url, bytes(data))))
-                while len(pending) >= 2 * threads or (pending and pending[0][2].done()):
+            for start in range(0, len(object_ids), 2 * threads):
+                batch = object_ids[start:start + 2 * threads]
+                dumped = db.scalar(plpy, "select splitgraph_internal.dump_parquet_objects($1::text[])", batch)
+                for object_id, url, data in zip(batch, urls[start:start + 2 * threads], dumped, strict=True):
+                    pending.append((object_id, url, executor.submit(_request, pool, "PUT", url, bytes(data))))
+                while len(pending) > 2 * threads or (pending and pending[0][2].done()):
                     _finish(plpy, "uploading", pending.pop(0))
                     done = _progress(plpy, "uploaded", done + 1, len(object_ids))
             while pending:
@@ -424,7 +421,7 @@ def get_objects(plpy, object_ids, urls, threads=4):
     threads = max(1, min(int(threads or 1), 64))
     pool = urllib3.PoolManager(maxsize=threads)
     ahead = max(2 * threads, LOAD_BATCH)
-    with concurrent.futures.ThreadPoolExecutor(threads, initializer=_quiet_thread) as executor:
+    with concurrent.futures.ThreadPoolExecutor(threads, initializer=db.quiet_thread) as executor:
         pending = []
         queue = list(zip(object_ids, urls, strict=True))
         batch, size, loaded = [], 0, 0
