@@ -183,10 +183,10 @@ def record_locations(plpy, namespace, object_ids):
            list(object_ids), f"{namespace}/" if namespace else "", PROTOCOL)
 
 
-def _listed(client, bucket, keys):
+def listed_keys(client, bucket, keys, page=LIST_PAGE):
     """Which of `keys` (sorted, all with the same prefix up to their last "/") the bucket holds, by listing the
     bucket from the first key not yet decided: a key absent from a listing that passes it is not in the bucket.
-    A listing restarts at the next undecided key after each page (LIST_PAGE keys), so it costs at most one request
+    A listing restarts at the next undecided key after each page (`page` keys), so it costs at most one request
     per key, and one in all when the keys are the namespace's last ones (a push's new objects)."""
     prefix = keys[0][:keys[0].rindex("/") + 1] if "/" in keys[0] else None
     found, i = set(), 0
@@ -200,7 +200,7 @@ def _listed(client, bucket, keys):
                 found.add(name)
                 i += 1
             listed += 1
-            if i == len(keys) or listed >= LIST_PAGE:
+            if i == len(keys) or listed >= page:
                 break
         else:  # the listing ended: no later key is in the bucket
             i = len(keys)
@@ -226,7 +226,7 @@ def _in_bucket(plpy, config, keys):
     try:
         with concurrent.futures.ThreadPoolExecutor(min(STAT_THREADS, len(runs)),
                                                    initializer=db.quiet_thread) as executor:
-            found = set().union(*executor.map(lambda run: _listed(client, config["bucket"], run), runs))
+            found = set().union(*executor.map(lambda run: listed_keys(client, config["bucket"], run), runs))
     except (minio.error.MinioException, urllib3.exceptions.HTTPError, OSError) as error:
         code = getattr(error, "code", None) or type(error).__name__
         errors.fail(plpy, IO_ERROR, f"could not reach the object store of this engine ({code})",
