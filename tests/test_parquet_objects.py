@@ -122,6 +122,17 @@ def test_round_trip_of_every_type_family(conn, other, source):
     assert flags == [(False, 1), (True, 1)]
 
 
+def test_many_objects_dumped_at_once_are_the_files_dump_object_makes(conn, source):
+    """dump_parquet_objects (a push's way to dump its objects, each file encoded while the next object is read)
+    gives, in order, the bytes dump_object(id, 'parquet') gives for each: the one with NULLs, infinities and
+    every type family included."""
+    ids = [source["delta"], source["base"], source["delta"]]
+    many = value(conn, "select splitgraph_internal.dump_parquet_objects(%s::text[])", ids)
+    assert [bytes(d) for d in many] == [bytes(value(conn, "select splitgraph.dump_object(%s, 'parquet')", o))
+                                        for o in ids]
+    assert value(conn, "select splitgraph_internal.dump_parquet_objects('{}'::text[])") == []
+
+
 def test_parquet_and_dump_formats_load_the_same_object(conn, other, source):
     sql(other, "select splitgraph.load_object(%s, %s)", source["base"],
         value(conn, "select splitgraph.dump_object(%s)", source["base"]))
