@@ -206,3 +206,44 @@ def test_nobody_reads_the_secret_back(cluster, registry, roles, s3, bucket):
     assert SECRET_KEY not in log
     with pytest.raises(psycopg2.Error):
         sql(c, "select secret_key from splitgraph_meta.object_storage")
+
+
+def test_which_keys_the_bucket_holds_from_listings(conn):
+    """A push asks which of its objects' keys the bucket holds by listing the bucket from the first key not yet
+    decided (storage.listed_keys), restarting after each page: against a store of sorted keys that answers
+    listings as S3 does (after start_after, under the prefix, a page at a time), every key is decided right,
+    whatever the page size, and never with more listings than keys."""
+    sql(conn, """create function pg_temp.listing_check(page int, seed int) returns text language plpython3u as $$
+        import random
+        plpy.execute("select splitgraph_internal.python_init()")
+        from splitgraph_pl import storage
+        rng = random.Random(seed)
+        names = sorted({f"ns/o{rng.getrandbits(248):062x}.parquet" for _ in range(300)}
+                       | {f"nt/o{rng.getrandbits(248):062x}.parquet" for _ in range(20)})
+        class Item:
+            def __init__(self, name):
+                self.object_name = name
+        class Store:
+            requests = 0
+            def list_objects(self, bucket, prefix=None, recursive=False, start_after=None):
+                assert bucket == "b" and recursive
+                self.requests += 1
+                for name in names:
+                    if (prefix is None or name.startswith(prefix)) and (start_after is None or name > start_after):
+                        yield Item(name)
+        ns = [n for n in names if n.startswith("ns/")]
+        for size in (1, 2, 7, 40, 300):
+            present = rng.sample(ns, min(size, len(ns)))
+            absent = [f"ns/o{rng.getrandbits(248):062x}.parquet" for _ in range(size)]
+            keys = sorted(set(present) | set(absent))
+            store = Store()
+            found = storage.listed_keys(store, "b", keys, page=page)
+            if found != set(present):
+                return f"page {page}, {size} keys: wrong answer"
+            if store.requests > len(keys):
+                return f"page {page}, {size} keys: {store.requests} listings"
+        return "ok"
+    $$""")
+    for page in (1, 3, 50, 1000):
+        for seed in (1, 2):
+            assert value(conn, "select pg_temp.listing_check(%s, %s)", page, seed) == "ok"

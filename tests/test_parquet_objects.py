@@ -122,6 +122,17 @@ def test_round_trip_of_every_type_family(conn, other, source):
     assert flags == [(False, 1), (True, 1)]
 
 
+def test_many_objects_dumped_at_once_are_the_files_dump_object_makes(conn, source):
+    """dump_parquet_objects (a push's way to dump its objects, each file encoded while the next object is read)
+    gives, in order, the bytes dump_object(id, 'parquet') gives for each: the one with NULLs, infinities and
+    every type family included."""
+    ids = [source["delta"], source["base"], source["delta"]]
+    many = value(conn, "select splitgraph_internal.dump_parquet_objects(%s::text[])", ids)
+    assert [bytes(d) for d in many] == [bytes(value(conn, "select splitgraph.dump_object(%s, 'parquet')", o))
+                                        for o in ids]
+    assert value(conn, "select splitgraph_internal.dump_parquet_objects('{}'::text[])") == []
+
+
 def test_parquet_and_dump_formats_load_the_same_object(conn, other, source):
     sql(other, "select splitgraph.load_object(%s, %s)", source["base"],
         value(conn, "select splitgraph.dump_object(%s)", source["base"]))
@@ -184,6 +195,29 @@ def test_natively_stored_columns_load_in_the_binary_format(conn, other):
             sql(conn, f'select f::text from splitgraph_meta."{object_id}" f where id = %s', row_id)
     assert value(other, f"""select sum(hashtext(f::text)) from splitgraph_meta."{object_id}" f""") == \
         value(conn, f"""select sum(hashtext(f::text)) from splitgraph_meta."{object_id}" f""")
+
+
+def test_values_parquet_cannot_hold_in_columns_without_nulls(conn, other, tmp_path):
+    """Dates and timestamps Parquet cannot hold (infinities, timestamps past 2**63 microseconds since 1970) in
+    columns without NULLs, found in the one scan of the object (no profiling scan first runs): those
+    columns go as text, the file loads back into exactly the rows, and the others stay native."""
+    sql(conn, "select splitgraph.init('pq/edges')")
+    sql(conn, 'create table "pq/edges".t (id int primary key, day date, ts timestamp, tz timestamptz, n int)')
+    sql(conn, """insert into "pq/edges".t select i, date '2020-01-01' + i, timestamp '2020-01-01' + i * interval '1 s',
+                 timestamptz '2020-01-01 00:00+00' + i * interval '1 s', i from generate_series(1, 200000) i""")
+    sql(conn, """update "pq/edges".t set day = 'infinity', ts = '-infinity',
+                 tz = '294276-12-31 23:59:59.999999+00' where id = 199000""")
+    image = value(conn, "select splitgraph.commit('pq/edges', chunk_size => 1000000)")
+    (object_id,) = value(conn, "select splitgraph.table_info('pq/edges', %s, 't')", image)["objects"]
+    data = bytes(value(conn, "select splitgraph.dump_object(%s, 'parquet')", object_id))
+    sql(other, "select splitgraph.load_object(%s, %s)", object_id, data)
+    assert sql(other, f'select f::text from splitgraph_meta."{object_id}" f where id in (1, 199000) order by id') == \
+        sql(conn, f'select f::text from splitgraph_meta."{object_id}" f where id in (1, 199000) order by id')
+    path = tmp_path / "edges.parquet"
+    path.write_bytes(data)
+    types = dict(duckdb.sql(f"select column_name, column_type from (describe select * from read_parquet('{path}'))")
+                 .fetchall())
+    assert [types[n] for n in ("day", "ts", "tz", "n")] == ["VARCHAR", "VARCHAR", "VARCHAR", "INTEGER"]
 
 
 def test_rows_too_wide_to_stay_in_their_page_load_out_of_line(conn, other):

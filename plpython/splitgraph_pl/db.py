@@ -2,6 +2,7 @@
 import contextlib
 import json
 import secrets
+import signal
 
 _plans = {}
 
@@ -165,3 +166,8 @@ def settings(plpy, values):
         yield
     finally:
         run(plpy, "select pg_catalog.set_config(n, v, true) from unnest($1::text[], $2::text[]) u(n, v)", names, old)
+
+
+def quiet_thread():
+    """The initializer of a worker thread: it takes no signals (the backend's handlers run on its main thread)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())

@@ -1,7 +1,9 @@
 """Objects as a whole: their metadata, moving them between engines by value, and garbage collection."""
 import base64
+import concurrent.futures
 import json
 import os
+import sys
 import zlib
 
 from . import db, errors, fragments, hashing, meta, names, parquet, reading, storage
@@ -158,8 +160,36 @@ def dump_for_transfer(plpy, object_id):
     return _dump(plpy, object_id, "lines", 1)
 
 
+# How soon (seconds) the encoder thread of dump_parquet_objects hands Python's lock back to the backend's thread
+# when that one asks for it (Python's default, 5 ms, costs the reading thread as much per object).
+ENCODER_SWITCH_INTERVAL = 0.0005
+
+
+@helper("dump_parquet_objects(object_ids text[]) returns bytea[]",
+        "dump_parquet_objects(object_ids): dump_object(id, 'parquet') of each object, in order, each file encoded "
+        "while the next object's rows are read", volatility="stable", public=True)
+def dump_parquet_objects(plpy, object_ids):
+    """As dump_object(id, 'parquet') for each object: the rows of one are read (SQL, in this thread) while a
+    worker thread encodes the last one (Arrow, which runs no SQL)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(ENCODER_SWITCH_INTERVAL)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1, initializer=db.quiet_thread) as encoder:
+            pending = []
+            try:
+                for object_id in object_ids or []:
+                    pending.append(encoder.submit(parquet.encode, _dump(plpy, object_id, "parquet-read", None)))
+                return [future.result() for future in pending]
+            finally:
+                for future in pending:
+                    future.cancel()
+    finally:
+        sys.setswitchinterval(interval)
+
+
 def _dump(plpy, object_id, rows_format, level):
-    """rows_format: 'array' or 'lines' (a dump), or 'parquet' (a Parquet file)."""
+    """rows_format: 'array' or 'lines' (a dump), 'parquet' (a Parquet file) or 'parquet-read' (parquet.read's
+    result, which parquet.encode makes the file of)."""
     obj = _registered(plpy, object_id)
     if obj is None:
         errors.fail(plpy, errors.UNDEFINED_OBJECT, f"object {object_id} does not exist")
@@ -173,8 +203,9 @@ def _dump(plpy, object_id, rows_format, level):
         where a.attrelid = pg_catalog.format('%I.%I', '{META}', $1::text)::pg_catalog.regclass
           and a.attnum > 0 and not a.attisdropped and a.attname <> '{FLAG_COLUMN}'
         order by a.attnum""", object_id)
-    if rows_format == "parquet":
-        return parquet.write(plpy, object_table(object_id), [c[2] for c in obj["table_schema"]], header)
+    if rows_format in ("parquet", "parquet-read"):
+        prepared = parquet.read(plpy, object_table(object_id), [c[2] for c in obj["table_schema"]], header)
+        return prepared if rows_format == "parquet-read" else parquet.encode(prepared)
     header["dump_format"] = DUMP_FORMAT
     rows = None
     if rows_format == "lines":

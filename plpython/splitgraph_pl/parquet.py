@@ -156,10 +156,23 @@ def layout(plpy, relation, types=None):
 # Writing
 # ---------------------------------------------------------------------------------------------------------------
 
+def _width(col):
+    dtype = _FIXED[col.kind][1]
+    return 16 if dtype == "V16" else int(dtype[-1])
+
+
 def _fixed_sql(col, x, i, nulls):
-    send, dtype, _ = _FIXED[col.kind]
-    width = 16 if dtype == "V16" else int(dtype[-1])
-    zeros = "'\\x" + "00" * width + "'::pg_catalog.bytea"
+    """The aggregates of a native fixed-width column: d (its values' binary forms), v (validity, when it holds
+    nulls). nulls None: not known; then nulls are left out of d (string_agg skips them: d is short) and, for
+    kinds whose values Parquet may not hold, u says whether any is such (from the batch's least and greatest)."""
+    send = _FIXED[col.kind][0]
+    if nulls is None:
+        parts = [f"pg_catalog.string_agg(pg_catalog.{send}({x}), ''::pg_catalog.bytea) as d{i}"]
+        if col.kind in _UNREPRESENTABLE:
+            extremes = " or ".join(_UNREPRESENTABLE[col.kind].format(x=f"{agg}({x})") for agg in ("min", "max"))
+            parts.append(f"coalesce({extremes}, false) as u{i}")
+        return parts
+    zeros = "'\\x" + "00" * _width(col) + "'::pg_catalog.bytea"
     parts = [f"pg_catalog.string_agg(coalesce(pg_catalog.{send}({x}), {zeros}), ''::pg_catalog.bytea) as d{i}"]
     if nulls:
         parts.append(_validity_sql(x, i))
@@ -186,7 +199,7 @@ def _batch_query(relation, cols, nulls, where):
     for i, c in enumerate(cols):
         x = f"t.{ident(c.name)}"
         if c.kind in _FIXED:
-            outer += _fixed_sql(c, f"s.c{i}", i, nulls[i])
+            outer += _fixed_sql(c, f"s.c{i}", i, None if nulls is None else nulls[i])
             inner.append(f"{x} as c{i}")
         else:
             if c.kind == "numeric":
@@ -247,7 +260,9 @@ def _variable_array(col, n, data, lengths):
 
 def _columns(plpy, relation, cols, nulls):
     """The object table's rows as Arrow arrays, a list of chunks per column (the flag last), one chunk per TID
-    range of BATCH_BLOCKS blocks."""
+    range of BATCH_BLOCKS blocks. nulls: which columns hold nulls (_profile), or None: not known (no column is
+    a decimal); then None when a native fixed-width column holds a null or a value Parquet cannot hold (the
+    caller profiles the table and reads it again: the batches need not be scanned twice in the common case)."""
     blocks = db.scalar(plpy, "select (pg_catalog.pg_relation_size($1::pg_catalog.regclass) "
                              "/ pg_catalog.current_setting('block_size')::int)::int", relation)
     ranges = [None] if blocks <= BATCH_BLOCKS else list(range(0, blocks, BATCH_BLOCKS))
@@ -262,6 +277,9 @@ def _columns(plpy, relation, cols, nulls):
         n = row["n"]
         if n == 0:
             continue
+        if nulls is None and any(row.get(f"u{i}") or len(row[f"d{i}"] or b"") != n * _width(c)
+                                 for i, c in enumerate(cols) if c.kind in _FIXED):
+            return None
         for i, c in enumerate(cols):
             if c.kind in _FIXED:
                 chunks[i].append(_fixed_array(c, n, row[f"d{i}"], row.get(f"v{i}")))
@@ -288,12 +306,19 @@ def _profile(plpy, relation, cols):
 def write(plpy, relation, types, header):
     """The object table `relation` (qualified SQL name) as Parquet bytes; types: its columns' types (in order),
     header: the object's metadata (stored in the file, with the columns' encodings)."""
+    return encode(read(plpy, relation, types, header))
+
+
+def read(plpy, relation, types, header):
+    """What encode makes a Parquet file of: the object table's rows as Arrow arrays, and the file's schema."""
     cols = layout(plpy, relation, types)
-    nulls, unrepresentable = _profile(plpy, relation, cols)
-    for c, text in zip(cols, unrepresentable, strict=True):
-        if text:
-            c.kind = "text"
-    chunks = _columns(plpy, relation, cols, nulls)
+    chunks = _columns(plpy, relation, cols, None) if all(c.kind != "numeric" for c in cols) else None
+    if chunks is None:
+        nulls, unrepresentable = _profile(plpy, relation, cols)
+        for c, text in zip(cols, unrepresentable, strict=True):
+            if text:
+                c.kind = "text"
+        chunks = _columns(plpy, relation, cols, nulls)
     fields = []
     for i, c in enumerate(cols):
         field = c.field()
@@ -306,12 +331,19 @@ def write(plpy, relation, types, header):
         {"name": c.name, "pg_type": c.type, "pg_storage": c.storage, "encoding": "text" if c.kind == "text" else
          "native"} for c in cols])
     schema = pa.schema(fields, metadata={METADATA_KEY: json.dumps(header).encode()})
-    table = pa.Table.from_arrays(
-        [pa.chunked_array(chunk, type=f.type) for chunk, f in zip(chunks, fields, strict=True)], schema=schema)
-    sink = io.BytesIO()
     encodings = {c.name: _ENCODING[c.kind] for c in cols if c.kind in _ENCODING and "." not in c.name}
+    return {"chunks": chunks, "schema": schema, "encodings": encodings or None}
+
+
+def encode(prepared):
+    """Parquet bytes of what read returned. Runs no SQL, and Arrow leaves Python's lock while it encodes: another
+    thread may encode one object while the backend's reads the next."""
+    schema = prepared["schema"]
+    table = pa.Table.from_arrays([pa.chunked_array(chunk, type=f.type) for chunk, f in
+                                  zip(prepared["chunks"], schema, strict=True)], schema=schema)
+    sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", compression_level=COMPRESSION_LEVEL,
-                   row_group_size=ROW_GROUP_ROWS, use_dictionary=False, column_encoding=encodings or None)
+                   row_group_size=ROW_GROUP_ROWS, use_dictionary=False, column_encoding=prepared["encodings"])
     return sink.getvalue()
 
 

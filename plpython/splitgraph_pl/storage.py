@@ -14,7 +14,6 @@ import concurrent.futures
 import datetime
 import json
 import re
-import signal
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 
@@ -41,8 +40,11 @@ IO_ERROR = "58030"
 # Downloaded objects loaded (verified) together: at most this many, or this many bytes of files.
 LOAD_BATCH = 64
 LOAD_BATCH_BYTES = 256 << 20
-# HEAD requests the registry makes at once to see which objects a push need not upload.
+# Listings of the bucket the registry makes at once to see which objects a push need not upload (or has uploaded),
+# the fewest keys one of them decides, and the keys a page of a listing holds (S3's and MinIO's default).
 STAT_THREADS = 8
+LIST_RUN = 256
+LIST_PAGE = 1000
 
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -182,31 +184,55 @@ def record_locations(plpy, namespace, object_ids):
            list(object_ids), f"{namespace}/" if namespace else "", PROTOCOL)
 
 
+def listed_keys(client, bucket, keys, page=LIST_PAGE):
+    """Which of `keys` (sorted, all with the same prefix up to their last "/") the bucket holds, by listing the
+    bucket from the first key not yet decided: a key absent from a listing that passes it is not in the bucket.
+    A listing restarts at the next undecided key after each page (`page` keys), so it costs at most one request
+    per key, and one in all when the keys are the namespace's last ones (a push's new objects)."""
+    prefix = keys[0][:keys[0].rindex("/") + 1] if "/" in keys[0] else None
+    found, i = set(), 0
+    while i < len(keys):
+        listed = 0
+        for item in client.list_objects(bucket, prefix=prefix, recursive=True, start_after=keys[i][:-1]):
+            name = item.object_name
+            while i < len(keys) and keys[i] < name:
+                i += 1
+            if i < len(keys) and keys[i] == name:
+                found.add(name)
+                i += 1
+            listed += 1
+            if i == len(keys) or listed >= page:
+                break
+        else:  # the listing ended: no later key is in the bucket
+            i = len(keys)
+    return found
+
+
 def _in_bucket(plpy, config, keys):
-    """The keys (of those given) the bucket holds: one HEAD request each, STAT_THREADS at a time, from this
-    engine to the store at its configured endpoint. A store that cannot be reached fails the call (58030)."""
+    """The keys (of those given) the bucket holds, from listings of the bucket (one LIST request answers for up
+    to a page of keys, where a HEAD request answers for one), from this engine to the store at its configured
+    endpoint: the keys of each namespace, sorted, in up to STAT_THREADS runs of at least LIST_RUN keys listed at
+    once. A store that cannot be reached fails the call (58030)."""
     if not keys:
         return set()
     client = _client(plpy, config)
-
-    def has(key):
-        try:
-            client.stat_object(config["bucket"], key)
-            return True
-        except minio_error.S3Error as error:
-            if error.code in ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"):
-                return False
-            raise
-
+    by_prefix = {}
+    for key in sorted(set(keys)):
+        by_prefix.setdefault(key[:key.rindex("/") + 1] if "/" in key else "", []).append(key)
+    runs = []
+    for group in by_prefix.values():
+        n = max(1, min(STAT_THREADS, len(group) // LIST_RUN))
+        step = -(-len(group) // n)
+        runs += [group[i:i + step] for i in range(0, len(group), step)]
     try:
-        with concurrent.futures.ThreadPoolExecutor(min(STAT_THREADS, len(keys)),
-                                                   initializer=_quiet_thread) as executor:
-            found = list(executor.map(has, keys))
+        with concurrent.futures.ThreadPoolExecutor(min(STAT_THREADS, len(runs)),
+                                                   initializer=db.quiet_thread) as executor:
+            found = set().union(*executor.map(lambda run: listed_keys(client, config["bucket"], run), runs))
     except (minio_error.MinioException, urllib3.exceptions.HTTPError, OSError) as error:
         code = getattr(error, "code", None) or type(error).__name__
         errors.fail(plpy, IO_ERROR, f"could not reach the object store of this engine ({code})",
                     hint="check the configuration (configure_s3) and that the store is up")
-    return {k for k, present in zip(keys, found, strict=True) if present}
+    return found & set(keys)
 
 
 def stored_here(plpy, object_ids):
@@ -295,11 +321,6 @@ def remove_keys(plpy, keys):
 # The client side: moving objects through pre-signed URLs, N at a time
 # ---------------------------------------------------------------------------------------------------------------
 
-def _quiet_thread():
-    """Worker threads take no signals: the backend's handlers run on its main thread."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-
-
 def _shown(url):
     """A URL without its query: a pre-signed URL's signature is a credential, and never shown."""
     return urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
@@ -349,19 +370,22 @@ def _transfer_failed(plpy, what, object_id, url, error):
 
 def put_objects(plpy, object_ids, urls, threads=4):
     """Upload local objects as Parquet files through pre-signed PUT URLs (one per object), `threads` at a time.
-    Each object is dumped through dump_object, so this runs with any rights. Fails (58030) naming the first
+    The objects are dumped 2 * threads at a time through dump_parquet_objects (as dump_object), so this runs with
+    any rights, while the last ones upload. Fails (58030) naming the first
     object that could not be uploaded; the others may be in the store already (a rerun uploads them again)."""
     _check_urls(plpy, object_ids, urls)
     threads = max(1, min(int(threads or 1), 64))
     pool = urllib3.PoolManager(maxsize=threads)
-    with concurrent.futures.ThreadPoolExecutor(threads, initializer=_quiet_thread) as executor:
+    with concurrent.futures.ThreadPoolExecutor(threads, initializer=db.quiet_thread) as executor:
         pending = []
         try:
             done = 0
-            for object_id, url in zip(object_ids, urls, strict=True):
-                data = db.scalar(plpy, "select splitgraph.dump_object($1, 'parquet')", object_id)
-                pending.append((object_id, url, executor.submit(_request, pool, "PUT", url, bytes(data))))
-                while len(pending) >= 2 * threads or (pending and pending[0][2].done()):
+            for start in range(0, len(object_ids), 2 * threads):
+                batch = object_ids[start:start + 2 * threads]
+                dumped = db.scalar(plpy, "select splitgraph_internal.dump_parquet_objects($1::text[])", batch)
+                for object_id, url, data in zip(batch, urls[start:start + 2 * threads], dumped, strict=True):
+                    pending.append((object_id, url, executor.submit(_request, pool, "PUT", url, bytes(data))))
+                while len(pending) > 2 * threads or (pending and pending[0][2].done()):
                     _finish(plpy, "uploading", pending.pop(0))
                     done = _progress(plpy, "uploaded", done + 1, len(object_ids))
             while pending:
@@ -399,7 +423,7 @@ def get_objects(plpy, object_ids, urls, threads=4):
     threads = max(1, min(int(threads or 1), 64))
     pool = urllib3.PoolManager(maxsize=threads)
     ahead = max(2 * threads, LOAD_BATCH)
-    with concurrent.futures.ThreadPoolExecutor(threads, initializer=_quiet_thread) as executor:
+    with concurrent.futures.ThreadPoolExecutor(threads, initializer=db.quiet_thread) as executor:
         pending = []
         queue = list(zip(object_ids, urls, strict=True))
         batch, size, loaded = [], 0, 0
