@@ -131,6 +131,11 @@ def test_many_objects_dumped_at_once_are_the_files_dump_object_makes(conn, sourc
     assert [bytes(d) for d in many] == [bytes(value(conn, "select splitgraph.dump_object(%s, 'parquet')", o))
                                         for o in ids]
     assert value(conn, "select splitgraph_internal.dump_parquet_objects('{}'::text[])") == []
+    # the files are held in memory until the call returns: a call takes a bounded number of objects
+    with pytest.raises(psycopg2.Error) as error:
+        value(conn, "select splitgraph_internal.dump_parquet_objects(%s::text[])", [source["base"]] * 129)
+    assert error.value.pgcode == "54000"
+    assert len(value(conn, "select splitgraph_internal.dump_parquet_objects(%s::text[])", [source["base"]] * 2)) == 2
 
 
 def test_parquet_and_dump_formats_load_the_same_object(conn, other, source):

@@ -163,6 +163,9 @@ def dump_for_transfer(plpy, object_id):
 # How soon (seconds) the encoder thread of dump_parquet_objects hands Python's lock back to the backend's thread
 # when that one asks for it (Python's default, 5 ms, costs the reading thread as much per object).
 ENCODER_SWITCH_INTERVAL = 0.0005
+# At most this many objects in one call of dump_parquet_objects (a push asks for 2 * threads, threads <= 64): the
+# files are held in memory until the call returns.
+MAX_DUMPED_AT_ONCE = 128
 
 
 @helper("dump_parquet_objects(object_ids text[]) returns bytea[]",
@@ -171,6 +174,10 @@ ENCODER_SWITCH_INTERVAL = 0.0005
 def dump_parquet_objects(plpy, object_ids):
     """As dump_object(id, 'parquet') for each object: the rows of one are read (SQL, in this thread) while a
     worker thread encodes the last one (Arrow, which runs no SQL)."""
+    if object_ids and len(object_ids) > MAX_DUMPED_AT_ONCE:
+        errors.fail(plpy, errors.PROGRAM_LIMIT_EXCEEDED,
+                    f"dump_parquet_objects takes at most {MAX_DUMPED_AT_ONCE} objects at once, not {len(object_ids)}",
+                    hint="dump them in batches")
     interval = sys.getswitchinterval()
     sys.setswitchinterval(ENCODER_SWITCH_INTERVAL)
     try:
