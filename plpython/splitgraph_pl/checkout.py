@@ -192,8 +192,10 @@ def checkout(plpy, repository, image, force=False, layered=False):
     """The tables are made by the extension from the objects (checkout_prepare); what evaluates expressions
     (CHECK constraints, indexes, generated columns, casts to the columns' types) runs here, as the caller. Objects
     the image needs that were registered without their rows (a lazy clone) are downloaded first, through the
-    caller's remote."""
-    with db.settings(plpy, CATALOG_PLANS):
+    caller's remote. It runs some fifty small queries of the catalog and of the extension's tables, each prepared
+    once per session (db.run) with its values bound: with their generic plans (db.generic_plans) they cost no
+    planning on the next checkout (the statements that move rows bind no values, and are planned as before)."""
+    with db.generic_plans(plpy):
         transfer.fetch_objects(plpy, repository, image)
         plan = json.loads(db.scalar(plpy, "select splitgraph_internal.checkout_prepare($1, $2, $3, $4)",
                                     repository, image, bool(force), bool(layered)))
@@ -202,12 +204,6 @@ def checkout(plpy, repository, image, force=False, layered=False):
         if patched:
             db.run(plpy, "select splitgraph_internal.checkout_patched($1, $2::text[])", plan["repository"], patched)
     return plan["image_hash"]
-
-
-# A checkout runs some fifty small queries of the catalog and of the extension's tables, each prepared once per
-# session (db.run) with its values bound: planned once for all values, they cost no planning on the next checkout
-# (the statements that move rows bind no values, and are planned for what they read as before).
-CATALOG_PLANS = {"plan_cache_mode": "force_generic_plan"}
 
 
 # Tables a checkout of this session changes in place: {(transaction id, schema, table): the patch's relations}

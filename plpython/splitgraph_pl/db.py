@@ -51,10 +51,15 @@ def run(plpy, query, *args):
     return plpy.execute(plan, [_value(a) for a in args])
 
 
+def generic_plans(plpy):
+    """Statements run meanwhile use their generic plan (made once per session, for any values bound): for catalog
+    lookups whose plan does not depend on the values, which a custom plan would plan again at every call."""
+    return settings(plpy, {"plan_cache_mode": "force_generic_plan"})
+
+
 def run_generic(plpy, query, *args):
-    """run() with the statement's generic plan (made once per session): for catalog lookups whose plan does not
-    depend on the values bound, which a custom plan would plan again at every call."""
-    with settings(plpy, {"plan_cache_mode": "force_generic_plan"}):
+    """run() with the statement's generic plan (generic_plans)."""
+    with generic_plans(plpy):
         return run(plpy, query, *args)
 
 
