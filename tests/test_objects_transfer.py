@@ -1,6 +1,7 @@
 """Objects cross engines by value: dump_object on one database, load_object on another (here two databases of
 the session's cluster). A dump is verified on arrival: rows that do not hash to the object id, a wrong
 deletion hash or a changed schema are refused with XX001 and leave nothing behind; loading twice is harmless."""
+import hashlib
 import json
 import pathlib
 import sys
@@ -227,3 +228,24 @@ def test_unknown_object_cannot_be_dumped(conn):
     with pytest.raises(psycopg2.Error) as err:
         sql(conn, "select splitgraph.dump_object(%s)", "o" + "5" * 62)
     assert err.value.pgcode == "42704"
+
+
+@pytest.mark.parametrize("rows", [hashing.MAX_SUMMED, hashing.MAX_SUMMED + 1])
+def test_objects_on_both_sides_of_the_summing_bound_load_and_are_verified(conn, other, rows):
+    """An object's upserts are summed by hashing.lane_sums up to MAX_SUMMED rows and in SQL beyond: both ways a
+    dump loads under its id, and a dump with one row altered is refused."""
+    repo = f"tr/sum{rows}"
+    sql(conn, "select splitgraph.init(%s)", repo)
+    sql(conn, f'create table "{repo}".t (id int primary key, v text)')
+    sql(conn, f'insert into "{repo}".t select i, md5(i::text) from generate_series(1, {rows}) i')
+    image = value(conn, "select splitgraph.commit(%s, chunk_size => %s)", repo, rows)
+    (oid,) = value(conn, "select splitgraph.table_info(%s, %s, 't')", repo, image)["objects"]
+    header, dumped = unpack(value(conn, "select splitgraph.dump_object(%s)", oid))
+    assert header["rows_inserted"] == rows
+    altered = f"(7,{hashlib.md5(b'7').hexdigest()},t)"
+    assert altered in dumped
+    refused(other, oid, pack(header, dumped.replace(altered, "(7,x,t)")))
+    sql(other, "select splitgraph.load_object(%s, %s)", oid, pack(header, dumped))
+    assert value(other, "select splitgraph.object_info(%s)", oid)["insertion_hash"] == \
+        value(conn, "select splitgraph.object_info(%s)", oid)["insertion_hash"]
+    assert value(other, f'select count(*) from splitgraph_meta."{oid}"') == rows

@@ -110,20 +110,30 @@ def stage_rows(plpy, staging_sql, cols, source, rows):
     which were not hashed: the caller refuses the dump)."""
     db.run(plpy, f"insert into {staging_sql} select (r).* from (select x::{staging_sql} as r from {source} as x "
                  "where x <> '' offset 0) s", rows)
-    # each digest is computed once: a set-returning projection keeps the planner from repeating it for every lane
+    upserts = f"from {source} as x where pg_catalog.right(x, 3) = ',t)'"
+    digest = "pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.left(x, -3) || ')', 'UTF8'))"
+    # the digests of up to hashing.MAX_SUMMED upserts come back concatenated and are summed by hashing.lane_sums
+    # (far fewer operations than SQL's sum of each byte); the rows of a larger object are hashed again and summed
+    # in SQL, so that nothing returned grows with the size of an object
     text = db.run(plpy, f"""
-        select count(*) as n, {hashing.lane_sums_sql('s.h', 'l')} from (
-            select pg_catalog.unnest(array[pg_catalog.sha256(
-                       pg_catalog.convert_to(pg_catalog.left(x, -3) || ')', 'UTF8'))]) as h
-            from {source} as x where pg_catalog.right(x, 3) = ',t)') s""", rows)[0]
+        select count(*) as n, pg_catalog.string_agg(s.h, ''::bytea) filter (where s.i <= {hashing.MAX_SUMMED}) as hs
+        from (select {digest} as h, pg_catalog.row_number() over () as i {upserts}) s""", rows)[0]
+    if text["n"] <= hashing.MAX_SUMMED:
+        lanes = hashing.lane_sums(bytes(text["hs"] or b""))
+    else:
+        # each digest is computed once: a set-returning projection keeps the planner from repeating it for every
+        # lane
+        summed = db.run(plpy, f"""
+            select {hashing.lane_sums_sql('s.h', 'l')} from (select pg_catalog.unnest(array[{digest}]) as h
+                                                            {upserts}) s""", rows)[0]
+        lanes = [summed[f"l{i}"] or 0 for i in range(hashing.LANES)]
     ranged = ", ".join(f"t.{ident(c.name)} as c{i}" for i, c in enumerate(cols) if c.ranged)
     parsed = db.run(plpy, f"""
         select count(*) filter (where s.flag) as n, count(*) filter (where not s.flag) as deleted,
                ({_ranges_sql(cols, where="s.flag")})::text as ranges
         from (select t.{FLAG_COLUMN} as flag{', ' + ranged if ranged else ''} from {staging_sql} t) s""")[0]
     return {"rows": parsed["n"], "deleted": parsed["deleted"], "odd": parsed["n"] - text["n"],
-            "insertion_hash": hashing.to_hex(text[f"l{i}"] or 0 for i in range(hashing.LANES)),
-            "range": json.loads(parsed["ranges"]) if parsed["n"] else {}}
+            "insertion_hash": hashing.to_hex(lanes), "range": json.loads(parsed["ranges"]) if parsed["n"] else {}}
 
 
 def _bloom_groups(plpy, relation, cols, group, spec, prefix="t."):
