@@ -188,13 +188,16 @@ def listed_keys(client, bucket, keys, page=LIST_PAGE):
     """Which of `keys` (sorted, all with the same prefix up to their last "/") the bucket holds, by listing the
     bucket from the first key not yet decided: a key absent from a listing that passes it is not in the bucket.
     A listing restarts at the next undecided key after each page (`page` keys), so it costs at most one request
-    per key, and one in all when the keys are the namespace's last ones (a push's new objects)."""
+    per key, and one in all when the keys are the namespace's last ones (a push's new objects). Each listing
+    starts after the last name listed before, when that lies past the undecided key's start: a bucket holding
+    other names (written there by other means) between two keys costs listings, never a listing again."""
     prefix = keys[0][:keys[0].rindex("/") + 1] if "/" in keys[0] else None
-    found, i = set(), 0
+    found, i, last = set(), 0, None
     while i < len(keys):
         listed = 0
-        for item in client.list_objects(bucket, prefix=prefix, recursive=True, start_after=keys[i][:-1]):
-            name = item.object_name
+        start = keys[i][:-1] if last is None or last < keys[i][:-1] else last
+        for item in client.list_objects(bucket, prefix=prefix, recursive=True, start_after=start):
+            name = last = item.object_name
             while i < len(keys) and keys[i] < name:
                 i += 1
             if i < len(keys) and keys[i] == name:
