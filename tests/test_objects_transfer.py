@@ -249,28 +249,3 @@ def test_objects_on_both_sides_of_the_summing_bound_load_and_are_verified(conn, 
     assert value(other, "select splitgraph.object_info(%s)", oid)["insertion_hash"] == \
         value(conn, "select splitgraph.object_info(%s)", oid)["insertion_hash"]
     assert value(other, f'select count(*) from splitgraph_meta."{oid}"') == rows
-
-
-def test_loaded_objects_get_a_toast_table_only_when_a_row_may_need_one(conn, other):
-    """An object loaded from a dump whose rows are all short and of types stored no longer than their text is made
-    without a TOAST table (as a Parquet file's); a long row, or a column of a type whose stored value may be
-    longer than its text (an array), gets one. Either way the rows are those dumped."""
-    sql(conn, "select splitgraph.init('tr/toast')")
-    sql(conn, 'create table "tr/toast".narrow (id int primary key, v text, n numeric, b bytea)')
-    sql(conn, """insert into "tr/toast".narrow select i, md5(i::text), i / 7.0, decode(md5(i::text), 'hex')
-                 from generate_series(1, 50) i""")
-    sql(conn, 'create table "tr/toast".wide (id int primary key, v text)')
-    sql(conn, "insert into \"tr/toast\".wide values (1, 'short'), (2, repeat('x', 1900))")
-    sql(conn, 'create table "tr/toast".arrays (id int primary key, a int8[])')
-    sql(conn, "insert into \"tr/toast\".arrays values (1, '{1,2,3}'), (2, null)")
-    image = value(conn, "select splitgraph.commit('tr/toast')")
-    toasted = {}
-    for table in ("narrow", "wide", "arrays"):
-        (oid,) = value(conn, "select splitgraph.table_info('tr/toast', %s, %s)", image, table)["objects"]
-        sql(other, "select splitgraph.load_object(%s, %s)", oid,
-            value(conn, "select splitgraph_internal.dump_for_transfer(%s)", oid))
-        toasted[table] = value(other, "select reltoastrelid <> 0 from pg_class where oid = %s::regclass",
-                               f'splitgraph_meta."{oid}"')
-        rows = f'select * from splitgraph_meta."{oid}" order by 1'
-        assert sql(other, rows) == sql(conn, rows)
-    assert toasted == {"narrow": False, "wide": True, "arrays": True}

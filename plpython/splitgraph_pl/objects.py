@@ -373,9 +373,9 @@ def store_many(plpy, items, namespace=None):
     unique = {}
     for object_id, data in items:
         unique.setdefault(object_id, data)
-    templates, widths = {}, {}
+    templates = {}
     with parquet.private_directory() as directory:
-        staged = [s for s in (_stage(plpy, o, d, namespace, directory, templates, widths) for o, d in unique.items())
+        staged = [s for s in (_stage(plpy, o, d, namespace, directory, templates) for o, d in unique.items())
                   if s is not None]
     for template in templates.values():
         plpy.execute(f"drop table {template}")
@@ -406,34 +406,7 @@ def _template(plpy, templates, staging_cols):
     return templates[staging_cols]
 
 
-# Built-in types of variable width whose stored value is never more than 8 bytes longer than its text: a row of
-# them and of fixed-width columns is stored in fewer bytes than its text plus each column's width and 16 bytes
-# (header, alignment) and 32 for the row.
-_STORED_AS_TEXT = ", ".join(f"'pg_catalog.{t}'::pg_catalog.regtype"
-                            for t in ("text", "varchar", "bpchar", "bytea", "numeric"))
-
-
-def _inline_text(plpy, templates, widths, staging_cols, source, rows):
-    """Whether every row of a dump (`source` over $1 = `rows`, each row's text form) is stored whole in its heap
-    page, as parquet.write_rows tells of a Parquet file's: no column of a type whose stored value may be longer
-    than its text, and the longest row's text, with each fixed-width column's width and 16 bytes a column, within
-    parquet.INLINE_ROW_BYTES. Such a table is made like the schema's template (_template), without a TOAST table.
-    widths: {staging_cols: what the template's columns add to a row's text at most, and whether that bound holds}."""
-    if staging_cols not in widths:
-        widths[staging_cols] = db.one(plpy, f"""
-            select coalesce(sum(a.attlen) filter (where a.attlen > 0), 0) + 16 * count(*) + 32 as width,
-                   bool_and(a.attlen > 0 or a.atttypid in ({_STORED_AS_TEXT})) as plain
-            from pg_catalog.pg_attribute a
-            where a.attrelid = $1::pg_catalog.regclass and a.attnum > 0 and not a.attisdropped""",
-                                 _template(plpy, templates, staging_cols))
-    fixed = widths[staging_cols]
-    if not fixed["plain"]:
-        return False
-    longest = db.scalar(plpy, f"select coalesce(max(pg_catalog.octet_length(x)), 0) from {source} as x", rows)
-    return longest + fixed["width"] <= parquet.INLINE_ROW_BYTES
-
-
-def _stage(plpy, object_id, data, namespace, directory, templates, widths):
+def _stage(plpy, object_id, data, namespace, directory, templates):
     """An object's rows parsed into a staging table: {object_id, header, cols, staging_cols, staging_sql, hashed
     (None: to be hashed), registered, namespace}; None when it is stored here already. A Parquet file's rows are
     written to a file COPY reads before its staging table is made: when they fit in their heap pages whole (see
@@ -467,13 +440,12 @@ def _stage(plpy, object_id, data, namespace, directory, templates, widths):
                                          [c.type for c in cols], path)
         except parquet.Refused as refused:
             _corrupt(plpy, object_id, str(refused))
-    source = ("pg_catalog.string_to_table($1, e'\\n')" if header.get("rows_format") == "lines"
-              else "pg_catalog.unnest($1::text[])")
-    if (written is not None and written["inline"]) or (rows is not None and _inline_text(plpy, templates, widths,
-                                                                                         staging_cols, source, rows)):
+    if written is not None and written["inline"]:
         plpy.execute(f"create table {staging_sql} (like {_template(plpy, templates, staging_cols)} including storage)")
     else:
         plpy.execute(f"create table {staging_sql} ({staging_cols})")
+    source = ("pg_catalog.string_to_table($1, e'\\n')" if header.get("rows_format") == "lines"
+              else "pg_catalog.unnest($1::text[])")
     hashed = None
     try:
         with plpy.subtransaction():
