@@ -3,6 +3,7 @@ minio client inside the engine; a role gets upload URLs only for namespaces it m
 files and come back verified; cleanup() deletes from the bucket exactly the objects no image references; the secret
 key can be read back by nobody."""
 import itertools
+import random
 import urllib.parse
 
 import psycopg2
@@ -213,13 +214,11 @@ def test_which_keys_the_bucket_holds_from_listings(conn):
     decided (storage.listed_keys), restarting after each page: against a store of sorted keys that answers
     listings as S3 does (after start_after, under the prefix, a page at a time), every key is decided right,
     whatever the page size, and never with more listings than keys."""
-    sql(conn, """create function pg_temp.listing_check(page int, seed int) returns text language plpython3u as $$
-        import random
+    sql(conn, """create function pg_temp.listed(names text[], keys text[], page int) returns jsonb
+                 language plpython3u as $$
+        import json
         plpy.execute("select splitgraph_internal.python_init()")
         from splitgraph_pl import storage
-        rng = random.Random(seed)
-        names = sorted({f"ns/o{rng.getrandbits(248):062x}.parquet" for _ in range(300)}
-                       | {f"nt/o{rng.getrandbits(248):062x}.parquet" for _ in range(20)})
         class Item:
             def __init__(self, name):
                 self.object_name = name
@@ -228,47 +227,34 @@ def test_which_keys_the_bucket_holds_from_listings(conn):
             def list_objects(self, bucket, prefix=None, recursive=False, start_after=None):
                 assert bucket == "b" and recursive
                 self.requests += 1
-                for name in names:
+                for name in sorted(names):
                     if (prefix is None or name.startswith(prefix)) and (start_after is None or name > start_after):
                         yield Item(name)
-        ns = [n for n in names if n.startswith("ns/")]
-        for size in (1, 2, 7, 40, 300):
-            present = rng.sample(ns, min(size, len(ns)))
-            absent = [f"ns/o{rng.getrandbits(248):062x}.parquet" for _ in range(size)]
-            keys = sorted(set(present) | set(absent))
-            store = Store()
-            found = storage.listed_keys(store, "b", keys, page=page)
-            if found != set(present):
-                return f"page {page}, {size} keys: wrong answer"
-            if store.requests > len(keys):
-                return f"page {page}, {size} keys: {store.requests} listings"
-        return "ok"
+        store = Store()
+        found = storage.listed_keys(store, "b", sorted(keys), page=page)
+        return json.dumps({"found": sorted(found), "requests": store.requests})
     $$""")
+
+    def listed(names, keys, page):
+        return value(conn, "select pg_temp.listed(%s, %s, %s)", names, keys, page)
+
     for page in (1, 3, 50, 1000):
         for seed in (1, 2):
-            assert value(conn, "select pg_temp.listing_check(%s, %s)", page, seed) == "ok"
+            rng = random.Random(seed)
+            names = sorted({f"ns/o{rng.getrandbits(248):062x}.parquet" for _ in range(300)}
+                           | {f"nt/o{rng.getrandbits(248):062x}.parquet" for _ in range(20)})
+            ns = [n for n in names if n.startswith("ns/")]
+            for size in (1, 2, 7, 40, 300):
+                present = rng.sample(ns, min(size, len(ns)))
+                absent = [f"ns/o{rng.getrandbits(248):062x}.parquet" for _ in range(size)]
+                keys = sorted(set(present) | set(absent))
+                got = listed(names, keys, page)
+                assert got["found"] == sorted(present), f"page {page}, {size} keys: wrong answer"
+                assert got["requests"] <= len(keys), f"page {page}, {size} keys: {got['requests']} listings"
     # names the engine never writes, sorted between a key's start and the key itself: listings move past them
-    sql(conn, """create function pg_temp.foreign_names(page int) returns text language plpython3u as $$
-        plpy.execute("select splitgraph_internal.python_init()")
-        from splitgraph_pl import storage
-        key = "ns/o" + "a" * 62 + ".parquet"
-        names = sorted([key[:-1] + f"a{i:04d}" for i in range(50)] + [key])
-        class Item:
-            def __init__(self, name):
-                self.object_name = name
-        class Store:
-            requests = 0
-            def list_objects(self, bucket, prefix=None, recursive=False, start_after=None):
-                self.requests += 1
-                for name in names:
-                    if name.startswith(prefix) and name > start_after:
-                        yield Item(name)
-        store = Store()
-        found = storage.listed_keys(store, "b", [key, "ns/o" + "b" * 62 + ".parquet"], page=page)
-        return f"{sorted(found)} {store.requests}"
-    $$""")
     key = "ns/o" + "a" * 62 + ".parquet"
+    names = [key[:-1] + f"a{i:04d}" for i in range(50)] + [key]
     for page in (1, 7):
-        found, requests = value(conn, "select pg_temp.foreign_names(%s)", page).rsplit(" ", 1)
-        assert found == str([key])
-        assert int(requests) <= 51 // page + 2
+        got = listed(names, [key, "ns/o" + "b" * 62 + ".parquet"], page)
+        assert got["found"] == [key]
+        assert got["requests"] <= 51 // page + 2
