@@ -374,7 +374,7 @@ def _walk_bounds(plpy, source, cols, chunk_size):
     literals = ", ".join(f"pg_catalog.quote_literal(s.k{i}::text) as b{i}" for i in range(len(key)))
     keys = ", ".join(f"t.{ident(c.name)} as k{i}" for i, c in enumerate(key))
     order = tbl.ordering(cols, "t.")
-    after = _from_key(cols, [f"b.k{i}" for i in range(len(key))])
+    after = _key_compared(cols, ">=", [f"b.k{i}" for i in range(len(key))])
     with db.settings(plpy, WALK):
         rows = db.run(plpy, f"""
             with recursive b as (
@@ -386,12 +386,12 @@ def _walk_bounds(plpy, source, cols, chunk_size):
     return [[r[f"b{i}"] for i in range(len(key))] for r in rows]
 
 
-def _from_key(cols, values):
-    """A condition on rows t: their key is at least `values` (SQL expressions), in chunk order."""
+def _key_compared(cols, op, values):
+    """A condition on rows t: their key compared by `op` with `values` (SQL expressions), in chunk order."""
     exprs = [c.order_expr("t.") for c in tbl.key_columns(cols)]
     if len(exprs) == 1:
-        return f"{exprs[0]} >= {values[0]}"
-    return f"row({', '.join(exprs)}) >= row({', '.join(values)})"
+        return f"{exprs[0]} {op} {values[0]}"
+    return f"row({', '.join(exprs)}) {op} row({', '.join(values)})"
 
 
 def _walked_count(plpy, source, cols, chunk_size, bounds):
@@ -399,7 +399,7 @@ def _walked_count(plpy, source, cols, chunk_size, bounds):
     if not bounds:
         return 0
     with db.settings(plpy, WALK):
-        last = db.scalar(plpy, f"select count(*) from {source} t where {_from_key(cols, bounds[-1])}")
+        last = db.scalar(plpy, f"select count(*) from {source} t where {_key_compared(cols, '>=', bounds[-1])}")
     return (len(bounds) - 1) * chunk_size + last
 
 
@@ -421,12 +421,6 @@ def _clustered(plpy, schema, table, cols, source):
                           schema, table, first.name, CLUSTERED))
 
 
-def _before_key(cols, values):
-    """A condition on rows t: their key is less than `values` (SQL expressions), in chunk order."""
-    exprs = [c.order_expr("t.") for c in tbl.key_columns(cols)]
-    if len(exprs) == 1:
-        return f"{exprs[0]} < {values[0]}"
-    return f"row({', '.join(exprs)}) < row({', '.join(values)})"
 
 
 def _copy_ranges(plpy, source, cols, bounds, names):
@@ -438,8 +432,8 @@ def _copy_ranges(plpy, source, cols, bounds, names):
     for i, name in enumerate(names):
         if name is None:
             continue
-        where = [_from_key(cols, bounds[i])] if i > 0 else []
-        where += [_before_key(cols, bounds[i + 1])] if i < len(bounds) - 1 else []
+        where = [_key_compared(cols, ">=", bounds[i])] if i > 0 else []
+        where += [_key_compared(cols, "<", bounds[i + 1])] if i < len(bounds) - 1 else []
         statements.append(f"create table {META}.{ident(name)} as select "
                           f"{tbl.select_list(tbl.stored_list(cols, 't.'), f'true as {FLAG_COLUMN}')} from {source} t"
                           + (" where " + " and ".join(where) if where else ""))
