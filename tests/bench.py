@@ -31,6 +31,23 @@ FILL = """create table {table} as
           from generate_series(1, {rows}) i"""
 
 
+def fill_and_commit(conn, repo, rows):
+    """Repository `repo` with table t of `rows` FILL rows and its primary key, committed; returns the image."""
+    run(conn, "select splitgraph.init(%s)", repo)
+    run(conn, FILL.format(table=f'"{repo}".t', rows=rows))
+    run(conn, f'alter table "{repo}".t add primary key (id)')
+    return run(conn, "select splitgraph.commit(%s)", repo)[0][0]
+
+
+def commit_random_changes(conn, repo, stem, rows, changes):
+    """Add 1 to the value of `changes` random rows of "repo".t (their ids kept in public.<stem>) and commit;
+    returns the image."""
+    run(conn, f"create table public.{stem} as select (random() * ({rows} - 1))::int + 1 as id "
+              f"from generate_series(1, {changes * 2}) group by 1 limit {changes}")
+    run(conn, f'update "{repo}".t t set value = t.value + 1 from public.{stem} c where c.id = t.id')
+    return run(conn, "select splitgraph.commit(%s)", repo)[0][0]
+
+
 def timed(conn, query, *args):
     with conn.cursor() as cur:
         start = time.perf_counter()
@@ -244,10 +261,7 @@ def bench_delta_commit(conn, repeat, changes=10000):
     scale = Measure("delta commit at 1M vs at 100k rows", 1.5, "100k rows")
     for i in range(repeat):
         for rows, target in ((1_000_000, delta.ours), (100_000, scale.limit)):
-            run(conn, "select splitgraph.init('bench/delta')")
-            run(conn, FILL.format(table='"bench/delta".t', rows=rows))
-            run(conn, 'alter table "bench/delta".t add primary key (id)')
-            run(conn, "select splitgraph.commit('bench/delta')")
+            fill_and_commit(conn, "bench/delta", rows)
             run(conn, f"create table public.changed as select (random() * ({rows} - 1))::int + 1 as id "
                       f"from generate_series(1, {changes * 2}) group by 1 limit {changes}")
             run(conn, 'update "bench/delta".t t set value = t.value + 1 from public.changed c where c.id = t.id')
@@ -276,10 +290,7 @@ def bench_onerow_commit(conn, repeat, rows=10_000_000):
     took = Measure(f"delta commit of 1 row of {rows // 1_000_000}M", 0.05, "50 ms")
     took.absolute = True
     ratio = Measure(f"delta commit of 1 row of {rows // 1_000_000}M, ratio", None, "CTAS of the row")
-    run(conn, "select splitgraph.init('bench/onerow')")
-    run(conn, FILL.format(table='"bench/onerow".t', rows=rows))
-    run(conn, 'alter table "bench/onerow".t add primary key (id)')
-    run(conn, "select splitgraph.commit('bench/onerow')")
+    fill_and_commit(conn, "bench/onerow", rows)
     run(conn, 'vacuum analyze "bench/onerow".t')
     keys = random.sample(range(1, rows + 1), repeat)
     for i, k in enumerate(keys):
@@ -308,23 +319,14 @@ def bench_nearby_checkout(conn, repeat, changes=10000):
     measures = [Measure(f"nearby checkout: {label}", 3.0, f"CTAS of the {changes} rows") for label in labels]
     first = Measure("nearby checkout: first switch", 3.0, f"CTAS of the {changes} rows")
     rows = 1_000_000
-    run(conn, "select splitgraph.init('bench/near')")
-    run(conn, FILL.format(table='"bench/near".t', rows=rows))
-    run(conn, 'alter table "bench/near".t add primary key (id)')
-    base = run(conn, "select splitgraph.commit('bench/near')")[0][0]
+    base = fill_and_commit(conn, "bench/near", rows)
 
-    def change(stem):
-        run(conn, f"create table public.{stem} as select (random() * ({rows} - 1))::int + 1 as id "
-                  f"from generate_series(1, {changes * 2}) group by 1 limit {changes}")
-        run(conn, f'update "bench/near".t t set value = t.value + 1 from public.{stem} c where c.id = t.id')
-        return run(conn, "select splitgraph.commit('bench/near')")[0][0]
-
-    child = change("changed_child")
-    grandchild = change("changed_grandchild")
+    child = commit_random_changes(conn, "bench/near", "changed_child", rows, changes)
+    grandchild = commit_random_changes(conn, "bench/near", "changed_grandchild", rows, changes)
     run(conn, "select splitgraph.tag('bench/near', %s, 'back')", child)
     run(conn, "select splitgraph.branch('bench/near', 'other', %s)", base)
     run(conn, "select splitgraph.checkout('bench/near', 'other')")
-    sibling = change("changed_sibling")
+    sibling = commit_random_changes(conn, "bench/near", "changed_sibling", rows, changes)
     run(conn, "select splitgraph.checkout('bench/near', %s)", grandchild)
     settle(conn)
     first.ours.append(timed(conn, "select splitgraph.checkout('bench/near', 'back')")[0])
@@ -361,19 +363,10 @@ def bench_nearby_floor(conn, repeat, changes=10000):
     ours = Measure("nearby checkout vs in-place UPDATE", None, "UPDATE of the rows in place")
     limit = Measure("in-place UPDATE vs CTAS of the rows", None, f"CTAS of the {changes} rows")
     rows = 1_000_000
-    run(conn, "select splitgraph.init('bench/floor')")
-    run(conn, FILL.format(table='"bench/floor".t', rows=rows))
-    run(conn, 'alter table "bench/floor".t add primary key (id)')
-    base = run(conn, "select splitgraph.commit('bench/floor')")[0][0]
+    base = fill_and_commit(conn, "bench/floor", rows)
 
-    def change(stem):
-        run(conn, f"create table public.{stem} as select (random() * ({rows} - 1))::int + 1 as id "
-                  f"from generate_series(1, {changes * 2}) group by 1 limit {changes}")
-        run(conn, f'update "bench/floor".t t set value = t.value + 1 from public.{stem} c where c.id = t.id')
-        return run(conn, "select splitgraph.commit('bench/floor')")[0][0]
-
-    child = change("floor_child")
-    grandchild = change("floor_grandchild")
+    child = commit_random_changes(conn, "bench/floor", "floor_child", rows, changes)
+    grandchild = commit_random_changes(conn, "bench/floor", "floor_grandchild", rows, changes)
     run(conn, "select splitgraph.checkout('bench/floor', %s)", child)
     # the image's rows of the keys the switch writes, at hand for the UPDATE
     run(conn, 'create table public.floor_rows as select t.* from "bench/floor".t t join public.floor_grandchild '
@@ -381,7 +374,7 @@ def bench_nearby_floor(conn, repeat, changes=10000):
     run(conn, "alter table public.floor_rows add primary key (id)")
     run(conn, "select splitgraph.branch('bench/floor', 'other', %s)", base)
     run(conn, "select splitgraph.checkout('bench/floor', 'other')")
-    change("floor_sibling")
+    commit_random_changes(conn, "bench/floor", "floor_sibling", rows, changes)
     for i in range(repeat):
         copy = fastest(conn, ['create table public.copy as select t.* from "bench/floor".t t '
                               "join public.floor_grandchild c using (id)"])
@@ -520,10 +513,7 @@ def bench_merge(conn, repeat, changes=10000):
     for i in range(repeat):
         for rows, disjoint, target in ((1_000_000, True, merge.ours), (100_000, True, scale.limit),
                                        (1_000_000, False, overlapping.ours)):
-            run(conn, "select splitgraph.init('bench/merge')")
-            run(conn, FILL.format(table='"bench/merge".t', rows=rows))
-            run(conn, 'alter table "bench/merge".t add primary key (id)')
-            run(conn, "select splitgraph.commit('bench/merge')")
+            fill_and_commit(conn, "bench/merge", rows)
             run(conn, "select splitgraph.branch('bench/merge', 'dev')")
             # each branch updates `changes` random rows: different ones, or chosen independently
             run(conn, f"create table public.picked as select id, row_number() over (order by random()) as n "
@@ -973,10 +963,7 @@ def bench_mount(conn, rows, repeat, deltas=20, changes=10000):
     before it (a commit prepares nothing for reads). The second set's first mount prepares the chunks (once per
     object) and squashes its delta. The third set shares those chunks, prepared by then: its "first" mount builds
     only the squash of its deltas (the one the copy was built from is dropped once the copy exists)."""
-    run(conn, "select splitgraph.init('bench/mount')")
-    run(conn, FILL.format(table='"bench/mount".t', rows=rows))
-    run(conn, 'alter table "bench/mount".t add primary key (id)')
-    run(conn, "select splitgraph.commit('bench/mount')")
+    fill_and_commit(conn, "bench/mount", rows)
     for n in range(deltas):
         run(conn, f"""update "bench/mount".t t set value = t.value + 1 from (
                           select (random() * ({rows} - 1))::int + 1 as id from generate_series(1, {changes * 2})
