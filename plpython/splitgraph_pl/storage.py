@@ -184,14 +184,20 @@ def record_locations(plpy, namespace, object_ids):
            list(object_ids), f"{namespace}/" if namespace else "", PROTOCOL)
 
 
+def _folder(key):
+    """A key's prefix up to its last "/" ("" for none): the namespace's folder of an object's key."""
+    return key[:key.rindex("/") + 1] if "/" in key else ""
+
+
 def listed_keys(client, bucket, keys, page=LIST_PAGE):
     """Which of `keys` (sorted, all with the same prefix up to their last "/") the bucket holds, by listing the
     bucket from the first key not yet decided: a key absent from a listing that passes it is not in the bucket.
-    A listing restarts at the next undecided key after each page (`page` keys), so it costs at most one request
-    per key, and one in all when the keys are the namespace's last ones (a push's new objects). Each listing
+    A listing restarts at the next undecided key after each page (`page` keys), so, while the bucket holds only
+    keys of objects, it costs at most one request per key, and one in all when the keys are the namespace's last
+    ones (a push's new objects). Each listing
     starts after the last name listed before, when that lies past the undecided key's start: a bucket holding
     other names (written there by other means) between two keys costs listings, never a listing again."""
-    prefix = keys[0][:keys[0].rindex("/") + 1] if "/" in keys[0] else None
+    prefix = _folder(keys[0]) or None
     found, i, last = set(), 0, None
     while i < len(keys):
         listed = 0
@@ -221,7 +227,7 @@ def _in_bucket(plpy, config, keys):
     client = _client(plpy, config)
     by_prefix = {}
     for key in sorted(set(keys)):
-        by_prefix.setdefault(key[:key.rindex("/") + 1] if "/" in key else "", []).append(key)
+        by_prefix.setdefault(_folder(key), []).append(key)
     runs = []
     for group in by_prefix.values():
         n = max(1, min(STAT_THREADS, len(group) // LIST_RUN))
