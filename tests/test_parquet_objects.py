@@ -9,7 +9,7 @@ import duckdb
 import psycopg2
 import pytest
 
-from conftest import sql, value
+from conftest import fails, sql, value
 from support import driver  # noqa: E402
 from support.security import object_dump
 
@@ -310,3 +310,18 @@ def test_duckdb_reads_the_same_rows(conn, source, tmp_path):
     assert described["i8"] == "BIGINT" and described["ts"] == "TIMESTAMP" and described["u"] == "UUID"
     assert described["n"] == "DECIMAL(12,4)" and described["tstz"].startswith("TIMESTAMP WITH TIME ZONE")
     assert described["r"] == "VARCHAR" and described["sg_ud_flag"] == "BOOLEAN"
+
+
+def test_a_plain_role_dumps_objects_only_as_dump_object_lets_it(conn, source, roles):
+    """dump_parquet_objects runs as the extension's owner: a LOGIN role that is not a superuser gets exactly what
+    dump_object gives it (every role may read objects), a bounded number at a time, and nothing for an id that
+    names no stored object, such as a table of its own named like one."""
+    alice = roles.new("pqalice")
+    mine = value(alice.conn, "select splitgraph_internal.dump_parquet_objects(%s::text[])", [source["base"]])
+    assert [bytes(d) for d in mine] == [bytes(value(conn, "select splitgraph.dump_object(%s, 'parquet')",
+                                                    source["base"]))]
+    fails(alice.conn, "select splitgraph_internal.dump_parquet_objects(%s::text[])", [source["base"]] * 129,
+          sqlstate="54000")
+    forged = "o" + "7" * 62
+    sql(alice.conn, f'create table {alice.schema}."{forged}" (secret text)')
+    fails(alice.conn, "select splitgraph_internal.dump_parquet_objects(%s::text[])", [forged], sqlstate="42704")
