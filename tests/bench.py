@@ -353,6 +353,66 @@ def bench_nearby_checkout(conn, repeat, changes=10000):
     return measures + [first]
 
 
+def bench_snapshot_floor(conn, rows, repeat, chunk_size=10000):
+    """For information: the least a snapshot commit of `rows` rows can cost on this machine beside its limit (CREATE
+    TABLE AS + primary key), given the work its hash scheme and storage require: hashing every row (sha256 of its
+    text, the 16 lane sums per chunk, grouped by chunk as the commit groups them; without the range index, so it
+    is a lower bound) and copying each chunk of `chunk_size` rows into its own table by key range (as the commit
+    copies a table stored in key order), each timed alone on one core (no parallel worker, the copy rolled back).
+    With two cores shared perfectly the two take at least half their sum: that is the floor, and the commit of the
+    same rows is timed beside it."""
+    sys.path.insert(0, str(ROOT / "plpython"))
+    from splitgraph_pl import hashing  # the same SQL for the lane sums as the commit's
+
+    hashed = Measure("snapshot floor: hashing, one core", None, "CTAS + primary key")
+    copied = Measure("snapshot floor: chunk copy, one core", None, "CTAS + primary key")
+    floor = Measure("snapshot floor: both on two cores", None, "CTAS + primary key")
+    commit = Measure("snapshot floor: commit vs that floor", None, "the floor")
+    run(conn, FILL.format(table="public.source", rows=rows))
+    run(conn, "alter table public.source add primary key (id)")
+    run(conn, "vacuum analyze public.source")
+    bounds = [r[0] for r in run(conn, f"""select id from (select id, row_number() over (order by id) as n
+                                           from public.source) s where (n - 1) % {chunk_size} = 0 order by id""")]
+    chunk = f"pg_catalog.width_bucket(t.id, array{bounds}::integer[]) - 1"
+    digest = "pg_catalog.sha256(pg_catalog.convert_to(row(t.id, t.md5, t.value, t.at)::text, 'UTF8'))"
+    hash_query = (f"select s.g, count(*), {hashing.lane_sums_sql('s.h', 'l')} from (select {chunk} as g, "
+                  f"{digest} as h, pg_catalog.clock_timestamp() as o from public.source t) s group by s.g")
+    copies = ";\n".join(
+        f"create table public.chunk_{i} as select t.id, t.md5, t.value, t.at, true as sg_ud_flag "
+        f"from public.source t where t.id >= {low}" + (f" and t.id < {bounds[i + 1]}" if i + 1 < len(bounds) else "")
+        for i, low in enumerate(bounds))
+    for i in range(repeat):
+        limit = fastest(conn, ["create table public.copy as select * from public.source",
+                               "alter table public.copy add primary key (id)"])
+        run(conn, "set max_parallel_workers_per_gather = 0")
+        settle(conn)
+        hash_s = timed(conn, hash_query)[0]
+        run(conn, "begin")
+        run(conn, "set local enable_seqscan = off")
+        run(conn, "set local enable_bitmapscan = off")
+        settle(conn)
+        copy_s = timed(conn, copies)[0]
+        run(conn, "rollback")
+        run(conn, "reset max_parallel_workers_per_gather")
+        run(conn, "select splitgraph.init('bench/snapfloor')")
+        run(conn, 'create table "bench/snapfloor".t as select * from public.source')
+        run(conn, 'alter table "bench/snapfloor".t add primary key (id)')
+        run(conn, 'vacuum analyze "bench/snapfloor".t')
+        settle(conn)
+        commit_s = timed(conn, "select splitgraph.commit('bench/snapfloor')")[0]
+        run(conn, "select splitgraph.rm('bench/snapfloor', force => true)")
+        run(conn, "select splitgraph.cleanup()")
+        for m, ours in ((hashed, hash_s), (copied, copy_s), (floor, (hash_s + copy_s) / 2)):
+            m.ours.append(ours)
+            m.limit.append(limit)
+        commit.ours.append(commit_s)
+        commit.limit.append((hash_s + copy_s) / 2)
+        print(f"  round {i + 1}/{repeat}: hashing {hash_s:.3f}s, copy {copy_s:.3f}s, commit {commit_s:.3f}s / "
+              f"CTAS + key {limit:.3f}s", flush=True)
+    run(conn, "drop table public.source")
+    return [hashed, copied, floor, commit]
+
+
 def bench_nearby_floor(conn, repeat, changes=10000):
     """For information: what the nearby checkout to the tag one commit back (bench_nearby_checkout's setup and its
     first case) costs beside the least any in-place switch must do in the same table: a plain `UPDATE` of the same
@@ -1002,7 +1062,7 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark cluster's folder")
-    parser.add_argument("--only", choices=PARTS + ["memory", "trackfloor", "nearbyfloor"], action="append",
+    parser.add_argument("--only", choices=PARTS + ["memory", "trackfloor", "nearbyfloor", "snapfloor"], action="append",
                         help="run only these parts (default: all)")
     args = parser.parse_args()
 
@@ -1026,6 +1086,8 @@ def main():
             results = []
             if "snapshot" in parts:
                 results += bench_commit_checkout(conn, args.rows, args.repeat)
+            if "snapfloor" in parts:  # not in PARTS: for information
+                results += bench_snapshot_floor(conn, args.rows, args.repeat)
             if "tracking" in parts:
                 results += bench_tracked_writes(conn, args.repeat)
             if "trackfloor" in parts:  # not in PARTS: for information, run it with --only trackfloor
