@@ -421,24 +421,27 @@ def _clustered(plpy, schema, table, cols, source):
                           schema, table, first.name, CLUSTERED))
 
 
-
-
 def _copy_ranges(plpy, source, cols, bounds, names):
     """Copy each chunk of `source` (a table ordered_by_index and _clustered) into its own table: chunk i (of
     bounds, in chunk order) into splitgraph_meta.names[i], as CREATE TABLE AS of the rows of its key range read
     through the key index (no row is routed, and a new table is written the cheapest way). Chunks whose name is
     None are not copied."""
+    with db.settings(plpy, WALK):
+        _execute_in_batches(plpy, _range_copies(source, cols, bounds, names))
+
+
+def _range_copies(source, cols, bounds, names, schema=META):
+    """The statements of _copy_ranges: CREATE TABLE schema.names[i] AS the rows of chunk i's key range."""
     statements = []
     for i, name in enumerate(names):
         if name is None:
             continue
         where = [_key_compared(cols, ">=", bounds[i])] if i > 0 else []
         where += [_key_compared(cols, "<", bounds[i + 1])] if i < len(bounds) - 1 else []
-        statements.append(f"create table {META}.{ident(name)} as select "
+        statements.append(f"create table {schema}.{ident(name)} as select "
                           f"{tbl.select_list(tbl.stored_list(cols, 't.'), f'true as {FLAG_COLUMN}')} from {source} t"
                           + (" where " + " and ".join(where) if where else ""))
-    with db.settings(plpy, WALK):
-        _execute_in_batches(plpy, statements)
+    return statements
 
 
 def _chunk_bounds(plpy, source, cols, chunk_size):
@@ -514,6 +517,13 @@ def _new_chunks(plpy, objects):
     return new
 
 
+def _chunk_number(key, bounds):
+    """The number of the chunk a row t falls in (from 0), by its one key column `key`, found by binary search over
+    the chunk bounds (SQL literals of each chunk's first key)."""
+    first_keys = "array[" + ", ".join(b[0] for b in bounds) + f"]::{key.storage}[]"
+    return f"pg_catalog.width_bucket({key.order_expr('t.')}, {first_keys}) - 1"
+
+
 def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec, second=None, count=None,
                        bounds=None, clustered=False):
     """Tables with a primary key. With a one-column key, the source is hashed first (in parallel, each row's
@@ -526,8 +536,7 @@ def _store_partitioned(plpy, source, cols, chunk_size, namespace, bloom_spec, se
     key = tbl.key_columns(cols)
     bounds = bounds if bounds is not None else _chunk_bounds(plpy, source, cols, chunk_size)
     if len(key) == 1:
-        first_keys = "array[" + ", ".join(b[0] for b in bounds) + f"]::{key[0].storage}[]"
-        chunk_of = f"pg_catalog.width_bucket({key[0].order_expr('t.')}, {first_keys}) - 1"
+        chunk_of = _chunk_number(key[0], bounds)
         if second is not None and count is not None and second.send(
                 plpy, _hash_query(source, cols, group=chunk_of), HASH_COLUMNS, lock=source):
             if clustered:
