@@ -355,14 +355,14 @@ def bench_nearby_checkout(conn, repeat, changes=10000):
 
 def bench_snapshot_floor(conn, rows, repeat, chunk_size=10000):
     """For information: the least a snapshot commit of `rows` rows can cost on this machine beside its limit (CREATE
-    TABLE AS + primary key), given the work its hash scheme and storage require: hashing every row (sha256 of its
-    text, the 16 lane sums per chunk, grouped by chunk as the commit groups them; without the range index, so it
-    is a lower bound) and copying each chunk of `chunk_size` rows into its own table by key range (as the commit
-    copies a table stored in key order), each timed alone on one core (no parallel worker, the copy rolled back).
-    With two cores shared perfectly the two take at least half their sum: that is the floor, and the commit of the
-    same rows is timed beside it."""
+    TABLE AS + primary key), given the work its hash scheme and storage require: hashing every row and copying each
+    chunk of `chunk_size` rows into its own table by key range, each with the commit's own statements (from the
+    extension's builders: the hash grouped by chunk, range index included; one CREATE TABLE AS per chunk) and
+    timed alone on one core (no parallel worker, the copy rolled back). With two cores shared perfectly the two
+    take at least half their sum: that is the floor, and the commit of the same rows is timed beside it."""
     sys.path.insert(0, str(ROOT / "plpython"))
-    from splitgraph_pl import hashing  # the same SQL for the lane sums as the commit's
+    from splitgraph_pl import fragments
+    from splitgraph_pl import tables as tbl
 
     hashed = Measure("snapshot floor: hashing, one core", None, "CTAS + primary key")
     copied = Measure("snapshot floor: chunk copy, one core", None, "CTAS + primary key")
@@ -371,16 +371,17 @@ def bench_snapshot_floor(conn, rows, repeat, chunk_size=10000):
     run(conn, FILL.format(table="public.source", rows=rows))
     run(conn, "alter table public.source add primary key (id)")
     run(conn, "vacuum analyze public.source")
-    bounds = [r[0] for r in run(conn, f"""select id from (select id, row_number() over (order by id) as n
-                                           from public.source) s where (n - 1) % {chunk_size} = 0 order by id""")]
-    chunk = f"pg_catalog.width_bucket(t.id, array{bounds}::integer[]) - 1"
-    digest = "pg_catalog.sha256(pg_catalog.convert_to(row(t.id, t.md5, t.value, t.at)::text, 'UTF8'))"
-    hash_query = (f"select s.g, count(*), {hashing.lane_sums_sql('s.h', 'l')} from (select {chunk} as g, "
-                  f"{digest} as h, pg_catalog.clock_timestamp() as o from public.source t) s group by s.g")
-    copies = ";\n".join(
-        f"create table public.chunk_{i} as select t.id, t.md5, t.value, t.at, true as sg_ud_flag "
-        f"from public.source t where t.id >= {low}" + (f" and t.id < {bounds[i + 1]}" if i + 1 < len(bounds) else "")
-        for i, low in enumerate(bounds))
+    # FILL's columns as the commit sees them (types as stored, which of them the range index covers)
+    cols = [tbl.Column(1, "id", "integer", True, ranged=True),
+            tbl.Column(2, "md5", "text", False, collatable=True, ranged=True),
+            tbl.Column(3, "value", "double precision", False, ranged=True),
+            tbl.Column(4, "at", "timestamp with time zone", False, ranged=True)]
+    bounds = [[str(r[0])] for r in run(conn, f"""select id from (select id, row_number() over (order by id) as n
+                                                from public.source) s where (n - 1) % {chunk_size} = 0 order by id""")]
+    source = "only public.source"
+    hash_query = fragments._hash_query(source, cols, group=fragments._chunk_number(cols[0], bounds))
+    copies = ";\n".join(fragments._range_copies(source, cols, bounds, [f"chunk_{i}" for i in range(len(bounds))],
+                                                schema="public"))
     for i in range(repeat):
         limit = fastest(conn, ["create table public.copy as select * from public.source",
                                "alter table public.copy add primary key (id)"])
@@ -388,8 +389,8 @@ def bench_snapshot_floor(conn, rows, repeat, chunk_size=10000):
         settle(conn)
         hash_s = timed(conn, hash_query)[0]
         run(conn, "begin")
-        run(conn, "set local enable_seqscan = off")
-        run(conn, "set local enable_bitmapscan = off")
+        for setting, value in fragments.WALK.items():  # as the commit copies
+            run(conn, f"set local {setting} = {value}")
         settle(conn)
         copy_s = timed(conn, copies)[0]
         run(conn, "rollback")
